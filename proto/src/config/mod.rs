@@ -1,0 +1,251 @@
+//! The cluster configuration (`lb.toml`, also YAML or JSON) as validated types.
+//! Words follow HAProxy's so an operator's knowledge carries over. Parse with
+//! [`ClusterConfig::parse`]; every mistake in a document is reported at once.
+
+mod duration;
+mod error;
+mod parse;
+mod tree;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use duration::parse_duration;
+pub use error::{ConfigError, ConfigErrors};
+
+/// The document formats a cluster config may be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// TOML (the default; errors carry lines for every value).
+    Toml,
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+impl Format {
+    /// The format a file name's extension names (`.yaml`/`.yml`, `.json`, else TOML).
+    pub fn from_path(path: &str) -> Format {
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+            Format::Yaml
+        } else if lower.ends_with(".json") {
+            Format::Json
+        } else {
+            Format::Toml
+        }
+    }
+}
+
+/// A validated cluster configuration: what every node applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    /// Process-wide limits (`[global]`).
+    pub global: Global,
+    /// Frontends by name.
+    pub frontends: BTreeMap<String, Frontend>,
+    /// Backends by name.
+    pub backends: BTreeMap<String, Backend>,
+}
+
+impl ClusterConfig {
+    /// Parses and validates a document, returning every error found.
+    pub fn parse(text: &str, format: Format) -> Result<ClusterConfig, ConfigErrors> {
+        parse::parse(text, format)
+    }
+}
+
+/// `[global]`: process-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Global {
+    /// Most concurrent client connections over all frontends. `None`: derived
+    /// from the open-file limit at run time, as HAProxy does.
+    pub maxconn: Option<u32>,
+}
+
+/// Proxy mode of a frontend or backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    /// Layer 4: a full-duplex TCP relay.
+    Tcp,
+    /// Layer 7: HTTP/1.1 (not served yet by this version).
+    Http,
+}
+
+/// A frontend: where clients connect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frontend {
+    /// The frontend's name.
+    pub name: String,
+    /// Listening addresses (IPv4 and IPv6).
+    pub bind: Vec<SocketAddr>,
+    /// Proxy mode.
+    pub mode: Mode,
+    /// Backend used for every connection.
+    pub default_backend: String,
+    /// Most concurrent connections; the excess waits in the kernel's listen queue.
+    pub maxconn: u32,
+    /// Client-side inactivity timeout (`None`: no limit).
+    pub timeout_client: Option<Duration>,
+}
+
+/// Balance algorithm of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Balance {
+    /// Weighted turns; weights may change at run time (slow start).
+    RoundRobin,
+    /// Weighted turns with the configured weights only.
+    StaticRr,
+    /// Fewest connections per weight; round robin among ties.
+    LeastConn,
+    /// First server (in declaration order) with a free connection slot.
+    First,
+    /// Hash of the client's IP address over the running servers' weights.
+    Source,
+    /// Power of two random choices, weighted; the less loaded of the two.
+    Random,
+}
+
+/// The timeouts that apply to a backend's connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendTimeouts {
+    /// Most time for a server connect to succeed.
+    pub connect: Option<Duration>,
+    /// Server-side inactivity timeout.
+    pub server: Option<Duration>,
+    /// Most time a connection waits in the queue for a server slot
+    /// (defaults to `connect`, as HAProxy).
+    pub queue: Option<Duration>,
+    /// Inactivity timeout in both directions once relaying; supersedes
+    /// `client` and `server` in TCP mode when set.
+    pub tunnel: Option<Duration>,
+    /// Extra time a health check may take after connecting (`None`: `inter`).
+    pub check: Option<Duration>,
+}
+
+/// A backend: a set of servers and how to choose between them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backend {
+    /// The backend's name.
+    pub name: String,
+    /// Proxy mode.
+    pub mode: Mode,
+    /// Balance algorithm.
+    pub balance: Balance,
+    /// Connect attempts after the first failure.
+    pub retries: u32,
+    /// Whether the last retry may go to another server.
+    pub redispatch: bool,
+    /// Whether all backup servers share the load (not only the first).
+    pub allbackups: bool,
+    /// Timeouts.
+    pub timeout: BackendTimeouts,
+    /// Active health check method for servers with `check`.
+    pub health_check: HealthCheck,
+    /// Servers in declaration order (their position is their id for `first`).
+    pub servers: Vec<Server>,
+}
+
+/// How an active health check probes a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HealthCheck {
+    /// A TCP connect succeeds.
+    Tcp,
+    /// An HTTP request gets an expected status.
+    Http {
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+        /// `Host` header, if any.
+        host: Option<String>,
+        /// Expected statuses; empty means any 2xx or 3xx.
+        expect_status: Vec<u16>,
+    },
+}
+
+/// Passive health observation of real traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Observe {
+    /// Connect success and failure.
+    Layer4,
+    /// HTTP responses (HTTP backends).
+    Layer7,
+}
+
+/// What to do when `error_limit` consecutive errors were observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnError {
+    /// Check at `fastinter` from now on.
+    FastInter,
+    /// Count as one failed check (and check at `fastinter`).
+    FailCheck,
+    /// One more failed check marks the server down.
+    SuddenDeath,
+    /// Mark the server down at once.
+    MarkDown,
+}
+
+/// Health check settings of one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckParams {
+    /// Interval between checks while up.
+    pub inter: Duration,
+    /// Interval while changing state (defaults to `inter`).
+    pub fastinter: Duration,
+    /// Interval while down (defaults to `inter`).
+    pub downinter: Duration,
+    /// Consecutive successes to go up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+}
+
+/// A server of a backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Server {
+    /// The server's name, unique in its backend.
+    pub name: String,
+    /// Where to connect.
+    pub address: SocketAddr,
+    /// Relative share of the load, 0–256 (0: only sticky traffic).
+    pub weight: u32,
+    /// Most concurrent connections (0: no limit); the excess is queued.
+    pub maxconn: u32,
+    /// Used only when no non-backup server is up.
+    pub backup: bool,
+    /// Active health checks, when `check = true`.
+    pub check: Option<CheckParams>,
+    /// Passive health observation.
+    pub observe: Option<Observe>,
+    /// Consecutive observed errors that trigger `on_error`.
+    pub error_limit: u32,
+    /// Action after `error_limit` observed errors.
+    pub on_error: OnError,
+    /// After recovering, ramp weight and maxconn up over this time.
+    pub slowstart: Option<Duration>,
+}
+
+/// Defaults as HAProxy's.
+pub mod defaults {
+    use std::time::Duration;
+    /// `inter`.
+    pub const INTER: Duration = Duration::from_secs(2);
+    /// `rise`.
+    pub const RISE: u32 = 2;
+    /// `fall`.
+    pub const FALL: u32 = 3;
+    /// `weight`.
+    pub const WEIGHT: u32 = 1;
+    /// Largest `weight`.
+    pub const MAX_WEIGHT: u32 = 256;
+    /// `error_limit`.
+    pub const ERROR_LIMIT: u32 = 10;
+    /// `retries`.
+    pub const RETRIES: u32 = 3;
+    /// A frontend's `maxconn` when neither it nor `[defaults]` sets one.
+    pub const FRONTEND_MAXCONN: u32 = 10_000;
+}

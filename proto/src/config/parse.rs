@@ -1,0 +1,779 @@
+//! Turns a document tree into a validated [`ClusterConfig`], collecting every
+//! error with its path and line instead of stopping at the first.
+
+use super::tree::{self, Entry, Item, Val};
+use super::*;
+use std::collections::BTreeSet;
+
+pub(crate) fn parse(text: &str, format: Format) -> Result<ClusterConfig, ConfigErrors> {
+    let root = tree::load(text, format)?;
+    let mut cx = Cx::default();
+    let config = build(&mut cx, &root);
+    if cx.errors.is_empty() {
+        Ok(config.expect("no errors means a config was built"))
+    } else {
+        cx.errors.sort_by_key(|e| e.line.unwrap_or(u32::MAX));
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+#[derive(Default)]
+struct Cx {
+    errors: Vec<ConfigError>,
+}
+
+impl Cx {
+    fn err(&mut self, path: &str, line: Option<u32>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.to_string(),
+            line,
+            message: message.into(),
+        });
+    }
+}
+
+/// A table being read: remembers which keys were asked for, so that the rest
+/// can be reported as unknown, with a suggestion.
+struct Tbl<'a> {
+    path: String,
+    line: Option<u32>,
+    entries: &'a [Entry],
+    used: Vec<bool>,
+    known: Vec<&'static str>,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl<'a> Tbl<'a> {
+    fn new(cx: &mut Cx, path: &str, item: &'a Item) -> Option<Tbl<'a>> {
+        match &item.val {
+            Val::Table(entries) => Some(Tbl {
+                path: path.to_string(),
+                line: item.line,
+                entries,
+                used: vec![false; entries.len()],
+                known: Vec::new(),
+            }),
+            other => {
+                cx.err(
+                    path,
+                    item.line,
+                    format!("expected a table, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// The value under `key`, with its path.
+    fn get(&mut self, key: &'static str) -> Option<(String, &'a Item)> {
+        self.known.push(key);
+        let i = self.entries.iter().position(|e| e.key == key)?;
+        self.used[i] = true;
+        let e = &self.entries[i];
+        Some((join(&self.path, key), &e.item))
+    }
+
+    /// Reports every key that nothing asked for.
+    fn finish(self, cx: &mut Cx) {
+        for (e, used) in self.entries.iter().zip(&self.used) {
+            if *used {
+                continue;
+            }
+            let hint = match closest(&e.key, &self.known) {
+                Some(k) => format!(" (did you mean `{k}`?)"),
+                None => format!(" (expected one of: {})", self.known.join(", ")),
+            };
+            cx.err(
+                &join(&self.path, &e.key),
+                e.key_line.or(e.item.line).or(self.line),
+                format!("unknown key `{}`{hint}", e.key),
+            );
+        }
+    }
+
+    fn str(&mut self, cx: &mut Cx, key: &'static str) -> Option<(String, Option<u32>, &'a str)> {
+        let (path, item) = self.get(key)?;
+        match &item.val {
+            Val::Str(s) => Some((path, item.line, s.as_str())),
+            other => {
+                cx.err(
+                    &path,
+                    item.line,
+                    format!("expected a string, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, cx: &mut Cx, key: &'static str) -> Option<bool> {
+        let (path, item) = self.get(key)?;
+        match &item.val {
+            Val::Bool(b) => Some(*b),
+            other => {
+                cx.err(
+                    &path,
+                    item.line,
+                    format!("expected true or false, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn uint(&mut self, cx: &mut Cx, key: &'static str, min: u32, max: u32) -> Option<u32> {
+        let (path, item) = self.get(key)?;
+        match &item.val {
+            Val::Int(i) if (min as i64..=max as i64).contains(i) => Some(*i as u32),
+            Val::Int(i) => {
+                cx.err(
+                    &path,
+                    item.line,
+                    format!("{i} is out of range {min}..={max}"),
+                );
+                None
+            }
+            other => {
+                cx.err(
+                    &path,
+                    item.line,
+                    format!("expected an integer, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, cx: &mut Cx, key: &'static str) -> Option<Duration> {
+        let (path, item) = self.get(key)?;
+        match &item.val {
+            Val::Str(s) => match parse_duration(s) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    cx.err(&path, item.line, e);
+                    None
+                }
+            },
+            Val::Int(ms) if *ms >= 0 => Some(Duration::from_millis(*ms as u64)),
+            other => {
+                cx.err(
+                    &path,
+                    item.line,
+                    format!("expected a duration such as \"2s\", found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A keyword out of `choices`.
+    fn choice<T: Copy>(
+        &mut self,
+        cx: &mut Cx,
+        key: &'static str,
+        choices: &[(&str, T)],
+    ) -> Option<T> {
+        let (path, line, s) = self.str(cx, key)?;
+        match choices.iter().find(|(name, _)| *name == s) {
+            Some((_, v)) => Some(*v),
+            None => {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                cx.err(
+                    &path,
+                    line,
+                    format!(
+                        "unknown value {s:?} (expected one of: {})",
+                        names.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The known key nearest to `key` by edit distance, if it is near enough.
+fn closest(key: &str, known: &[&'static str]) -> Option<&'static str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+const MODES: &[(&str, Mode)] = &[("tcp", Mode::Tcp), ("http", Mode::Http)];
+const BALANCES: &[(&str, Balance)] = &[
+    ("roundrobin", Balance::RoundRobin),
+    ("static-rr", Balance::StaticRr),
+    ("leastconn", Balance::LeastConn),
+    ("first", Balance::First),
+    ("source", Balance::Source),
+    ("random", Balance::Random),
+];
+const OBSERVES: &[(&str, Observe)] = &[("layer4", Observe::Layer4), ("layer7", Observe::Layer7)];
+const ON_ERRORS: &[(&str, OnError)] = &[
+    ("fastinter", OnError::FastInter),
+    ("fail-check", OnError::FailCheck),
+    ("sudden-death", OnError::SuddenDeath),
+    ("mark-down", OnError::MarkDown),
+];
+
+/// Settings from `[defaults]` that frontends and backends inherit.
+struct Defaults {
+    mode: Mode,
+    maxconn: Option<u32>,
+    retries: u32,
+    redispatch: bool,
+    allbackups: bool,
+    balance: Balance,
+    timeouts: RawTimeouts,
+}
+
+#[derive(Default, Clone)]
+struct RawTimeouts {
+    connect: Option<Duration>,
+    client: Option<Duration>,
+    server: Option<Duration>,
+    queue: Option<Duration>,
+    tunnel: Option<Duration>,
+    check: Option<Duration>,
+}
+
+fn timeouts(cx: &mut Cx, t: &mut Tbl, allowed: &[&'static str], base: &RawTimeouts) -> RawTimeouts {
+    let mut out = base.clone();
+    let Some((path, item)) = t.get("timeout") else {
+        return out;
+    };
+    let Some(mut tt) = Tbl::new(cx, &path, item) else {
+        return out;
+    };
+    for key in allowed {
+        let v = tt.duration(cx, key);
+        let slot = match *key {
+            "connect" => &mut out.connect,
+            "client" => &mut out.client,
+            "server" => &mut out.server,
+            "queue" => &mut out.queue,
+            "tunnel" => &mut out.tunnel,
+            "check" => &mut out.check,
+            _ => unreachable!("timeout keys are listed above"),
+        };
+        if v.is_some() {
+            *slot = v;
+        }
+    }
+    tt.finish(cx);
+    out
+}
+
+const ALL_TIMEOUTS: &[&str] = &["connect", "client", "server", "queue", "tunnel", "check"];
+const FRONTEND_TIMEOUTS: &[&str] = &["client"];
+const BACKEND_TIMEOUTS: &[&str] = &["connect", "server", "queue", "tunnel", "check"];
+
+fn build(cx: &mut Cx, root: &Item) -> Option<ClusterConfig> {
+    let mut top = Tbl::new(cx, "", root)?;
+
+    let mut global = Global { maxconn: None };
+    if let Some((path, item)) = top.get("global") {
+        if let Some(mut g) = Tbl::new(cx, &path, item) {
+            global.maxconn = g.uint(cx, "maxconn", 1, 10_000_000);
+            g.finish(cx);
+        }
+    }
+
+    let mut defaults = Defaults {
+        mode: Mode::Tcp,
+        maxconn: None,
+        retries: defaults::RETRIES,
+        redispatch: false,
+        allbackups: false,
+        balance: Balance::RoundRobin,
+        timeouts: RawTimeouts::default(),
+    };
+    if let Some((path, item)) = top.get("defaults") {
+        if let Some(mut d) = Tbl::new(cx, &path, item) {
+            defaults.mode = d.choice(cx, "mode", MODES).unwrap_or(defaults.mode);
+            defaults.maxconn = d.uint(cx, "maxconn", 1, 10_000_000);
+            defaults.retries = d.uint(cx, "retries", 0, 100).unwrap_or(defaults.retries);
+            defaults.redispatch = d.bool(cx, "redispatch").unwrap_or(false);
+            defaults.allbackups = d.bool(cx, "allbackups").unwrap_or(false);
+            defaults.balance = d
+                .choice(cx, "balance", BALANCES)
+                .unwrap_or(defaults.balance);
+            defaults.timeouts = timeouts(cx, &mut d, ALL_TIMEOUTS, &RawTimeouts::default());
+            d.finish(cx);
+        }
+    }
+
+    let mut backends = BTreeMap::new();
+    // Every declared backend with its mode, valid or not, so that a mistake
+    // inside a backend is not reported again at each frontend that names it.
+    let mut declared: BTreeMap<String, Mode> = BTreeMap::new();
+    if let Some((path, item)) = top.get("backends") {
+        if let Some(mut bt) = Tbl::new(cx, &path, item) {
+            for e in bt.entries {
+                let bpath = join(&path, &e.key);
+                check_name(cx, &bpath, e.key_line, &e.key);
+                let (mode, b) = backend(cx, &bpath, &e.key, &e.item, &defaults);
+                declared.insert(e.key.clone(), mode);
+                if let Some(b) = b {
+                    backends.insert(e.key.clone(), b);
+                }
+            }
+            bt.used.iter_mut().for_each(|u| *u = true);
+            bt.finish(cx);
+        }
+    }
+
+    let mut frontends = BTreeMap::new();
+    let mut binds_seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
+    if let Some((path, item)) = top.get("frontends") {
+        if let Some(mut ft) = Tbl::new(cx, &path, item) {
+            for e in ft.entries {
+                let fpath = join(&path, &e.key);
+                check_name(cx, &fpath, e.key_line, &e.key);
+                if let Some(f) =
+                    frontend(cx, &fpath, &e.key, &e.item, &defaults, &global, &declared)
+                {
+                    for addr in &f.bind {
+                        if let Some(other) = binds_seen.insert(*addr, e.key.clone()) {
+                            cx.err(
+                                &format!("{fpath}.bind"),
+                                e.item.line,
+                                format!("address {addr} is already bound by frontend {other:?}"),
+                            );
+                        }
+                    }
+                    frontends.insert(e.key.clone(), f);
+                }
+            }
+            ft.used.iter_mut().for_each(|u| *u = true);
+            ft.finish(cx);
+        }
+    }
+    top.finish(cx);
+
+    Some(ClusterConfig {
+        global,
+        frontends,
+        backends,
+    })
+}
+
+fn check_name(cx: &mut Cx, path: &str, line: Option<u32>, name: &str) {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    if !ok {
+        cx.err(
+            path,
+            line,
+            format!("invalid name {name:?}: use letters, digits, '_', '-', '.', ':'"),
+        );
+    }
+}
+
+fn addr(cx: &mut Cx, path: &str, line: Option<u32>, s: &str) -> Option<SocketAddr> {
+    match s.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            cx.err(
+                path,
+                line,
+                format!("invalid address {s:?}: expected IP:PORT, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\""),
+            );
+            None
+        }
+    }
+}
+
+fn frontend(
+    cx: &mut Cx,
+    path: &str,
+    name: &str,
+    item: &Item,
+    defaults: &Defaults,
+    global: &Global,
+    backends: &BTreeMap<String, Mode>,
+) -> Option<Frontend> {
+    let mut t = Tbl::new(cx, path, item)?;
+    let mut ok = true;
+    let mut bind = Vec::new();
+    match t.get("bind") {
+        None => {
+            cx.err(
+                &join(path, "bind"),
+                item.line,
+                "missing: a frontend needs at least one address",
+            );
+            ok = false;
+        }
+        Some((bpath, bitem)) => match &bitem.val {
+            Val::Str(s) => bind.extend(addr(cx, &bpath, bitem.line, s)),
+            Val::Array(items) if !items.is_empty() => {
+                for (i, it) in items.iter().enumerate() {
+                    let ipath = format!("{bpath}[{i}]");
+                    match &it.val {
+                        Val::Str(s) => match addr(cx, &ipath, it.line.or(bitem.line), s) {
+                            Some(a) if bind.contains(&a) => {
+                                cx.err(&ipath, it.line, format!("address {a} is listed twice"));
+                                ok = false;
+                            }
+                            Some(a) => bind.push(a),
+                            None => ok = false,
+                        },
+                        other => {
+                            cx.err(
+                                &ipath,
+                                it.line,
+                                format!("expected a string, found {}", other.kind()),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            other => {
+                cx.err(
+                    &bpath,
+                    bitem.line,
+                    format!(
+                        "expected an address or a list of addresses, found {}",
+                        other.kind()
+                    ),
+                );
+                ok = false;
+            }
+        },
+    }
+    let mode = t.choice(cx, "mode", MODES).unwrap_or(defaults.mode);
+    let maxconn = t
+        .uint(cx, "maxconn", 1, 10_000_000)
+        .or(defaults.maxconn)
+        .or(global.maxconn)
+        .unwrap_or(defaults::FRONTEND_MAXCONN);
+    let tos = timeouts(cx, &mut t, FRONTEND_TIMEOUTS, &defaults.timeouts);
+    let default_backend = match t.str(cx, "default_backend") {
+        Some((bpath, line, b)) => match backends.get(b) {
+            Some(be_mode) if *be_mode != mode => {
+                cx.err(&bpath, line, format!("backend {b:?} is in {be_mode:?} mode but this frontend is in {mode:?} mode"));
+                None
+            }
+            Some(_) => Some(b.to_string()),
+            None => {
+                cx.err(&bpath, line, format!("unknown backend {b:?}"));
+                None
+            }
+        },
+        None => {
+            cx.err(
+                &join(path, "default_backend"),
+                item.line,
+                "missing: name the backend that serves this frontend",
+            );
+            None
+        }
+    };
+    if mode == Mode::Http {
+        cx.err(
+            &join(path, "mode"),
+            item.line,
+            "mode \"http\" is not available yet in this version; use \"tcp\"",
+        );
+        ok = false;
+    }
+    t.finish(cx);
+    let default_backend = default_backend?;
+    ok.then(|| Frontend {
+        name: name.to_string(),
+        bind,
+        mode,
+        default_backend,
+        maxconn,
+        timeout_client: tos.client,
+    })
+}
+
+fn backend(
+    cx: &mut Cx,
+    path: &str,
+    name: &str,
+    item: &Item,
+    defaults: &Defaults,
+) -> (Mode, Option<Backend>) {
+    let Some(mut t) = Tbl::new(cx, path, item) else {
+        return (defaults.mode, None);
+    };
+    let mode = t.choice(cx, "mode", MODES).unwrap_or(defaults.mode);
+    let balance = t
+        .choice(cx, "balance", BALANCES)
+        .unwrap_or(defaults.balance);
+    let retries = t.uint(cx, "retries", 0, 100).unwrap_or(defaults.retries);
+    let redispatch = t.bool(cx, "redispatch").unwrap_or(defaults.redispatch);
+    let allbackups = t.bool(cx, "allbackups").unwrap_or(defaults.allbackups);
+    let tos = timeouts(cx, &mut t, BACKEND_TIMEOUTS, &defaults.timeouts);
+    let health_check = match t.get("health_check") {
+        Some((hpath, hitem)) => health_check(cx, &hpath, hitem),
+        None => Some(HealthCheck::Tcp),
+    };
+    let mut servers = Vec::new();
+    let mut ok = health_check.is_some();
+    if let Some((spath, sitem)) = t.get("servers") {
+        match &sitem.val {
+            Val::Array(items) => {
+                let mut names = BTreeSet::new();
+                for (i, it) in items.iter().enumerate() {
+                    let ipath = format!("{spath}[{i}]");
+                    match server(cx, &ipath, it, mode) {
+                        Some(s) => {
+                            if !names.insert(s.name.clone()) {
+                                cx.err(
+                                    &format!("{ipath}.name"),
+                                    it.line,
+                                    format!(
+                                        "duplicate server name {:?} in backend {name:?}",
+                                        s.name
+                                    ),
+                                );
+                                ok = false;
+                            }
+                            servers.push(s);
+                        }
+                        None => ok = false,
+                    }
+                }
+            }
+            other => {
+                cx.err(
+                    &spath,
+                    sitem.line,
+                    format!("expected an array of servers, found {}", other.kind()),
+                );
+                ok = false;
+            }
+        }
+    }
+    t.finish(cx);
+    if mode == Mode::Http {
+        cx.err(
+            &join(path, "mode"),
+            item.line,
+            "mode \"http\" is not available yet in this version; use \"tcp\"",
+        );
+        ok = false;
+    }
+    let backend = ok.then(|| Backend {
+        name: name.to_string(),
+        mode,
+        balance,
+        retries,
+        redispatch,
+        allbackups,
+        timeout: BackendTimeouts {
+            connect: tos.connect,
+            server: tos.server,
+            queue: tos.queue.or(tos.connect),
+            tunnel: tos.tunnel,
+            check: tos.check,
+        },
+        health_check: health_check.expect("ok implies a health check"),
+        servers,
+    });
+    (mode, backend)
+}
+
+fn health_check(cx: &mut Cx, path: &str, item: &Item) -> Option<HealthCheck> {
+    let mut t = Tbl::new(cx, path, item)?;
+    let kind = t.choice(cx, "kind", &[("tcp", "tcp"), ("http", "http")]);
+    let out = match kind {
+        Some("http") => {
+            let method = t.str(cx, "method").map(|(_, _, m)| m.to_string());
+            let hpath = match t.str(cx, "path") {
+                Some((p, line, s)) if !s.starts_with('/') => {
+                    cx.err(&p, line, format!("invalid path {s:?}: must start with '/'"));
+                    None
+                }
+                Some((_, _, s)) => Some(s.to_string()),
+                None => Some("/".to_string()),
+            };
+            let host = t.str(cx, "host").map(|(_, _, h)| h.to_string());
+            let mut expect = Vec::new();
+            let mut ok = hpath.is_some();
+            if let Some((epath, eitem)) = t.get("expect_status") {
+                match &eitem.val {
+                    Val::Array(items) => {
+                        for (i, it) in items.iter().enumerate() {
+                            match it.val {
+                                Val::Int(c) if (100..=599).contains(&c) => expect.push(c as u16),
+                                _ => {
+                                    cx.err(
+                                        &format!("{epath}[{i}]"),
+                                        it.line,
+                                        "expected an HTTP status 100..=599",
+                                    );
+                                    ok = false;
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        cx.err(
+                            &epath,
+                            eitem.line,
+                            "expected a list of statuses, e.g. [200]",
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            ok.then(|| HealthCheck::Http {
+                method: method.unwrap_or_else(|| "OPTIONS".to_string()),
+                path: hpath.expect("ok implies a path"),
+                host,
+                expect_status: expect,
+            })
+        }
+        Some(_) => Some(HealthCheck::Tcp),
+        None => {
+            if !t.entries.iter().any(|e| e.key == "kind") {
+                cx.err(
+                    &join(path, "kind"),
+                    item.line,
+                    "missing: \"tcp\" or \"http\"",
+                );
+            }
+            None
+        }
+    };
+    t.finish(cx);
+    out
+}
+
+fn server(cx: &mut Cx, path: &str, item: &Item, mode: Mode) -> Option<Server> {
+    let mut t = Tbl::new(cx, path, item)?;
+    let mut ok = true;
+    let name = match t.str(cx, "name") {
+        Some((npath, line, n)) => {
+            check_name(cx, &npath, line, n);
+            Some(n.to_string())
+        }
+        None => {
+            cx.err(
+                &join(path, "name"),
+                item.line,
+                "missing: every server needs a name",
+            );
+            None
+        }
+    };
+    let address = match t.str(cx, "address") {
+        Some((apath, line, a)) => addr(cx, &apath, line, a),
+        None => {
+            cx.err(
+                &join(path, "address"),
+                item.line,
+                "missing: every server needs an address",
+            );
+            None
+        }
+    };
+    let weight = t
+        .uint(cx, "weight", 0, defaults::MAX_WEIGHT)
+        .unwrap_or(defaults::WEIGHT);
+    let maxconn = t.uint(cx, "maxconn", 0, 10_000_000).unwrap_or(0);
+    let backup = t.bool(cx, "backup").unwrap_or(false);
+    let check = t.bool(cx, "check").unwrap_or(false);
+    let inter = t.duration(cx, "inter").unwrap_or(defaults::INTER);
+    let fastinter = t.duration(cx, "fastinter").unwrap_or(inter);
+    let downinter = t.duration(cx, "downinter").unwrap_or(inter);
+    let rise = t.uint(cx, "rise", 1, 1000).unwrap_or(defaults::RISE);
+    let fall = t.uint(cx, "fall", 1, 1000).unwrap_or(defaults::FALL);
+    for (key, d) in [
+        ("inter", inter),
+        ("fastinter", fastinter),
+        ("downinter", downinter),
+    ] {
+        if d.is_zero() {
+            cx.err(&join(path, key), item.line, "must be greater than zero");
+            ok = false;
+        }
+    }
+    let observe_at = t
+        .entries
+        .iter()
+        .find(|e| e.key == "observe")
+        .map(|e| e.item.line);
+    let observe = t.choice(cx, "observe", OBSERVES);
+    if let Some(o) = observe {
+        let line = observe_at.flatten();
+        if !check {
+            cx.err(
+                &join(path, "observe"),
+                line,
+                "needs `check = true` (observed errors act on the health check)",
+            );
+            ok = false;
+        }
+        if o == Observe::Layer7 && mode != Mode::Http {
+            cx.err(
+                &join(path, "observe"),
+                line,
+                "\"layer7\" needs an HTTP backend; use \"layer4\"",
+            );
+            ok = false;
+        }
+    }
+    let error_limit = t
+        .uint(cx, "error_limit", 1, 1_000_000)
+        .unwrap_or(defaults::ERROR_LIMIT);
+    let on_error = t
+        .choice(cx, "on_error", ON_ERRORS)
+        .unwrap_or(OnError::FailCheck);
+    let slowstart = t.duration(cx, "slowstart");
+    t.finish(cx);
+    let (name, address) = (name?, address?);
+    ok.then(|| Server {
+        name,
+        address,
+        weight,
+        maxconn,
+        backup,
+        check: check.then_some(CheckParams {
+            inter,
+            fastinter,
+            downinter,
+            rise,
+            fall,
+        }),
+        observe,
+        error_limit,
+        on_error,
+        slowstart: slowstart.filter(|d| !d.is_zero()),
+    })
+}
+
+#[cfg(test)]
+mod tests;
