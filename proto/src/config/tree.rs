@@ -24,7 +24,7 @@ pub(crate) enum Val {
     Array(Vec<Item>),
     Str(String),
     Int(i64),
-    Float(f64),
+    Float,
     Bool(bool),
     Null,
 }
@@ -36,7 +36,7 @@ impl Val {
             Val::Array(_) => "an array",
             Val::Str(_) => "a string",
             Val::Int(_) => "an integer",
-            Val::Float(_) => "a float",
+            Val::Float => "a float",
             Val::Bool(_) => "a boolean",
             Val::Null => "null",
         }
@@ -143,7 +143,7 @@ fn toml_value(lines: &Lines, v: &toml_edit::Value) -> Item {
     let val = match v {
         V::String(s) => Val::Str(s.value().clone()),
         V::Integer(i) => Val::Int(*i.value()),
-        V::Float(f) => Val::Float(*f.value()),
+        V::Float(_) => Val::Float,
         V::Boolean(b) => Val::Bool(*b.value()),
         V::Datetime(d) => Val::Str(d.value().to_string()),
         V::Array(a) => Val::Array(a.iter().map(|v| toml_value(lines, v)).collect()),
@@ -169,7 +169,7 @@ fn from_yaml(v: &serde_yaml_ng::Value) -> Item {
         V::Bool(b) => Val::Bool(*b),
         V::Number(n) => match n.as_i64() {
             Some(i) => Val::Int(i),
-            None => Val::Float(n.as_f64().unwrap_or(f64::NAN)),
+            None => Val::Float,
         },
         V::String(s) => Val::Str(s.clone()),
         V::Sequence(s) => Val::Array(s.iter().map(from_yaml).collect()),
@@ -200,7 +200,7 @@ fn from_json(v: &serde_json::Value) -> Item {
         V::Bool(b) => Val::Bool(*b),
         V::Number(n) => match n.as_i64() {
             Some(i) => Val::Int(i),
-            None => Val::Float(n.as_f64().unwrap_or(f64::NAN)),
+            None => Val::Float,
         },
         V::String(s) => Val::Str(s.clone()),
         V::Array(a) => Val::Array(a.iter().map(from_json).collect()),

@@ -1,0 +1,253 @@
+//! The node file (`node.toml`): settings of this machine only, loaded with the
+//! `config` crate; every key can be overridden by a `RAFTLB_*` environment
+//! variable (`RAFTLB_DATA_DIR`, `RAFTLB_ADMIN__LISTEN`: `__` enters a table).
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Environment variables that belong to the command line, not the node file.
+const NOT_NODE_KEYS: &[&str] = &["RAFTLB_ADMIN", "RAFTLB_LOG"];
+
+/// The node file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node id, unique in the cluster.
+    pub id: u64,
+    /// Human name.
+    pub name: String,
+    /// Where the node keeps its state.
+    pub data_dir: PathBuf,
+    /// Proxy worker threads (0: one per core).
+    #[serde(default)]
+    pub threads: usize,
+    /// Node-to-node settings.
+    #[serde(default)]
+    pub cluster: ClusterSection,
+    /// Admin API settings.
+    #[serde(default)]
+    pub admin: AdminSection,
+    /// Virtual IP settings.
+    #[serde(default)]
+    pub vip: VipSection,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Address for node-to-node traffic.
+    pub listen: Option<SocketAddr>,
+    /// Address other nodes reach this one at (defaults to `listen`).
+    pub advertise: Option<SocketAddr>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// The admin API's address (default `127.0.0.1:9900`).
+    #[serde(default = "default_admin")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: default_admin(),
+        }
+    }
+}
+
+/// The admin API's default address.
+pub fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9900))
+}
+
+/// `[vip]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipSection {
+    /// Interface the virtual IPs go on.
+    pub interface: Option<String>,
+    /// Preference for holding the VIP, 1–255 (higher wins).
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+}
+
+impl Default for VipSection {
+    fn default() -> Self {
+        VipSection {
+            interface: None,
+            priority: default_priority(),
+        }
+    }
+}
+
+fn default_priority() -> u8 {
+    100
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `error`, `warn`, `info` (one line per connection), `debug`, or a
+    /// tracing filter such as `info,raftlb::tcplog=off`.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".to_string()
+}
+
+/// Why a node file was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct NodeFileError {
+    /// The file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl NodeConfig {
+    /// Loads `path`, then the `RAFTLB_*` environment over it.
+    pub fn load(path: &Path) -> Result<NodeConfig, NodeFileError> {
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("RAFTLB_") && !NOT_NODE_KEYS.contains(&k.as_str()))
+            .collect();
+        Self::load_with_env(path, env)
+    }
+
+    /// Loads `path` with `env` as the environment (for tests).
+    pub fn load_with_env(
+        path: &Path,
+        env: HashMap<String, String>,
+    ) -> Result<NodeConfig, NodeFileError> {
+        let err = |message: String| NodeFileError {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let cfg: NodeConfig = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("RAFTLB")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env)),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| err(e.to_string()))?;
+        if cfg.name.trim().is_empty() {
+            return Err(err("name: must not be empty".into()));
+        }
+        if cfg.vip.priority == 0 {
+            return Err(err("vip.priority: must be 1..=255".into()));
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempdir::Dir, PathBuf) {
+        let d = tempdir::Dir::new();
+        let p = d.0.join("node.toml");
+        std::fs::write(&p, text).unwrap();
+        (d, p)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                let p = std::env::temp_dir().join(format!(
+                    "raftlb-nodefile-{}-{}",
+                    std::process::id(),
+                    rand::random::<u64>()
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    const NODE: &str = r#"
+id = 1
+name = "lb1"
+data_dir = "/var/lib/raftlb"
+[cluster]
+listen = "198.51.100.1:7000"
+[vip]
+interface = "eth0"
+priority = 150
+"#;
+
+    #[test]
+    fn loads_with_defaults() {
+        let (_d, p) = write(NODE);
+        let c = NodeConfig::load_with_env(&p, HashMap::new()).unwrap();
+        assert_eq!(c.id, 1);
+        assert_eq!(c.admin.listen, default_admin());
+        assert_eq!(c.vip.priority, 150);
+        assert_eq!(c.vip.interface.as_deref(), Some("eth0"));
+        assert_eq!(c.log.level, "info");
+    }
+
+    #[test]
+    fn environment_overrides_every_key() {
+        let (_d, p) = write(NODE);
+        let env = HashMap::from([
+            ("RAFTLB_ID".to_string(), "7".to_string()),
+            ("RAFTLB_DATA_DIR".to_string(), "/tmp/x".to_string()),
+            (
+                "RAFTLB_ADMIN__LISTEN".to_string(),
+                "127.0.0.1:9911".to_string(),
+            ),
+            ("RAFTLB_VIP__PRIORITY".to_string(), "9".to_string()),
+        ]);
+        let c = NodeConfig::load_with_env(&p, env).unwrap();
+        assert_eq!(c.id, 7);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.admin.listen.port(), 9911);
+        assert_eq!(c.vip.priority, 9);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let (_d, p) = write(&NODE.replace("priority = 150", "priorty = 150"));
+        let e = NodeConfig::load_with_env(&p, HashMap::new()).unwrap_err();
+        assert!(e.message.contains("priorty"), "{e}");
+        let (_d, p) = write(&NODE.replace("198.51.100.1:7000", "nowhere"));
+        let e = NodeConfig::load_with_env(&p, HashMap::new()).unwrap_err();
+        assert!(
+            e.to_string().contains("cluster.listen") || e.to_string().contains("invalid"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! A backend at run time: its servers' live state, server selection (health,
+//! backups, weights) and the queue where connections wait for a free slot.
+
+use super::balance::{Candidate, LbState};
+use super::server::ServerState;
+use raftlb_proto::config::{Backend, Server};
+use std::net::IpAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::Notify;
+
+/// A server of a running backend: its config in this snapshot, and its live
+/// state (shared with other snapshots that keep the server).
+#[derive(Debug)]
+pub struct ServerRt {
+    /// Settings.
+    pub cfg: Server,
+    /// Live state.
+    pub state: Arc<ServerState>,
+}
+
+/// What a backend keeps across reloads: its queue.
+#[derive(Debug, Default)]
+pub struct BackendQueue {
+    /// Notified when a slot frees or a server changes state.
+    pub notify: Arc<Notify>,
+    /// Connections waiting now.
+    pub waiting: AtomicUsize,
+}
+
+/// A running backend (one per routing snapshot).
+#[derive(Debug)]
+pub struct BackendRt {
+    /// Settings.
+    pub cfg: Backend,
+    /// Servers in declaration order.
+    pub servers: Vec<ServerRt>,
+    /// The queue, shared with the snapshots before and after this one.
+    pub queue: Arc<BackendQueue>,
+    lb: Mutex<LbState>,
+}
+
+/// A slot taken on a server; gives it back on drop.
+#[derive(Debug)]
+pub struct Slot {
+    /// The server.
+    pub server: Arc<ServerState>,
+    /// Its position in the backend.
+    pub idx: usize,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.server.release();
+    }
+}
+
+impl BackendRt {
+    /// A backend over servers whose live state is given.
+    pub fn new(cfg: Backend, states: Vec<Arc<ServerState>>, queue: Arc<BackendQueue>) -> Self {
+        let servers: Vec<ServerRt> = cfg
+            .servers
+            .iter()
+            .cloned()
+            .zip(states)
+            .map(|(cfg, state)| ServerRt { cfg, state })
+            .collect();
+        let lb = Mutex::new(LbState::new(servers.len()));
+        BackendRt {
+            cfg,
+            servers,
+            queue,
+            lb,
+        }
+    }
+
+    /// The servers that may take a new connection now: up, weight > 0; and
+    /// if none of the normal servers is, the first backup up (or all backups
+    /// up, with `allbackups`).
+    fn candidates(&self, now: Instant) -> Vec<Candidate> {
+        let dynamic = !matches!(self.cfg.balance, raftlb_proto::config::Balance::StaticRr);
+        let cand = |(idx, s): (usize, &ServerRt)| {
+            let weight = if dynamic {
+                s.state.effective_weight(&s.cfg, now)
+            } else {
+                s.cfg.weight
+            };
+            (s.state.is_up() && weight > 0).then(|| Candidate {
+                idx,
+                weight,
+                conns: s.state.cur_conns(),
+            })
+        };
+        let primaries: Vec<Candidate> = self
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.cfg.backup)
+            .filter_map(cand)
+            .collect();
+        if !primaries.is_empty() {
+            return primaries;
+        }
+        let backups = self
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.cfg.backup)
+            .filter_map(cand);
+        if self.cfg.allbackups {
+            backups.collect()
+        } else {
+            backups.take(1).collect()
+        }
+    }
+
+    /// Servers in the order to try for a client at `src` (empty: none is up).
+    pub fn order(&self, src: IpAddr) -> Vec<usize> {
+        let cands = self.candidates(Instant::now());
+        self.lb
+            .lock()
+            .expect("lb lock")
+            .order(self.cfg.balance, &cands, src)
+    }
+
+    /// Takes a slot on the first server of `order` that has one free.
+    pub fn try_take(&self, order: &[usize]) -> Option<Slot> {
+        order.iter().find_map(|&idx| {
+            let s = &self.servers[idx];
+            s.state.try_acquire(s.cfg.maxconn).then(|| Slot {
+                server: s.state.clone(),
+                idx,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftlb_proto::{ClusterConfig, Format};
+
+    fn backend(servers: &str, extra: &str) -> BackendRt {
+        let text = format!(
+            "[frontends.f]\nbind = \"127.0.0.1:1\"\ndefault_backend = \"b\"\n[backends.b]\n{extra}\nservers = [{servers}]\n"
+        );
+        let cfg = ClusterConfig::parse(&text, Format::Toml).unwrap().backends["b"].clone();
+        let q = Arc::new(BackendQueue::default());
+        let states = cfg
+            .servers
+            .iter()
+            .map(|s| Arc::new(ServerState::new("b", s, q.notify.clone())))
+            .collect();
+        BackendRt::new(cfg, states, q)
+    }
+
+    fn down(b: &BackendRt, idx: usize) {
+        let s = &b.servers[idx].state;
+        while s.is_up() {
+            s.check_result(false, "test");
+        }
+    }
+
+    const SRC: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn backups_only_when_no_primary_is_up() {
+        let b = backend(
+            r#"{name="a", address="127.0.0.1:1", check=true}, {name="k1", address="127.0.0.1:2", backup=true, check=true}, {name="k2", address="127.0.0.1:3", backup=true}"#,
+            "",
+        );
+        assert_eq!(b.order(SRC), [0]);
+        down(&b, 0);
+        assert_eq!(b.order(SRC), [1]);
+        down(&b, 1);
+        assert_eq!(b.order(SRC), [2]);
+    }
+
+    #[test]
+    fn allbackups_shares_the_load() {
+        let b = backend(
+            r#"{name="a", address="127.0.0.1:1", check=true}, {name="k1", address="127.0.0.1:2", backup=true}, {name="k2", address="127.0.0.1:3", backup=true}"#,
+            "allbackups = true",
+        );
+        down(&b, 0);
+        let mut o = b.order(SRC);
+        o.sort();
+        assert_eq!(o, [1, 2]);
+    }
+
+    #[test]
+    fn weight_zero_is_never_picked_and_no_server_means_empty() {
+        let b = backend(r#"{name="a", address="127.0.0.1:1", weight=0}"#, "");
+        assert!(b.order(SRC).is_empty());
+    }
+
+    #[test]
+    fn maxconn_full_servers_are_skipped() {
+        let b = backend(
+            r#"{name="a", address="127.0.0.1:1", maxconn=1}, {name="c", address="127.0.0.1:2", maxconn=1}"#,
+            "balance = \"first\"",
+        );
+        let s1 = b.try_take(&b.order(SRC)).unwrap();
+        assert_eq!(s1.idx, 0);
+        let s2 = b.try_take(&b.order(SRC)).unwrap();
+        assert_eq!(s2.idx, 1);
+        assert!(b.try_take(&b.order(SRC)).is_none());
+        drop(s1);
+        assert_eq!(b.try_take(&b.order(SRC)).unwrap().idx, 0);
+    }
+}

@@ -1,0 +1,238 @@
+//! The L4 relay: moves bytes both ways between client and server with
+//! half-close and inactivity timeouts. Buffers are allocated only while data
+//! is in flight: bytes are read into a per-thread scratch buffer and written
+//! straight on; only what the peer cannot take at once is kept, in a buffer
+//! freed as soon as it drains. An idle connection costs no buffer at all.
+
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+const SCRATCH: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH].into_boxed_slice());
+}
+
+/// Which side of the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client.
+    Client,
+    /// The server.
+    Server,
+}
+
+/// How a relay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Both directions finished with a FIN.
+    Closed,
+    /// A side was inactive for its timeout.
+    Timeout(Side),
+    /// A side failed (reset, broken pipe).
+    Error(Side),
+}
+
+/// Totals of one relay.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// How it ended.
+    pub end: End,
+    /// Bytes from the client to the server.
+    pub bytes_up: u64,
+    /// Bytes from the server to the client.
+    pub bytes_down: u64,
+    /// Which side closed first (sent the first FIN), if one did.
+    pub first_fin: Option<Side>,
+}
+
+/// Inactivity limits for each side (`None`: no limit).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// No byte read from or written to the client for this long ends the relay.
+    pub client: Option<Duration>,
+    /// The same for the server.
+    pub server: Option<Duration>,
+}
+
+struct Pending {
+    data: Box<[u8]>,
+    pos: usize,
+}
+
+#[derive(Default)]
+struct Dir {
+    pending: Option<Pending>,
+    eof: bool,
+    done: bool,
+    bytes: u64,
+}
+
+enum Step {
+    Done,
+    Failed(Side),
+}
+
+/// Copies one direction as far as it can go now. `Ready` when the direction
+/// is finished (the source's FIN passed on) or failed.
+fn poll_dir(
+    cx: &mut Context<'_>,
+    src: &TcpStream,
+    dst: &TcpStream,
+    d: &mut Dir,
+    src_side: Side,
+    active: &mut [bool; 2],
+) -> Poll<Step> {
+    let dst_side = match src_side {
+        Side::Client => Side::Server,
+        Side::Server => Side::Client,
+    };
+    loop {
+        if let Some(p) = &mut d.pending {
+            if let Err(_e) = ready!(dst.poll_write_ready(cx)) {
+                return Poll::Ready(Step::Failed(dst_side));
+            }
+            match dst.try_write(&p.data[p.pos..]) {
+                Ok(n) => {
+                    active[dst_side as usize] = true;
+                    p.pos += n;
+                    if p.pos == p.data.len() {
+                        d.pending = None;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Poll::Ready(Step::Failed(dst_side)),
+            }
+            continue;
+        }
+        if d.eof {
+            if !d.done {
+                d.done = true;
+                // Pass the FIN on; the other direction keeps flowing.
+                let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+            }
+            return Poll::Ready(Step::Done);
+        }
+        if let Err(_e) = ready!(src.poll_read_ready(cx)) {
+            return Poll::Ready(Step::Failed(src_side));
+        }
+        let step = SCRATCH_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            match src.try_read(&mut buf) {
+                Ok(0) => {
+                    d.eof = true;
+                    None
+                }
+                Ok(n) => {
+                    active[src_side as usize] = true;
+                    d.bytes += n as u64;
+                    let sent = match dst.try_write(&buf[..n]) {
+                        Ok(m) => {
+                            active[dst_side as usize] = true;
+                            m
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                        Err(_) => return Some(Step::Failed(dst_side)),
+                    };
+                    if sent < n {
+                        d.pending = Some(Pending {
+                            data: buf[sent..n].into(),
+                            pos: 0,
+                        });
+                    }
+                    None
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                Err(_) => Some(Step::Failed(src_side)),
+            }
+        });
+        if let Some(step) = step {
+            return Poll::Ready(step);
+        }
+    }
+}
+
+/// Relays until both directions are closed, a side fails, or a side is idle
+/// past its timeout.
+pub async fn relay(client: &TcpStream, server: &TcpStream, timeouts: Timeouts) -> Outcome {
+    let mut up = Dir::default();
+    let mut down = Dir::default();
+    let mut first_fin = None;
+    let now = Instant::now();
+    let mut last = [now, now];
+    let limits = [timeouts.client, timeouts.server];
+    let deadline = |last: &[Instant; 2]| -> Option<Instant> {
+        (0..2).filter_map(|i| limits[i].map(|d| last[i] + d)).min()
+    };
+    let mut sleep: Option<Pin<Box<Sleep>>> =
+        deadline(&last).map(|d| Box::pin(tokio::time::sleep_until(d)));
+
+    let end = poll_fn(|cx| {
+        let mut active = [false; 2];
+        let mut failed = None;
+        if !up.done {
+            match poll_dir(cx, client, server, &mut up, Side::Client, &mut active) {
+                Poll::Ready(Step::Done) => {
+                    first_fin.get_or_insert(Side::Client);
+                }
+                Poll::Ready(Step::Failed(s)) => failed = Some(s),
+                Poll::Pending => {}
+            }
+        }
+        if failed.is_none() && !down.done {
+            match poll_dir(cx, server, client, &mut down, Side::Server, &mut active) {
+                Poll::Ready(Step::Done) => {
+                    first_fin.get_or_insert(Side::Server);
+                }
+                Poll::Ready(Step::Failed(s)) => failed = Some(s),
+                Poll::Pending => {}
+            }
+        }
+        if let Some(side) = failed {
+            return Poll::Ready(End::Error(side));
+        }
+        if up.done && down.done {
+            return Poll::Ready(End::Closed);
+        }
+        if active[0] || active[1] {
+            let now = Instant::now();
+            for i in 0..2 {
+                if active[i] {
+                    last[i] = now;
+                }
+            }
+        }
+        // The timer is only re-armed when it fires: activity just moves the
+        // deadline it will find then.
+        if let Some(s) = sleep.as_mut() {
+            while s.as_mut().poll(cx).is_ready() {
+                let now = Instant::now();
+                for (i, side) in [Side::Client, Side::Server].into_iter().enumerate() {
+                    if limits[i].is_some_and(|d| now >= last[i] + d) {
+                        return Poll::Ready(End::Timeout(side));
+                    }
+                }
+                match deadline(&last) {
+                    Some(d) => s.as_mut().reset(d),
+                    None => break,
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+
+    Outcome {
+        end,
+        bytes_up: up.bytes,
+        bytes_down: down.bytes,
+        first_fin,
+    }
+}

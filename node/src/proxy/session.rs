@@ -1,0 +1,235 @@
+//! One client connection in TCP mode: pick a server (queueing when all are
+//! full), connect with retries and redispatch, relay, and log one tcplog line.
+
+use super::backend::{BackendRt, Slot};
+use super::relay::{self, End, Side};
+use super::FrontendRt;
+use raftlb_proto::config::Observe;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// HAProxy's two-letter termination state: who ended the session, and in
+/// which phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Termination(char, char);
+
+impl std::fmt::Display for Termination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.0, self.1)
+    }
+}
+
+/// Serves one accepted client connection to the end.
+pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
+    let start = Instant::now();
+    let be = fe.backend.clone();
+    let _ = client.set_nodelay(true);
+
+    let (slot, tw) = match take_slot(&be, peer).await {
+        Ok(slot) => (slot, start.elapsed()),
+        Err(state) => {
+            log(
+                &fe,
+                &be,
+                peer,
+                None,
+                start,
+                Some(start.elapsed()),
+                None,
+                0,
+                state,
+            );
+            return;
+        }
+    };
+    let connect_start = Instant::now();
+    let (slot, server) = match connect(&be, peer, slot).await {
+        Ok(x) => x,
+        Err((slot, state)) => {
+            log(
+                &fe,
+                &be,
+                peer,
+                slot.as_ref(),
+                start,
+                Some(tw),
+                None,
+                0,
+                state,
+            );
+            return;
+        }
+    };
+    let tc = connect_start.elapsed();
+    let tunnel = be.cfg.timeout.tunnel;
+    let timeouts = relay::Timeouts {
+        client: tunnel.or(fe.cfg.timeout_client),
+        server: tunnel.or(be.cfg.timeout.server),
+    };
+    let out = relay::relay(&client, &server, timeouts).await;
+    let state = match out.end {
+        End::Closed => Termination('-', '-'),
+        End::Timeout(Side::Client) => Termination('c', 'D'),
+        End::Timeout(Side::Server) => Termination('s', 'D'),
+        End::Error(Side::Client) => Termination('C', 'D'),
+        End::Error(Side::Server) => Termination('S', 'D'),
+    };
+    if matches!(out.end, End::Timeout(_) | End::Error(_)) {
+        // Abort both sides at once, as HAProxy does on a timeout or an error.
+        for s in [&client, &server] {
+            let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+        }
+    }
+    log(
+        &fe,
+        &be,
+        peer,
+        Some(&slot),
+        start,
+        Some(tw),
+        Some(tc),
+        out.bytes_down,
+        state,
+    );
+}
+
+/// Waits for a server slot: at once when one is free, else in the backend's
+/// queue until `timeout queue`.
+async fn take_slot(be: &BackendRt, peer: SocketAddr) -> Result<Slot, Termination> {
+    let order = be.order(peer.ip());
+    if order.is_empty() {
+        // No server is up: close at once.
+        return Err(Termination('S', 'C'));
+    }
+    let queue = &be.queue;
+    // Connections already waiting go first.
+    if queue.waiting.load(Ordering::Acquire) == 0 {
+        if let Some(slot) = be.try_take(&order) {
+            return Ok(slot);
+        }
+    }
+    queue.waiting.fetch_add(1, Ordering::AcqRel);
+    let wait = async {
+        loop {
+            let notified = queue.notify.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so no wake-up is lost in between.
+            notified.as_mut().enable();
+            let order = be.order(peer.ip());
+            if order.is_empty() {
+                return Err(Termination('S', 'Q'));
+            }
+            if let Some(slot) = be.try_take(&order) {
+                return Ok(slot);
+            }
+            notified.await;
+        }
+    };
+    let res = match be.cfg.timeout.queue {
+        Some(limit) => tokio::time::timeout(limit, wait)
+            .await
+            .unwrap_or(Err(Termination('s', 'Q'))),
+        None => wait.await,
+    };
+    queue.waiting.fetch_sub(1, Ordering::AcqRel);
+    if res.is_ok() && queue.waiting.load(Ordering::Acquire) > 0 {
+        // Pass the turn on if more slots are free.
+        queue.notify.notify_one();
+    }
+    res
+}
+
+/// Connects to the slot's server; on failure retries `retries` times, the
+/// last on another server when `redispatch` is set.
+async fn connect(
+    be: &BackendRt,
+    peer: SocketAddr,
+    mut slot: Slot,
+) -> Result<(Slot, TcpStream), (Option<Slot>, Termination)> {
+    let mut attempts_left = be.cfg.retries;
+    loop {
+        let srv = &be.servers[slot.idx];
+        let attempt = TcpStream::connect(srv.cfg.address);
+        let res = match be.cfg.timeout.connect {
+            Some(limit) => tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+            None => attempt.await,
+        };
+        let observing = srv.cfg.observe == Some(Observe::Layer4) && srv.cfg.check.is_some();
+        match res {
+            Ok(stream) => {
+                if observing {
+                    slot.server.observed_ok();
+                }
+                let _ = stream.set_nodelay(true);
+                return Ok((slot, stream));
+            }
+            Err(e) => {
+                let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
+                if observing {
+                    let reason = if timed_out { "L4TOUT" } else { "L4CON" };
+                    let t =
+                        slot.server
+                            .observed_error(srv.cfg.on_error, srv.cfg.error_limit, reason);
+                    crate::health::log_transition(&slot.server, t, reason, "observed traffic");
+                }
+                if attempts_left == 0 {
+                    let who = if timed_out { 's' } else { 'S' };
+                    return Err((Some(slot), Termination(who, 'C')));
+                }
+                attempts_left -= 1;
+                if attempts_left == 0 && be.cfg.redispatch {
+                    let order: Vec<usize> = be
+                        .order(peer.ip())
+                        .into_iter()
+                        .filter(|&i| i != slot.idx)
+                        .collect();
+                    if let Some(other) = be.try_take(&order) {
+                        slot = other;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log(
+    fe: &FrontendRt,
+    be: &BackendRt,
+    peer: SocketAddr,
+    slot: Option<&Slot>,
+    start: Instant,
+    tw: Option<Duration>,
+    tc: Option<Duration>,
+    bytes: u64,
+    state: Termination,
+) {
+    if !tracing::enabled!(target: "raftlb::tcplog", tracing::Level::INFO) {
+        return;
+    }
+    let ms = |d: Option<Duration>| d.map_or(-1, |d| d.as_millis() as i64);
+    let server = slot.map_or("<NOSRV>", |s| be.servers[s.idx].cfg.name.as_str());
+    tracing::info!(
+        target: "raftlb::tcplog",
+        client = %peer,
+        frontend = %fe.cfg.name,
+        backend = %be.cfg.name,
+        server,
+        tw = ms(tw),
+        tc = ms(tc),
+        tt = start.elapsed().as_millis() as u64,
+        bytes,
+        termination = %state,
+        "{peer} {} {}/{server} {}/{}/{} {bytes} {state}",
+        fe.cfg.name,
+        be.cfg.name,
+        ms(tw),
+        ms(tc),
+        start.elapsed().as_millis(),
+    );
+}

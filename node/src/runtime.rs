@@ -1,0 +1,373 @@
+//! Applies a cluster config to the running proxy: parse → validate happen
+//! before; here the new config is diffed against the running one and applied.
+//! Listeners whose address stays keep their socket, servers that keep their
+//! address keep their health and connection counts, checkers whose settings
+//! did not change keep running, and established connections finish on the
+//! snapshot they started with.
+
+use crate::health::{self, CheckSpec};
+use crate::proxy::backend::{BackendQueue, BackendRt};
+use crate::proxy::listener::{self, Listener, ProcessLimits};
+use crate::proxy::server::{ServerState, ServerStatus};
+use crate::proxy::FrontendRt;
+use arc_swap::ArcSwap;
+use raftlb_proto::ClusterConfig;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+/// Why a config could not be applied (the running one stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A new listening address could not be bound.
+    #[error("frontend {frontend:?}: cannot bind {addr}: {source}")]
+    Bind {
+        /// The frontend.
+        frontend: String,
+        /// The address.
+        addr: SocketAddr,
+        /// The system's error.
+        source: std::io::Error,
+    },
+}
+
+/// What an apply changed, for the log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Addresses newly bound.
+    pub bound: Vec<SocketAddr>,
+    /// Addresses closed.
+    pub closed: Vec<SocketAddr>,
+    /// Listeners kept with their socket.
+    pub kept: usize,
+    /// Health checkers (re)started.
+    pub checkers_started: usize,
+    /// Health checkers stopped.
+    pub checkers_stopped: usize,
+}
+
+type ServerKey = (String, String);
+
+struct Checker {
+    spec: CheckSpec,
+    state: Arc<ServerState>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    config: Option<ClusterConfig>,
+    listeners: HashMap<SocketAddr, Listener>,
+    servers: HashMap<ServerKey, (SocketAddr, Arc<ServerState>)>,
+    checkers: HashMap<ServerKey, Checker>,
+    queues: HashMap<String, Arc<BackendQueue>>,
+    fe_limits: HashMap<String, Arc<Semaphore>>,
+    frontends: BTreeMap<String, Arc<FrontendRt>>,
+    global_maxconn: u32,
+}
+
+/// The running proxy of one node.
+pub struct Runtime {
+    inner: Mutex<Inner>,
+    limits: Arc<ProcessLimits>,
+}
+
+/// Status of the running proxy, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Frontends: name → bound addresses.
+    pub frontends: BTreeMap<String, Vec<SocketAddr>>,
+    /// Backends: name → servers.
+    pub backends: BTreeMap<String, Vec<ServerStatusLine>>,
+}
+
+/// One server in [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerStatusLine {
+    /// Server name.
+    pub name: String,
+    /// Its address.
+    pub address: SocketAddr,
+    /// Whether it is a backup.
+    pub backup: bool,
+    /// Live state.
+    #[serde(flatten)]
+    pub status: ServerStatus,
+}
+
+/// `maxconn` when `[global]` sets none: what the open-file limit allows,
+/// with two descriptors per proxied connection (as HAProxy derives it).
+pub fn default_global_maxconn() -> u32 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and nothing else.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    let nofile = if ok { lim.rlim_cur } else { 1024 };
+    (nofile.saturating_sub(64) / 2).clamp(1, 1_000_000) as u32
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runtime {
+    /// A runtime serving nothing yet.
+    pub fn new() -> Runtime {
+        Runtime {
+            inner: Mutex::new(Inner::default()),
+            limits: Arc::new(ProcessLimits {
+                maxconn: ArcSwap::from_pointee(Semaphore::new(0)),
+                active: Default::default(),
+            }),
+        }
+    }
+
+    /// The config running now.
+    pub fn config(&self) -> Option<ClusterConfig> {
+        self.inner.lock().expect("runtime lock").config.clone()
+    }
+
+    /// Applies `new`. All or nothing: if a new address cannot be bound,
+    /// nothing changes.
+    pub fn apply(&self, new: &ClusterConfig) -> Result<ApplyReport, ApplyError> {
+        let mut inner = self.inner.lock().expect("runtime lock");
+        let inner = &mut *inner;
+        let mut report = ApplyReport::default();
+
+        // 1. Bind the new addresses first; on failure, drop them and stop.
+        let mut fresh: HashMap<SocketAddr, tokio::net::TcpListener> = HashMap::new();
+        for fe in new.frontends.values() {
+            for &addr in &fe.bind {
+                if inner.listeners.contains_key(&addr) {
+                    continue;
+                }
+                let backlog = fe.maxconn.clamp(128, 65535);
+                match listener::bind(addr, backlog) {
+                    Ok(l) => {
+                        fresh.insert(addr, l);
+                    }
+                    Err(source) => {
+                        return Err(ApplyError::Bind {
+                            frontend: fe.name.clone(),
+                            addr,
+                            source,
+                        })
+                    }
+                }
+            }
+        }
+
+        // 2. Global limit.
+        let global_maxconn = new.global.maxconn.unwrap_or_else(default_global_maxconn);
+        if global_maxconn != inner.global_maxconn {
+            self.limits
+                .maxconn
+                .store(Arc::new(Semaphore::new(global_maxconn as usize)));
+            inner.global_maxconn = global_maxconn;
+        }
+
+        // 3. Servers: keep the live state of those whose address stays.
+        let mut servers = HashMap::new();
+        let mut queues = HashMap::new();
+        let mut backends = HashMap::new();
+        for be in new.backends.values() {
+            let queue = inner.queues.get(&be.name).cloned().unwrap_or_default();
+            let mut states = Vec::new();
+            for s in &be.servers {
+                let key = (be.name.clone(), s.name.clone());
+                let state = match inner.servers.get(&key) {
+                    Some((addr, st)) if *addr == s.address => {
+                        st.reconfigure(s);
+                        st.clone()
+                    }
+                    _ => Arc::new(ServerState::new(&be.name, s, queue.notify.clone())),
+                };
+                servers.insert(key, (s.address, state.clone()));
+                states.push(state);
+            }
+            let rt = Arc::new(BackendRt::new(be.clone(), states, queue.clone()));
+            queues.insert(be.name.clone(), queue);
+            backends.insert(be.name.clone(), rt);
+        }
+
+        // 4. Frontends and their listeners.
+        let mut fe_limits = HashMap::new();
+        let mut frontends = BTreeMap::new();
+        let mut listeners = HashMap::new();
+        let old_fe_cfg: HashMap<String, u32> = inner
+            .config
+            .as_ref()
+            .map(|c| {
+                c.frontends
+                    .values()
+                    .map(|f| (f.name.clone(), f.maxconn))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for fe in new.frontends.values() {
+            let limit = match (inner.fe_limits.get(&fe.name), old_fe_cfg.get(&fe.name)) {
+                (Some(sem), Some(&old)) if old == fe.maxconn => sem.clone(),
+                _ => Arc::new(Semaphore::new(fe.maxconn as usize)),
+            };
+            fe_limits.insert(fe.name.clone(), limit.clone());
+            let rt = Arc::new(FrontendRt {
+                cfg: fe.clone(),
+                backend: backends[&fe.default_backend].clone(),
+                maxconn: limit,
+            });
+            for &addr in &fe.bind {
+                let l = match inner.listeners.remove(&addr) {
+                    Some(l) => {
+                        l.frontend.store(rt.clone());
+                        report.kept += 1;
+                        l
+                    }
+                    None => {
+                        let sock = fresh.remove(&addr).expect("bound in step 1");
+                        report.bound.push(addr);
+                        Listener::start(addr, sock, rt.clone(), self.limits.clone()).map_err(
+                            |source| ApplyError::Bind {
+                                frontend: fe.name.clone(),
+                                addr,
+                                source,
+                            },
+                        )?
+                    }
+                };
+                listeners.insert(addr, l);
+            }
+            frontends.insert(fe.name.clone(), rt);
+        }
+        report.closed = inner.listeners.keys().copied().collect();
+        report.closed.sort();
+        // Dropping the old listeners ends their accept loops.
+        inner.listeners = listeners;
+
+        // 5. Health checkers: keep those whose settings and server stayed.
+        let mut checkers = HashMap::new();
+        for be in new.backends.values() {
+            for s in &be.servers {
+                let Some(params) = s.check.clone() else {
+                    continue;
+                };
+                let key = (be.name.clone(), s.name.clone());
+                let state = servers[&key].1.clone();
+                let spec = CheckSpec::new(
+                    s.address,
+                    params,
+                    be.health_check.clone(),
+                    be.timeout.connect,
+                    be.timeout.check,
+                );
+                let checker = match inner.checkers.remove(&key) {
+                    Some(c) if c.spec == spec && Arc::ptr_eq(&c.state, &state) => c,
+                    _ => {
+                        report.checkers_started += 1;
+                        Checker {
+                            task: tokio::spawn(health::run_checker(state.clone(), spec.clone())),
+                            spec,
+                            state,
+                        }
+                    }
+                };
+                checkers.insert(key, checker);
+            }
+        }
+        report.checkers_stopped = inner.checkers.len();
+        inner.checkers = checkers;
+
+        inner.servers = servers;
+        inner.queues = queues;
+        inner.fe_limits = fe_limits;
+        inner.frontends = frontends;
+        inner.config = Some(new.clone());
+        // Queued connections look again at the new servers.
+        for q in inner.queues.values() {
+            q.notify.notify_waiters();
+        }
+        Ok(report)
+    }
+
+    /// Closes every listener (first phase of a shutdown) and returns the
+    /// number of client connections still being served.
+    pub fn stop_listening(&self) -> usize {
+        self.inner.lock().expect("runtime lock").listeners.clear();
+        self.active_connections()
+    }
+
+    /// Client connections being served now.
+    pub fn active_connections(&self) -> usize {
+        self.limits
+            .active
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The addresses a frontend is bound to (resolves port 0).
+    pub fn bound_addrs(&self, frontend: &str) -> Vec<SocketAddr> {
+        let inner = self.inner.lock().expect("runtime lock");
+        let Some(fe) = inner.frontends.get(frontend) else {
+            return Vec::new();
+        };
+        fe.cfg
+            .bind
+            .iter()
+            .filter_map(|a| inner.listeners.get(a).map(|l| l.local))
+            .collect()
+    }
+
+    /// Live state of one server.
+    pub fn server(&self, backend: &str, server: &str) -> Option<Arc<ServerState>> {
+        let inner = self.inner.lock().expect("runtime lock");
+        inner
+            .servers
+            .get(&(backend.to_string(), server.to_string()))
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Status of every frontend and server.
+    pub fn status(&self) -> Status {
+        let inner = self.inner.lock().expect("runtime lock");
+        let mut status = Status {
+            frontends: BTreeMap::new(),
+            backends: BTreeMap::new(),
+        };
+        let Some(cfg) = &inner.config else {
+            return status;
+        };
+        for fe in cfg.frontends.values() {
+            let addrs = fe
+                .bind
+                .iter()
+                .filter_map(|a| inner.listeners.get(a).map(|l| l.local))
+                .collect();
+            status.frontends.insert(fe.name.clone(), addrs);
+        }
+        for be in cfg.backends.values() {
+            let lines = be
+                .servers
+                .iter()
+                .map(|s| ServerStatusLine {
+                    name: s.name.clone(),
+                    address: s.address,
+                    backup: s.backup,
+                    status: inner.servers[&(be.name.clone(), s.name.clone())].1.status(),
+                })
+                .collect();
+            status.backends.insert(be.name.clone(), lines);
+        }
+        status
+    }
+}
