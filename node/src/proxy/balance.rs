@@ -111,12 +111,11 @@ impl LbState {
         if b == a && cands.len() > 1 {
             b = self.weighted_draw(cands);
         }
-        let load = |c: &Candidate| (c.conns as u64 + 1) * 1024 / c.weight.max(1) as u64;
-        let pick = if load(&cands[b]) < load(&cands[a]) {
-            b
-        } else {
-            a
-        };
+        // Less loaded per unit of weight; a tie keeps the first draw, so an
+        // idle backend follows the weights.
+        let (ca, cb) = (&cands[a], &cands[b]);
+        let b_lighter = (cb.conns as u64 * ca.weight as u64) < (ca.conns as u64 * cb.weight as u64);
+        let pick = if b_lighter { b } else { a };
         rotate_from(cands, pick)
     }
 }
