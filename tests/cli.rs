@@ -1,1 +1,301 @@
-//! placeholder
+//! The `raftlb` binary: `check`, `run` with SIGHUP reloads, `status`, and an
+//! accept loop that survives running out of file descriptors.
+
+use raftlb_testkit::{connect, free_port, wait_until, which, Backend, Proc, TempDir};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_raftlb");
+const DEADLINE: Duration = Duration::from_secs(15);
+
+fn raftlb() -> Command {
+    let mut c = Command::new(BIN);
+    c.env_remove("RAFTLB_ADMIN").env_remove("RAFTLB_LOG");
+    c
+}
+
+#[test]
+fn check_names_every_mistake_with_path_and_line() {
+    let dir = TempDir::new("raftlb-check");
+    let bad = dir.path("bad.toml");
+    std::fs::write(
+        &bad,
+        r#"[frontends.web]
+bind = ["127.0.0.1:8080"]
+default_backend = "wbe"
+
+[backends.web]
+balance = "roundrobin"
+servers = [
+  { name = "s1", address = "127.0.0.1:9001", chek = true },
+  { name = "s2", address = "127.0.0.1:99999" },
+]
+"#,
+    )
+    .unwrap();
+    let out = raftlb().args(["check", "-c"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let shown = bad.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{shown}:3: frontends.web.default_backend: unknown backend \"wbe\""
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{shown}:8: backends.web.servers[0].chek: unknown key `chek` (did you mean `check`?)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{shown}:9: backends.web.servers[1].address: invalid address \"127.0.0.1:99999\""
+        )),
+        "{err}"
+    );
+    assert!(err.contains("3 error(s)"), "{err}");
+}
+
+#[test]
+fn check_tells_node_files_from_cluster_configs() {
+    let dir = TempDir::new("raftlb-check-node");
+    let good = dir.path("node.toml");
+    std::fs::write(
+        &good,
+        "id = 3\nname = \"lb3\"\ndata_dir = \"/tmp/x\"\n[admin]\nlisten = \"127.0.0.1:9901\"\n",
+    )
+    .unwrap();
+    let out = raftlb().args(["check", "-c"]).arg(&good).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("node file is valid (node 3 \"lb3\")"));
+
+    let bad = dir.path("bad-node.toml");
+    std::fs::write(
+        &bad,
+        "id = 3\nname = \"lb3\"\ndata_dir = \"/tmp/x\"\n[vip]\npriority = 900\n",
+    )
+    .unwrap();
+    let out = raftlb().args(["check", "-c"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("priority"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn help_reads_well() {
+    let out = raftlb().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["run", "check", "demo", "status"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+    let out = raftlb().args(["status", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("RAFTLB_ADMIN"));
+}
+
+struct Running {
+    proc: Proc,
+    dir: TempDir,
+    fe: SocketAddr,
+    admin: SocketAddr,
+}
+
+fn lb_doc(fe: SocketAddr, servers: &[&Backend], extra: &str) -> String {
+    let list: String = servers
+        .iter()
+        .map(|b| format!("{{ name = \"{}\", address = \"{}\" }},", b.name, b.addr))
+        .collect();
+    format!(
+        "{extra}\n[defaults]\ntimeout = {{ connect = \"2s\", client = \"30s\", server = \"30s\" }}\n\
+         [frontends.fe]\nbind = [\"{fe}\"]\ndefault_backend = \"be\"\n[backends.be]\nservers = [{list}]\n"
+    )
+}
+
+async fn start(doc_for: impl Fn(SocketAddr) -> String, shell_prefix: Option<&str>) -> Running {
+    let dir = TempDir::new("raftlb-run");
+    let fe: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    std::fs::write(
+        dir.path("node.toml"),
+        format!(
+            "id = 1\nname = \"t\"\ndata_dir = \"{}\"\n[admin]\nlisten = \"{admin}\"\n",
+            dir.path("data").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path("lb.toml"), doc_for(fe)).unwrap();
+    let node = dir.path("node.toml").display().to_string();
+    let lb = dir.path("lb.toml").display().to_string();
+    let cmd = match shell_prefix {
+        None => {
+            let mut c = raftlb();
+            c.args(["run", "--node", &node, "--lb", &lb]);
+            c
+        }
+        Some(prefix) => {
+            let mut c = Command::new("sh");
+            c.env_remove("RAFTLB_ADMIN").env_remove("RAFTLB_LOG");
+            c.args([
+                "-c",
+                &format!("{prefix}; exec \"$0\" run --node \"$1\" --lb \"$2\""),
+                BIN,
+                &node,
+                &lb,
+            ]);
+            c
+        }
+    };
+    let proc = Proc::spawn(cmd, &dir.path("raftlb.log"));
+    let ready = async {
+        loop {
+            if raftlb::admin::get(admin, "/health").await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(DEADLINE, ready).await.is_err() {
+        panic!("raftlb did not become ready:\n{}", proc.output());
+    }
+    Running {
+        proc,
+        dir,
+        fe,
+        admin,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reload_keeps_connections_and_refuses_a_bad_file() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let r = start(|fe| lb_doc(fe, &[&a], ""), None).await;
+    let mut established = connect(r.fe).await.unwrap();
+    assert_eq!(established.server, "a");
+
+    // A file with a typo: refused, logged, old routing stays.
+    std::fs::write(
+        r.dir.path("lb.toml"),
+        lb_doc(r.fe, &[&b], "").replace("servers", "servres"),
+    )
+    .unwrap();
+    r.proc.signal(libc::SIGHUP);
+    wait_until("the refusal is logged", DEADLINE, || async {
+        r.proc.output().contains("reload refused")
+    })
+    .await;
+    assert!(
+        r.proc.output().contains("did you mean `servers`"),
+        "{}",
+        r.proc.output()
+    );
+    assert_eq!(which(r.fe).await, "a");
+    assert_eq!(
+        established.echo("after bad reload").await.unwrap(),
+        "after bad reload"
+    );
+
+    // A good file: new connections follow it; the established one goes on.
+    std::fs::write(r.dir.path("lb.toml"), lb_doc(r.fe, &[&b], "")).unwrap();
+    r.proc.signal(libc::SIGHUP);
+    wait_until("new connections reach b", DEADLINE, || async {
+        which(r.fe).await == "b"
+    })
+    .await;
+    assert_eq!(
+        established.echo("after good reload").await.unwrap(),
+        "after good reload"
+    );
+
+    let out = raftlb()
+        .args(["status", "--admin", &r.admin.to_string()])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{status}");
+    assert!(status.contains("config version 2 (applied 2)"), "{status}");
+    assert!(status.contains("backend be"), "{status}");
+    assert!(
+        status.lines().any(|l| l.trim_start().starts_with("b ")
+            && l.contains(&b.addr.to_string())
+            && l.contains(" UP ")),
+        "{status}"
+    );
+    let log = r.proc.output();
+    assert!(
+        log.contains("raftlb::tcplog"),
+        "one log line per connection:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_loop_survives_running_out_of_file_descriptors() {
+    let a = Backend::start("a").await;
+    // 64 descriptors, and a global maxconn high enough not to stop accepting first.
+    let r = start(
+        |fe| lb_doc(fe, &[&a], "[global]\nmaxconn = 1000"),
+        Some("ulimit -n 64"),
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..60 {
+        match tokio::net::TcpStream::connect(r.fe).await {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    wait_until("accept hits EMFILE", DEADLINE, || async {
+        r.proc.output().contains("accept failed")
+    })
+    .await;
+    assert!(
+        r.proc.output().contains("Too many open files"),
+        "{}",
+        r.proc.output()
+    );
+    drop(held);
+    // Once descriptors are free again, new clients are served.
+    wait_until("a new client is served", DEADLINE, || async {
+        matches!(tokio::time::timeout(Duration::from_secs(2), connect(r.fe)).await, Ok(Ok(c)) if c.server == "a")
+    })
+    .await;
+}
+
+#[test]
+fn run_refuses_a_bad_cluster_config_with_its_errors() {
+    let dir = TempDir::new("raftlb-run-bad");
+    std::fs::write(
+        dir.path("node.toml"),
+        format!(
+            "id = 1\nname = \"t\"\ndata_dir = \"{}\"\n",
+            dir.path("d").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path("lb.toml"),
+        "[frontends.f]\nbind = \"nowhere\"\ndefault_backend = \"b\"\n[backends.b]\n",
+    )
+    .unwrap();
+    let out = raftlb()
+        .args(["run", "--node"])
+        .arg(dir.path("node.toml"))
+        .arg("--lb")
+        .arg(dir.path("lb.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("lb.toml:2: frontends.f.bind: invalid address \"nowhere\""),
+        "{err}"
+    );
+}
