@@ -104,8 +104,13 @@ fn with_runtime<E: std::fmt::Display>(
     threads: usize,
     fut: impl std::future::Future<Output = Result<(), E>>,
 ) -> ExitCode {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if threads > 0 {
+    // One thread: a current-thread runtime, with no work-stealing to pay for.
+    let mut b = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if threads > 1 {
         b.worker_threads(threads);
     }
     let rt = match b.enable_all().build() {
