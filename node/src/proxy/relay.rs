@@ -11,6 +11,8 @@ use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
+use std::io::Read;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -125,7 +127,7 @@ fn poll_dir(
         }
         let step = SCRATCH_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
-            match src.try_read(&mut buf) {
+            match read_drained(src, &mut buf) {
                 Ok(0) => {
                     d.eof = true;
                     None
@@ -156,6 +158,29 @@ fn poll_dir(
         if let Some(step) = step {
             return Poll::Ready(step);
         }
+    }
+}
+
+/// Reads what `src` has. A read shorter than the buffer means the socket is
+/// drained (HAProxy relies on the same), so readiness is cleared at once
+/// instead of spending one more `recv` just to hear `EAGAIN`. The readiness
+/// that is cleared is the one observed before the read, so an event that
+/// arrives meanwhile is not lost.
+fn read_drained(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = None;
+    let res = src.try_io(Interest::READABLE, || {
+        let n = (&*socket2::SockRef::from(src)).read(buf)?;
+        got = Some(n);
+        if n > 0 && n < buf.len() {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match (res, got) {
+        (Ok(n), _) => Ok(n),
+        (Err(e), Some(n)) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+        (Err(e), _) => Err(e),
     }
 }
 
