@@ -453,3 +453,34 @@ async fn reload_keeps_listeners_and_established_connections() {
     assert!(err.to_string().contains("did you mean `weight`"), "{err}");
     assert_eq!(which(addr).await, "b");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frontend_maxconn_leaves_the_excess_in_the_listen_queue() {
+    let a = Backend::start("a").await;
+    let cfg = lb(&srv(&a, ""), "").replace(
+        "default_backend = \"be\"",
+        "default_backend = \"be\"\nmaxconn = 2",
+    );
+    let n = TestNode::start(&cfg).await;
+    let first = connect(n.addr("fe")).await.unwrap();
+    let _second = connect(n.addr("fe")).await.unwrap();
+    // The third completes the TCP handshake in the kernel but is not served
+    // until a slot frees.
+    let addr = n.addr("fe");
+    let mut third = tokio::spawn(async move { connect(addr).await });
+    // A negative property: watched for a bounded time, it must not happen.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut third)
+            .await
+            .is_err(),
+        "a third connection was served past maxconn 2"
+    );
+    assert_eq!(n.node.runtime.active_connections(), 2);
+    drop(first);
+    let third = tokio::time::timeout(DEADLINE, third)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.server, "a");
+}

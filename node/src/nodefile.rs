@@ -159,6 +159,12 @@ impl NodeConfig {
         if cfg.name.trim().is_empty() {
             return Err(err("name: must not be empty".into()));
         }
+        if !cfg.admin.listen.ip().is_loopback() {
+            return Err(err(format!(
+                "admin.listen: {} is not a loopback address; the admin API has no authentication yet, so it listens on loopback only",
+                cfg.admin.listen
+            )));
+        }
         if cfg.vip.priority == 0 {
             return Err(err("vip.priority: must be 1..=255".into()));
         }
@@ -243,6 +249,9 @@ priority = 150
         let (_d, p) = write(&NODE.replace("priority = 150", "priorty = 150"));
         let e = NodeConfig::load_with_env(&p, HashMap::new()).unwrap_err();
         assert!(e.message.contains("priorty"), "{e}");
+        let (_d, p) = write(&format!("{NODE}[admin]\nlisten = \"0.0.0.0:9900\"\n"));
+        let e = NodeConfig::load_with_env(&p, HashMap::new()).unwrap_err();
+        assert!(e.message.contains("not a loopback address"), "{e}");
         let (_d, p) = write(&NODE.replace("198.51.100.1:7000", "nowhere"));
         let e = NodeConfig::load_with_env(&p, HashMap::new()).unwrap_err();
         assert!(

@@ -7,11 +7,11 @@
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::io::Read;
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use std::io::Read;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
