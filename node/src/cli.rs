@@ -73,6 +73,7 @@ pub fn main() -> ExitCode {
                 Err(e) => return fail(&e.to_string()),
             };
             init_logging(&node.log.level);
+            raise_nofile_limit();
             with_runtime(node.threads, crate::node::run(node, lb))
         }
         Command::Demo { listen, admin } => {
@@ -86,6 +87,27 @@ pub fn main() -> ExitCode {
 fn fail(msg: &str) -> ExitCode {
     eprintln!("raftlb: {msg}");
     ExitCode::FAILURE
+}
+
+/// Raises the soft open-file limit to the hard one, as HAProxy does: each
+/// proxied connection needs two descriptors.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::warn!("could not raise the open-file limit from {}", lim.rlim_cur);
+            }
+        }
+    }
 }
 
 fn init_logging(level: &str) {
