@@ -118,13 +118,16 @@ async fn passive_checks_mark_a_refusing_server_down_after_ten_errors() {
     let (s1, mut s2, s3) = three().await;
     let n = TestNode::start(&localize(&read("passive-checks.toml"), &[&s1, &s2, &s3])).await;
     s2.stop();
-    // Each client that picks web2 makes 1 + 3 attempts (the last one
-    // redispatched), so a few clients reach 10 consecutive errors long
-    // before the active checks (3 x 2 s) would.
-    for _ in 0..12 {
-        let c = connect(n.addr("web"))
-            .await
-            .expect("redispatch serves every client");
+    // Twelve clients at once: the four that pick web2 each make three
+    // attempts there, a turn-around second apart, then are redispatched; their
+    // errors reach 10 after about 2 s, before the active checks (three
+    // failures, 2 s apart) can.
+    let addr = n.addr("web");
+    let clients: Vec<_> = (0..12)
+        .map(|_| tokio::spawn(async move { connect(addr).await }))
+        .collect();
+    for c in clients {
+        let c = c.await.unwrap().expect("redispatch serves every client");
         assert_ne!(c.server, "s2");
     }
     assert!(!n.is_up("web", "web2"));

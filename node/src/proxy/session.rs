@@ -22,6 +22,9 @@ impl std::fmt::Display for Termination {
     }
 }
 
+/// Most time between two connect attempts to the same server.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
 /// Serves one accepted client connection to the end.
 pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     let start = Instant::now();
@@ -190,7 +193,18 @@ async fn connect(
                         .collect();
                     if let Some(other) = be.try_take(&order) {
                         slot = other;
+                        continue;
                     }
+                }
+                if !timed_out {
+                    // HAProxy's turn-around timer: do not hammer a server that
+                    // refuses (it may be restarting) before retrying it.
+                    let pause = be
+                        .cfg
+                        .timeout
+                        .connect
+                        .map_or(RETRY_PAUSE, |c| c.min(RETRY_PAUSE));
+                    tokio::time::sleep(pause).await;
                 }
             }
         }
