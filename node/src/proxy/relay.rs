@@ -51,8 +51,6 @@ pub struct Outcome {
     pub bytes_up: u64,
     /// Bytes from the server to the client.
     pub bytes_down: u64,
-    /// Which side closed first (sent the first FIN), if one did.
-    pub first_fin: Option<Side>,
 }
 
 /// Inactivity limits for each side (`None`: no limit).
@@ -189,7 +187,6 @@ fn read_drained(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
 pub async fn relay(client: &TcpStream, server: &TcpStream, timeouts: Timeouts) -> Outcome {
     let mut up = Dir::default();
     let mut down = Dir::default();
-    let mut first_fin = None;
     let now = Instant::now();
     let mut last = [now, now];
     let limits = [timeouts.client, timeouts.server];
@@ -203,21 +200,17 @@ pub async fn relay(client: &TcpStream, server: &TcpStream, timeouts: Timeouts) -
         let mut active = [false; 2];
         let mut failed = None;
         if !up.done {
-            match poll_dir(cx, client, server, &mut up, Side::Client, &mut active) {
-                Poll::Ready(Step::Done) => {
-                    first_fin.get_or_insert(Side::Client);
-                }
-                Poll::Ready(Step::Failed(s)) => failed = Some(s),
-                Poll::Pending => {}
+            if let Poll::Ready(Step::Failed(s)) =
+                poll_dir(cx, client, server, &mut up, Side::Client, &mut active)
+            {
+                failed = Some(s);
             }
         }
         if failed.is_none() && !down.done {
-            match poll_dir(cx, server, client, &mut down, Side::Server, &mut active) {
-                Poll::Ready(Step::Done) => {
-                    first_fin.get_or_insert(Side::Server);
-                }
-                Poll::Ready(Step::Failed(s)) => failed = Some(s),
-                Poll::Pending => {}
+            if let Poll::Ready(Step::Failed(s)) =
+                poll_dir(cx, server, client, &mut down, Side::Server, &mut active)
+            {
+                failed = Some(s);
             }
         }
         if let Some(side) = failed {
@@ -258,6 +251,5 @@ pub async fn relay(client: &TcpStream, server: &TcpStream, timeouts: Timeouts) -
         end,
         bytes_up: up.bytes,
         bytes_down: down.bytes,
-        first_fin,
     }
 }
