@@ -14,12 +14,14 @@ pub const DEMO_LB: &str = include_str!("demo.toml");
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), crate::node::NodeError> {
-    let io = |source| crate::node::NodeError::Admin {
-        addr: listen,
+    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let io = |source| crate::node::NodeError::Listen {
+        what: "demo backends",
+        addr: any,
         source,
     };
-    let b1 = TcpListener::bind("127.0.0.1:0").await.map_err(io)?;
-    let b2 = TcpListener::bind("127.0.0.1:0").await.map_err(io)?;
+    let b1 = TcpListener::bind(any).await.map_err(io)?;
+    let b2 = TcpListener::bind(any).await.map_err(io)?;
     let (a1, a2) = (b1.local_addr().map_err(io)?, b2.local_addr().map_err(io)?);
     tokio::spawn(http_backend(b1, "demo-1"));
     tokio::spawn(http_backend(b2, "demo-2"));

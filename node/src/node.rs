@@ -29,9 +29,11 @@ pub enum NodeError {
     /// The config is valid but could not be applied.
     #[error(transparent)]
     Apply(#[from] crate::runtime::ApplyError),
-    /// The admin API could not listen.
-    #[error("cannot listen for the admin API on {addr}: {source}")]
-    Admin {
+    /// A socket of the node's own (admin API, demo backend) could not listen.
+    #[error("cannot listen for the {what} on {addr}: {source}")]
+    Listen {
+        /// What it was for.
+        what: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The system's error.
@@ -109,13 +111,15 @@ impl Node {
         );
         let admin_listener = tokio::net::TcpListener::bind(node.admin.listen)
             .await
-            .map_err(|source| NodeError::Admin {
+            .map_err(|source| NodeError::Listen {
+                what: "admin API",
                 addr: node.admin.listen,
                 source,
             })?;
         let admin_addr = admin_listener
             .local_addr()
-            .map_err(|source| NodeError::Admin {
+            .map_err(|source| NodeError::Listen {
+                what: "admin API",
                 addr: node.admin.listen,
                 source,
             })?;
