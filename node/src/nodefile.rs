@@ -144,6 +144,13 @@ impl NodeConfig {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut from_env: Vec<String> = env.keys().cloned().collect();
+        from_env.sort();
+        let env_note = if from_env.is_empty() {
+            String::new()
+        } else {
+            format!(" (environment overrides read: {})", from_env.join(", "))
+        };
         let cfg: NodeConfig = config::Config::builder()
             .add_source(config::File::from_str(&text, config::FileFormat::Toml))
             .add_source(
@@ -155,7 +162,7 @@ impl NodeConfig {
             )
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(format!("{e}{env_note}")))?;
         if cfg.name.trim().is_empty() {
             return Err(err("name: must not be empty".into()));
         }
@@ -242,6 +249,17 @@ priority = 150
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.admin.listen.port(), 9911);
         assert_eq!(c.vip.priority, 9);
+    }
+
+    #[test]
+    fn a_stray_environment_variable_is_named() {
+        let (_d, p) = write(NODE);
+        let env = HashMap::from([("RAFTLB_BIN".to_string(), "/x".to_string())]);
+        let e = NodeConfig::load_with_env(&p, env).unwrap_err();
+        assert!(
+            e.message.contains("bin") && e.message.contains("RAFTLB_BIN"),
+            "{e}"
+        );
     }
 
     #[test]
