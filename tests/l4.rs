@@ -436,7 +436,7 @@ async fn reload_keeps_listeners_and_established_connections() {
         .node
         .reload(lb(&srv(&b, ""), ""), raftlb_proto::Format::Toml, "new")
         .unwrap();
-    n.node.wait_applied(v).await.unwrap();
+    n.node.wait_applied(v, DEADLINE).await.unwrap();
     assert_eq!(n.addr("fe"), addr, "the listener keeps its socket");
     assert_eq!(which(addr).await, "b");
     assert_eq!(old.echo("still a").await.unwrap(), "still a");

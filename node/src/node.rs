@@ -158,9 +158,16 @@ impl Node {
         Ok(c.version)
     }
 
-    /// Waits until the proxy runs config `version` (or failed to apply it).
-    pub async fn wait_applied(&self, version: u64) -> Result<(), String> {
+    /// Waits until the proxy runs config `version` (or failed to apply it),
+    /// for at most `within`.
+    pub async fn wait_applied(&self, version: u64, within: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "config version {version} not applied within {within:?}"
+                ));
+            }
             {
                 let (v, err) = self
                     .admin_state
