@@ -55,6 +55,15 @@ impl TestNode {
         s
     }
 
+    /// The servers `count` new connections reach, one after the other.
+    pub async fn sequence(&self, fe: &str, count: usize) -> Vec<String> {
+        let mut seen = Vec::with_capacity(count);
+        for _ in 0..count {
+            seen.push(self.which(fe).await);
+        }
+        seen
+    }
+
     pub fn is_up(&self, be: &str, srv: &str) -> bool {
         self.node
             .runtime

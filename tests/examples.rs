@@ -97,10 +97,7 @@ async fn roundrobin_with_checks_takes_turns_and_drops_a_dead_server() {
         (chk.inter, chk.rise, chk.fall),
         (Duration::from_secs(2), 2, 3)
     );
-    let mut seen = Vec::new();
-    for _ in 0..6 {
-        seen.push(n.which("web").await);
-    }
+    let seen = n.sequence("web", 6).await;
     assert_eq!(seen, ["s1", "s2", "s3", "s1", "s2", "s3"]);
     s3.stop();
     // Three failed checks 2 s apart.
@@ -179,10 +176,7 @@ async fn full_example_weights_and_backup() {
     let (s1, s2, spare) = three().await;
     let n = TestNode::start(&localize(&read("full.toml"), &[&s1, &s2, &spare])).await;
     assert_eq!(n.node.runtime.bound_addrs("web").len(), 2, "IPv4 and IPv6");
-    let mut seen = Vec::new();
-    for _ in 0..8 {
-        seen.push(n.which("web").await);
-    }
+    let seen = n.sequence("web", 8).await;
     // weight 3:1, smooth; the backup is never used while primaries are up.
     assert_eq!(seen.iter().filter(|s| *s == "s1").count(), 6, "{seen:?}");
     assert_eq!(seen.iter().filter(|s| *s == "s2").count(), 2, "{seen:?}");

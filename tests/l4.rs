@@ -19,22 +19,22 @@ fn srv(b: &Backend, opts: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn roundrobin_takes_turns_in_order() {
-    let (a, b, c) = (
+/// A node balancing with `algo` over three backends a, b, c of equal weight.
+async fn three_equal(algo: &str) -> (TestNode, [Backend; 3]) {
+    let backends = [
         Backend::start("a").await,
         Backend::start("b").await,
         Backend::start("c").await,
-    );
-    let n = TestNode::start(&lb(
-        &[srv(&a, ""), srv(&b, ""), srv(&c, "")].concat(),
-        "balance = \"roundrobin\"",
-    ))
-    .await;
-    let mut seen = Vec::new();
-    for _ in 0..9 {
-        seen.push(n.which("fe").await);
-    }
+    ];
+    let servers: String = backends.iter().map(|b| srv(b, "")).collect();
+    let n = TestNode::start(&lb(&servers, &format!("balance = \"{algo}\""))).await;
+    (n, backends)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roundrobin_takes_turns_in_order() {
+    let (n, _backends) = three_equal("roundrobin").await;
+    let seen = n.sequence("fe", 9).await;
     assert_eq!(seen, ["a", "b", "c", "a", "b", "c", "a", "b", "c"]);
 }
 
@@ -73,10 +73,7 @@ async fn leastconn_avoids_the_busy_server() {
     let held2 = connect(n.addr("fe")).await.unwrap();
     assert_eq!(held2.server, other);
     // Now both hold one: ties take turns.
-    let mut seen = Vec::new();
-    for _ in 0..4 {
-        seen.push(n.which("fe").await);
-    }
+    let seen = n.sequence("fe", 4).await;
     assert!(
         seen.contains(&"a".to_string()) && seen.contains(&"b".to_string()),
         "{seen:?}"
@@ -85,16 +82,7 @@ async fn leastconn_avoids_the_busy_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_keeps_each_client_on_its_server() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
-    let n = TestNode::start(&lb(
-        &[srv(&a, ""), srv(&b, ""), srv(&c, "")].concat(),
-        "balance = \"source\"",
-    ))
-    .await;
+    let (n, _backends) = three_equal("source").await;
     let mut used = HashMap::new();
     for i in 2..40u8 {
         let ip = std::net::IpAddr::from([127, 0, 0, i]);
@@ -179,16 +167,8 @@ async fn only_the_first_backup_unless_allbackups() {
         assert_eq!(n.which("fe").await, "k1");
     }
     let n = TestNode::start(&lb(&format!("{dead}{backups}"), "allbackups = true")).await;
-    let seen: Vec<String> = futures_seq(&n, 4).await;
+    let seen: Vec<String> = n.sequence("fe", 4).await;
     assert_eq!(seen, ["k1", "k2", "k1", "k2"]);
-}
-
-async fn futures_seq(n: &TestNode, count: usize) -> Vec<String> {
-    let mut v = Vec::new();
-    for _ in 0..count {
-        v.push(n.which("fe").await);
-    }
-    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,7 +265,7 @@ async fn killed_backend_goes_down_after_fall_and_up_after_rise() {
     }
     let _a = Backend::start_on("a", a.addr).await;
     wait_until("a marked up", DEADLINE, || async { n.is_up("be", "a") }).await;
-    let seen = futures_seq(&n, 4).await;
+    let seen = n.sequence("fe", 4).await;
     assert!(seen.contains(&"a".to_string()), "{seen:?}");
 }
 
