@@ -16,7 +16,7 @@ pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 
 /// The document formats a cluster config may be written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Format {
     /// TOML (the default; errors carry lines for every value).
     Toml,

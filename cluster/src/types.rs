@@ -1,0 +1,123 @@
+//! The openraft type config and the messages nodes exchange: Raft's own
+//! RPCs plus forwarded writes and membership requests. Every message travels
+//! in `raftlb_proto::wire` frames.
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
+    InstallSnapshotResponse, VoteRequest, VoteResponse,
+};
+use raftlb_proto::{Command, NodeId, Outcome};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+
+/// A member as Raft records it: where its peers reach it, and its name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerNode {
+    /// The node-to-node address (`HOST:PORT`).
+    pub addr: String,
+    /// The node's name, for humans.
+    pub name: String,
+}
+
+impl std::fmt::Display for PeerNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// raftlb's Raft: commands in, outcomes out, u64 node ids.
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+        NodeId = NodeId,
+        Node = PeerNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The Raft instance.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// A log entry.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// A log id.
+pub type LogId = openraft::LogId<NodeId>;
+/// A vote.
+pub type Vote = openraft::Vote<NodeId>;
+/// Membership as stored.
+pub type StoredMembership = openraft::StoredMembership<NodeId, PeerNode>;
+/// A snapshot's metadata.
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, PeerNode>;
+/// A snapshot.
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+/// A storage error.
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// A request from one node to another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Raft: append entries (and heartbeats).
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// Raft: request a vote.
+    Vote(VoteRequest<NodeId>),
+    /// Raft: one chunk of a snapshot.
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A client write forwarded to the node believed to lead.
+    Write(Command),
+    /// Add a node: as a learner, then (once it caught up) as a voter.
+    Join {
+        /// The new node's id.
+        id: NodeId,
+        /// Where to reach it.
+        node: PeerNode,
+    },
+    /// Remove a node from the voters and the learners.
+    Leave {
+        /// The node's id.
+        id: NodeId,
+    },
+    /// Is `id` still a member? Asked by a node that may have been removed.
+    IsMember {
+        /// The asking node's id.
+        id: NodeId,
+    },
+}
+
+/// The answer to a [`Request`], in the same order.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// To [`Request::Append`].
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    /// To [`Request::Vote`].
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    /// To [`Request::Snapshot`].
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    /// To [`Request::Write`].
+    Write(Result<Outcome, WriteFailure>),
+    /// To [`Request::Join`] and [`Request::Leave`].
+    Membership(Result<(), WriteFailure>),
+    /// To [`Request::IsMember`]: `None` if the answering node does not lead.
+    IsMember(Option<bool>),
+}
+
+/// Why a write (or membership change) did not commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum WriteFailure {
+    /// This node does not lead; the leader it knows of, if any.
+    #[error("not the leader (leader: {})", leader.map_or("unknown".to_string(), |l| l.to_string()))]
+    NotLeader {
+        /// The leader's id.
+        leader: Option<NodeId>,
+        /// The leader's address.
+        addr: Option<String>,
+    },
+    /// No quorum answered in time: nothing was committed as far as this
+    /// node knows (it may still commit if the partition heals).
+    #[error("no quorum: the write was not confirmed within {0} ms (is a majority of the nodes up and reachable?)")]
+    NoQuorum(u64),
+    /// Anything else, as text.
+    #[error("{0}")]
+    Other(String),
+}
