@@ -1,6 +1,9 @@
 //! Test support for raftlb's integration tests: small backends that say who
 //! they are, readiness polls with deadlines, and child processes owned by PID
-//! that are killed on drop (even when the test panics).
+//! that are killed on drop (even when the test panics), and the network
+//! namespace lab ([`lab`]).
+
+pub mod lab;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,12 @@ impl Backend {
     /// Starts a backend on `addr` (to bring a stopped one back).
     pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
         let listener = TcpListener::bind(addr).await.expect("bind backend");
+        Self::on_listener(name, listener)
+    }
+
+    /// Starts a backend on a listener the caller bound (e.g. in a lab
+    /// namespace).
+    pub fn on_listener(name: &str, listener: TcpListener) -> Backend {
         let addr = listener.local_addr().unwrap();
         let mut tasks = JoinSet::new();
         let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<TcpStream>();
@@ -139,6 +148,11 @@ pub async fn connect_from(
     let s = tokio::time::timeout(Duration::from_secs(5), sock.connect(addr))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    greeting(s).await
+}
+
+/// Reads the greeting of the backend behind a connected stream.
+pub async fn greeting(s: TcpStream) -> std::io::Result<Conn> {
     let mut stream = BufReader::new(s);
     let mut line = String::new();
     let n = tokio::time::timeout(Duration::from_secs(5), stream.read_line(&mut line))

@@ -1,0 +1,215 @@
+//! The lab: a Linux bridge and one network namespace per host (node,
+//! backend, client), joined by veth pairs, on the address plan of DESIGN §9
+//! (198.51.100.0/24: nodes .1–.9, clients .100–.109, backends .200–.209).
+//! Partitions take a host's link down; heal brings it back. Names carry a
+//! per-lab prefix; everything is removed on drop, even after a panic.
+//! Needs root and iproute2.
+//!
+//! Sockets are made inside a namespace by a short-lived thread that enters
+//! it (setns) — a socket stays in the namespace it was created in — so the
+//! test process itself can be a client or a backend of any host.
+
+use crate::{greeting, Backend, Conn};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// The lab's subnet: 198.51.100.0/24.
+pub const SUBNET: [u8; 3] = [198, 51, 100];
+
+/// One host of the lab: a namespace with one address.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The namespace's name.
+    pub ns: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// The veth end on the bridge (taken down to cut the host off).
+    link: String,
+}
+
+impl Host {
+    /// `ip:port` on this host.
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(self.ip, port))
+    }
+}
+
+/// A lab; dropping it removes every namespace, link and bridge it made.
+pub struct Lab {
+    prefix: String,
+    bridge: String,
+    hosts: Vec<Host>,
+}
+
+fn ip(args: &[&str]) -> Output {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run `ip` (iproute2 installed?)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Lab {
+    /// A new, empty lab. Panics, saying why, if this is not root.
+    pub fn new() -> Lab {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the lab needs root (network namespaces); CI runs as root"
+        );
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        // Interface names are at most 15 bytes: "rl" + 5 + 2 + suffix.
+        let prefix = format!("rl{:05}{n:02}", std::process::id() % 100_000);
+        let bridge = format!("{prefix}br");
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        let lab = Lab {
+            prefix,
+            bridge,
+            hosts: Vec::new(),
+        };
+        ip(&["link", "set", &lab.bridge, "up"]);
+        lab
+    }
+
+    /// Adds host `name` at `SUBNET.last`.
+    pub fn host(&mut self, name: &str, last: u8) -> Host {
+        let i = self.hosts.len();
+        let ns = format!("{}-{name}", self.prefix);
+        let (a, b) = (
+            format!("{}{i}a", self.prefix),
+            format!("{}{i}b", self.prefix),
+        );
+        let addr = Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], last);
+        ip(&["netns", "add", &ns]);
+        let host = Host {
+            ns: ns.clone(),
+            ip: addr,
+            link: a.clone(),
+        };
+        self.hosts.push(host.clone());
+        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+        ip(&["link", "set", &b, "netns", &ns]);
+        ip(&["link", "set", &a, "master", &self.bridge, "up"]);
+        let cidr = format!("{addr}/24");
+        ip(&["-n", &ns, "addr", "add", &cidr, "dev", &b]);
+        ip(&["-n", &ns, "link", "set", &b, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        host
+    }
+
+    /// Cuts `h` off the lab network (its link goes down).
+    pub fn cut(&self, h: &Host) {
+        ip(&["link", "set", &h.link, "down"]);
+    }
+
+    /// Brings `h` back.
+    pub fn heal(&self, h: &Host) {
+        ip(&["link", "set", &h.link, "up"]);
+    }
+
+    /// A command that runs `program` inside `h`'s namespace.
+    pub fn command(&self, h: &Host, program: &std::path::Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &h.ns]).arg(program);
+        c
+    }
+
+    /// Runs `f` on a thread inside `h`'s namespace (to make sockets there).
+    pub fn inside<T: Send + 'static>(
+        &self,
+        h: &Host,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let path = format!("/var/run/netns/{}", h.ns);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path)?;
+            // SAFETY: setns on this thread only, with a namespace fd we hold.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            f()
+        })
+        .join()
+        .expect("lab thread panicked")
+    }
+
+    /// Starts a backend (greeting + echo) on `h`, port `port`.
+    pub fn backend(&self, h: &Host, name: &str, port: u16) -> Backend {
+        let addr = h.addr(port);
+        let l = self
+            .inside(h, move || {
+                let l = std::net::TcpListener::bind(addr)?;
+                l.set_nonblocking(true)?;
+                Ok(l)
+            })
+            .expect("bind a backend in the lab");
+        Backend::on_listener(
+            name,
+            tokio::net::TcpListener::from_std(l).expect("tokio listener"),
+        )
+    }
+
+    /// Connects from `from` to `to` and reads the backend's greeting.
+    pub async fn connect(&self, from: &Host, to: SocketAddr) -> std::io::Result<Conn> {
+        let s = self.inside(from, move || {
+            let s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        })?;
+        greeting(tokio::net::TcpStream::from_std(s)?).await
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Lab::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            let _ = Command::new("ip").args(["netns", "del", &h.ns]).output();
+            let _ = Command::new("ip").args(["link", "del", &h.link]).output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hosts_reach_each_other_until_cut_and_everything_goes_on_drop() {
+        let ns;
+        {
+            let mut lab = Lab::new();
+            let (a, b) = (lab.host("a", 1), lab.host("b", 200));
+            ns = a.ns.clone();
+            let _srv = lab.backend(&b, "b", 8000);
+            let c = lab.connect(&a, b.addr(8000)).await.unwrap();
+            assert_eq!(c.server, "b");
+            lab.cut(&b);
+            assert!(lab.connect(&a, b.addr(8000)).await.is_err());
+            lab.heal(&b);
+            assert_eq!(lab.connect(&a, b.addr(8000)).await.unwrap().server, "b");
+        }
+        let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        assert!(!String::from_utf8_lossy(&list.stdout).contains(&ns));
+    }
+}
