@@ -415,6 +415,7 @@ async fn reload_keeps_listeners_and_established_connections() {
     let v = n
         .node
         .reload(lb(&srv(&b, ""), ""), raftlb_proto::Format::Toml, "new")
+        .await
         .unwrap();
     n.node.wait_applied(v, DEADLINE).await.unwrap();
     assert_eq!(n.addr("fe"), addr, "the listener keeps its socket");
@@ -429,6 +430,7 @@ async fn reload_keeps_listeners_and_established_connections() {
             raftlb_proto::Format::Toml,
             "bad.toml",
         )
+        .await
         .unwrap_err();
     assert!(err.to_string().contains("did you mean `weight`"), "{err}");
     assert_eq!(which(addr).await, "b");

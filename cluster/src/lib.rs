@@ -5,9 +5,11 @@
 #![warn(missing_docs)]
 
 pub mod net;
-mod single;
+mod replica;
+mod service;
 pub mod store;
 pub mod types;
 
-pub use single::{Cluster, Committed, WriteError};
+pub use replica::{ClusterError, ClusterStatus, MemberStatus, Options, RaftCluster};
+pub use store::Applied;
 pub use types::{PeerNode, TypeConfig, WriteFailure};

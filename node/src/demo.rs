@@ -1,59 +1,171 @@
-//! `raftlb demo`: one node on loopback in front of two small HTTP backends
-//! started in the same process, on the embedded default config.
+//! `raftlb demo`: a three-node cluster on loopback — three `raftlb`
+//! processes (this binary: `cluster init` and two `cluster join`s) in front
+//! of two small HTTP backends served by the demo process itself, on the
+//! embedded default config. The nodes share the frontend's port (SO_REUSEPORT,
+//! as HAProxy), so the frontend keeps answering when any one of them dies.
 
-use crate::node::Node;
-use crate::nodefile::{AdminSection, NodeConfig};
-use raftlb_proto::Format;
+use crate::node::NodeError;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The demo's cluster config; `{listen}`, `{s1}`, `{s2}` are filled in.
 pub const DEMO_LB: &str = include_str!("demo.toml");
 
-/// Runs the demo until Ctrl-C.
-pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), crate::node::NodeError> {
+/// The demo's node processes, killed (by PID) when it ends.
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn node_file(dir: &Path, id: u32, admin: SocketAddr) -> std::io::Result<PathBuf> {
+    let path = dir.join(format!("node{id}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "id = {id}\nname = \"demo{id}\"\ndata_dir = \"{}\"\n[cluster]\nlisten = \"127.0.0.1:{}\"\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"warn,raftlb::health=warn\"\n",
+            dir.join(format!("data{id}")).display(),
+            7100 + id,
+        ),
+    )?;
+    Ok(path)
+}
+
+async fn wait_token(log: &Path, within: Duration) -> Option<String> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(t) = text
+            .split("--token ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+        {
+            return Some(t.to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+async fn wait_admin(admin: SocketAddr, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if crate::admin::get(admin, "/health").await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Runs the demo until Ctrl-C. `admin` is node 1's admin API; nodes 2 and 3
+/// take the next two ports.
+pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), NodeError> {
     let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let io = |source| crate::node::NodeError::Listen {
-        what: "demo backends",
-        addr: any,
-        source,
+    let io = |what: &'static str| {
+        move |source| NodeError::Listen {
+            what,
+            addr: any,
+            source,
+        }
     };
-    let b1 = TcpListener::bind(any).await.map_err(io)?;
-    let b2 = TcpListener::bind(any).await.map_err(io)?;
-    let (a1, a2) = (b1.local_addr().map_err(io)?, b2.local_addr().map_err(io)?);
+    let b1 = TcpListener::bind(any).await.map_err(io("demo backends"))?;
+    let b2 = TcpListener::bind(any).await.map_err(io("demo backends"))?;
+    let (a1, a2) = (
+        b1.local_addr().map_err(io("demo backends"))?,
+        b2.local_addr().map_err(io("demo backends"))?,
+    );
     tokio::spawn(http_backend(b1, "demo-1"));
     tokio::spawn(http_backend(b2, "demo-2"));
     let doc = DEMO_LB
         .replace("{listen}", &listen.to_string())
         .replace("{s1}", &a1.to_string())
         .replace("{s2}", &a2.to_string());
-    let data_dir = std::env::temp_dir().join(format!("raftlb-demo-{}", std::process::id()));
-    let node = NodeConfig {
-        id: 1,
-        name: "demo".into(),
-        data_dir: data_dir.clone(),
-        threads: 0,
-        cluster: Default::default(),
-        admin: AdminSection { listen: admin },
-        vip: Default::default(),
-        log: Default::default(),
+    let dir = std::env::temp_dir().join(format!("raftlb-demo-{}", std::process::id()));
+    let data = |source| NodeError::DataDir {
+        path: dir.clone(),
+        source,
     };
-    let n = Node::start(&node, doc, Format::Toml, "demo config").await?;
+    std::fs::create_dir_all(&dir).map_err(data)?;
+    let lb = dir.join("lb.toml");
+    std::fs::write(&lb, &doc).map_err(data)?;
+    let exe = std::env::current_exe().map_err(data)?;
+    let admins: Vec<SocketAddr> = (0..3)
+        .map(|i| SocketAddr::new(admin.ip(), admin.port() + i))
+        .collect();
+    let mut nodes = Nodes(Vec::new());
+    let mut pids = Vec::new();
+    let mut token = String::new();
+    for id in 1..=3u32 {
+        let node = node_file(&dir, id, admins[id as usize - 1]).map_err(data)?;
+        let log = dir.join(format!("node{id}.log"));
+        let out = std::fs::File::create(&log).map_err(data)?;
+        let mut cmd = Command::new(&exe);
+        if id == 1 {
+            cmd.args(["cluster", "init", "--lb"]).arg(&lb);
+        } else {
+            cmd.args([
+                "cluster",
+                "join",
+                "--peer",
+                "127.0.0.1:7101",
+                "--token",
+                &token,
+            ]);
+        }
+        cmd.arg("--node").arg(&node);
+        cmd.stdout(out.try_clone().map_err(data)?)
+            .stderr(out)
+            .stdin(Stdio::null());
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAFTLB_")) {
+            cmd.env_remove(k);
+        }
+        let child = cmd.spawn().map_err(data)?;
+        pids.push(child.id());
+        nodes.0.push(child);
+        if id == 1 {
+            token = wait_token(&log, Duration::from_secs(15))
+                .await
+                .ok_or_else(|| {
+                    NodeError::State(format!("node 1 did not start; see {}", log.display()))
+                })?;
+        }
+        if !wait_admin(admins[id as usize - 1], Duration::from_secs(30)).await {
+            return Err(NodeError::State(format!(
+                "node {id} did not start; see {}",
+                log.display()
+            )));
+        }
+    }
     println!(
-        "\nraftlb demo is running: frontend {listen} -> backends demo-1 ({a1}) and demo-2 ({a2}), roundrobin, TCP checks every 2s.\n\n\
-         Try:\n  curl -s http://{listen}/         # run it a few times: demo-1, demo-2, demo-1 ...\n  \
-         nc {} {}                  # a raw TCP session through the proxy\n  \
-         raftlb status --admin {}   # servers, health, connections\n\n\
-         Ctrl-C stops it.\n",
-        listen.ip(),
-        listen.port(),
-        n.admin_addr
+        "\nraftlb demo: a three-node cluster on loopback.\n\
+         frontend {listen} (served by all three nodes) -> demo-1 ({a1}), demo-2 ({a2}), roundrobin.\n\
+         nodes: demo1 pid {} admin {}, demo2 pid {} admin {}, demo3 pid {} admin {}; files in {}\n\n\
+         Try:\n  \
+         curl -s http://{listen}/                               # demo-1, demo-2, demo-1 ...\n  \
+         raftlb cluster status --admin {}               # members, leader, term, each node's view\n  \
+         raftlb config show --admin {} > my.toml        # edit it, then:\n  \
+         raftlb config apply my.toml --admin {}         # on a follower: every node applies it\n  \
+         raftlb server drain demo/demo-1 --admin {}     # every node stops sending it new connections\n  \
+         kill -9 <the leader's pid>                                # a new leader within a second; curl still works\n  \
+         {} run --node {}   # bring a killed node back from its disk\n\n\
+         Ctrl-C stops everything.\n",
+        pids[0], admins[0], pids[1], admins[1], pids[2], admins[2], dir.display(),
+        admins[0], admins[1], admins[1], admins[2],
+        exe.display(), dir.join("node1.toml").display(),
     );
     let _ = tokio::signal::ctrl_c().await;
-    n.shutdown(Duration::from_secs(2)).await;
-    let _ = std::fs::remove_dir_all(&data_dir);
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

@@ -1,18 +1,25 @@
-//! One running node: commits the config it starts with to the (single-node)
-//! cluster, applies every committed config to the proxy, serves the admin
-//! API, reloads on SIGHUP, and stops in two phases (stop accepting, drain).
+//! One running node: opens its Raft state under `data_dir` (a cluster of one
+//! when it has no peers), serves its peers and the admin API, applies every
+//! committed state to the proxy, reports its health view, reloads on SIGHUP,
+//! and stops in two phases (stop accepting, drain).
 
 use crate::admin::{self, AdminState};
 use crate::nodefile::NodeConfig;
 use crate::runtime::Runtime;
-use raftlb_cluster::{Cluster, WriteError};
-use raftlb_proto::Format;
+use raftlb_cluster::net::secret::{ClusterSecret, SECRET_FILE};
+use raftlb_cluster::net::tcp::{self, TcpTransport};
+use raftlb_cluster::{Applied, ClusterError, PeerNode, RaftCluster, WriteFailure};
+use raftlb_proto::{ClusterConfig, Command, Format, Outcome};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
-/// Why a node could not start or reload.
+/// The cluster handle a node holds.
+pub type Cluster = RaftCluster<TcpTransport>;
+
+/// Why a node could not start or a change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// A file could not be read.
@@ -29,7 +36,8 @@ pub enum NodeError {
     /// The config is valid but could not be applied.
     #[error(transparent)]
     Apply(#[from] crate::runtime::ApplyError),
-    /// A socket of the node's own (admin API, demo backend) could not listen.
+    /// A socket of the node's own (admin API, cluster, demo backend) could
+    /// not listen.
     #[error("cannot listen for the {what} on {addr}: {source}")]
     Listen {
         /// What it was for.
@@ -39,13 +47,46 @@ pub enum NodeError {
         /// The system's error.
         source: std::io::Error,
     },
-    /// The data directory could not be made.
-    #[error("cannot create data_dir {path}: {source}")]
+    /// The data directory could not be made or written.
+    #[error("data_dir {path}: {source}")]
     DataDir {
         /// The directory.
         path: PathBuf,
         /// The system's error.
         source: std::io::Error,
+    },
+    /// The node's state does not allow what was asked.
+    #[error("{0}")]
+    State(String),
+    /// The cluster could not be opened or formed.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// A write did not commit.
+    #[error(transparent)]
+    Write(#[from] WriteFailure),
+}
+
+/// How a node comes up.
+#[derive(Debug, Clone)]
+pub enum Startup {
+    /// From the state in `data_dir`. A node with no state and no peers
+    /// (`[cluster] listen` unset) becomes a cluster of one, with `initial`
+    /// as its first config.
+    Resume {
+        /// The first config of a new cluster of one: document, format, name.
+        initial: Option<(String, Format, String)>,
+    },
+    /// `cluster init`: a new cluster with this node its only member.
+    Init {
+        /// The first config, if any: document, format, name.
+        initial: Option<(String, Format, String)>,
+    },
+    /// `cluster join`: join the cluster of the node at `peer`.
+    Join {
+        /// A member's node-to-node address.
+        peer: String,
+        /// The secret from the join token.
+        secret: ClusterSecret,
     },
 }
 
@@ -54,9 +95,15 @@ pub struct Node {
     /// The proxy.
     pub runtime: Arc<Runtime>,
     /// The replicated state.
-    pub cluster: Cluster,
+    pub cluster: Arc<Cluster>,
     /// Where the admin API listens.
     pub admin_addr: SocketAddr,
+    /// Where peers reach this node (if it listens for them).
+    pub cluster_addr: Option<SocketAddr>,
+    /// The join token (the cluster secret), for `cluster init` to print.
+    pub token: String,
+    /// Fires when the cluster removed this node: it must stop.
+    pub removed: Arc<Notify>,
     admin_state: Arc<AdminState>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -78,37 +125,141 @@ pub fn read_lb(path: &Path) -> Result<(String, Format), NodeError> {
     Ok((text, Format::from_path(&path.to_string_lossy())))
 }
 
-fn invalid(source: &str, e: WriteError) -> NodeError {
-    match e {
-        WriteError::Invalid(errs) => NodeError::Invalid(errs.render(source).trim_end().to_string()),
-        other => NodeError::Invalid(format!("{source}: {other}")),
+/// Validates a document before it goes anywhere near the log.
+fn validate(doc: &str, format: Format, source: &str) -> Result<(), NodeError> {
+    ClusterConfig::parse(doc, format)
+        .map(|_| ())
+        .map_err(|errs| NodeError::Invalid(errs.render(source).trim_end().to_string()))
+}
+
+/// The marker a removed node leaves so that it does not come back by itself.
+const REMOVED_FILE: &str = "removed";
+
+fn data_err(path: &Path) -> impl Fn(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::DataDir {
+        path: path.to_path_buf(),
+        source,
     }
 }
 
 impl Node {
-    /// Starts a node with an initial cluster config document. `source` names
-    /// the document in error messages.
+    /// Starts a node with an initial cluster config document (used when the
+    /// node has no state yet: a cluster of one). `source` names the document
+    /// in error messages.
     pub async fn start(
         node: &NodeConfig,
         doc: String,
         format: Format,
         source: &str,
     ) -> Result<Node, NodeError> {
-        std::fs::create_dir_all(&node.data_dir).map_err(|source| NodeError::DataDir {
-            path: node.data_dir.clone(),
-            source,
-        })?;
-        let cluster = Cluster::single_node();
-        let committed = cluster
-            .apply_config(doc, format, None)
-            .map_err(|e| invalid(source, e))?;
+        Self::open(
+            node,
+            Startup::Resume {
+                initial: Some((doc, format, source.to_string())),
+            },
+        )
+        .await
+    }
+
+    /// Starts a node as `startup` says.
+    pub async fn open(node: &NodeConfig, startup: Startup) -> Result<Node, NodeError> {
+        let dir = &node.data_dir;
+        std::fs::create_dir_all(dir).map_err(data_err(dir))?;
+        if dir.join(REMOVED_FILE).exists() {
+            return Err(NodeError::State(format!(
+                "this node was removed from its cluster; to join again, empty {} and run `raftlb cluster join`",
+                dir.display()
+            )));
+        }
+        // Validate what we were given before touching any state.
+        let initial = match &startup {
+            Startup::Resume { initial } | Startup::Init { initial } => initial.clone(),
+            Startup::Join { .. } => None,
+        };
+        if let Some((doc, format, source)) = &initial {
+            validate(doc, *format, source)?;
+        }
+        let secret_path = dir.join(SECRET_FILE);
+        let secret = match &startup {
+            Startup::Join { secret, .. } => secret.clone(),
+            _ if secret_path.exists() => {
+                ClusterSecret::load(&secret_path).map_err(data_err(&secret_path))?
+            }
+            _ => ClusterSecret::generate(),
+        };
+        let secret = Arc::new(secret);
+
+        // The node-to-node listener first: its address goes into membership.
+        let (cluster_listener, cluster_addr) = match node.cluster.listen {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| NodeError::Listen {
+                        what: "cluster",
+                        addr,
+                        source,
+                    })?;
+                let bound = l.local_addr().map_err(|source| NodeError::Listen {
+                    what: "cluster",
+                    addr,
+                    source,
+                })?;
+                (Some(l), Some(bound))
+            }
+            None => (None, None),
+        };
+        let advertise = node
+            .cluster
+            .advertise
+            .or(cluster_addr)
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let me = PeerNode {
+            addr: advertise,
+            name: node.name.clone(),
+        };
+
+        let transport = TcpTransport::new(node.id, secret.clone());
+        let cluster =
+            Arc::new(RaftCluster::open(node.id, dir, transport, node.cluster_options()).await?);
+        let mut tasks = Vec::new();
+        if let Some(l) = cluster_listener {
+            tasks.push(tokio::spawn(tcp::serve(
+                l,
+                node.id,
+                secret.clone(),
+                cluster.handler(),
+            )));
+        }
+        let has_state = cluster.is_initialized().await;
+        let fresh_single = matches!(startup, Startup::Resume { .. })
+            && !has_state
+            && node.cluster.listen.is_none();
+        match &startup {
+            Startup::Init { .. } | Startup::Join { .. } if has_state => {
+                return Err(NodeError::State(format!(
+                    "{} already holds cluster state; start it with `raftlb run`",
+                    dir.display()
+                )))
+            }
+            Startup::Resume { .. } if !has_state && !fresh_single => {
+                return Err(NodeError::State(format!(
+                    "{} holds no cluster state: run `raftlb cluster init` (first node) or `raftlb cluster join` first",
+                    dir.display()
+                )))
+            }
+            _ => {}
+        }
+        let new_cluster = matches!(startup, Startup::Init { .. }) || fresh_single;
+        if new_cluster || matches!(startup, Startup::Join { .. }) {
+            secret.save(&secret_path).map_err(data_err(&secret_path))?;
+        }
+        if new_cluster {
+            cluster.initialize(me.clone()).await?;
+            tracing::info!(id = node.id, "initialized a new cluster with this node");
+        }
+
         let runtime = Arc::new(Runtime::new());
-        let report = runtime.apply(&committed.config)?;
-        tracing::info!(
-            version = committed.version,
-            bound = ?report.bound,
-            "config applied"
-        );
         let admin_listener = tokio::net::TcpListener::bind(node.admin.listen)
             .await
             .map_err(|source| NodeError::Listen {
@@ -127,35 +278,86 @@ impl Node {
             node: node.name.clone(),
             runtime: runtime.clone(),
             cluster: cluster.clone(),
-            applied: std::sync::Mutex::new((committed.version, None)),
+            applied: std::sync::Mutex::new((0, None)),
+            ready: Default::default(),
         });
-        let mut tasks = vec![tokio::spawn(admin::serve(
+        tasks.push(tokio::spawn(admin::serve(
             admin_listener,
             admin_state.clone(),
-        ))];
+        )));
         tasks.push(tokio::spawn(apply_committed(
-            cluster.clone(),
+            cluster.watch(),
             runtime.clone(),
             admin_state.clone(),
         )));
-        tracing::info!(node = %node.name, admin = %admin_addr, "node started");
-        Ok(Node {
+        tasks.push(tokio::spawn(report_health(
+            cluster.clone(),
+            runtime.clone(),
+        )));
+        let removed = Arc::new(Notify::new());
+        {
+            let (cluster, removed, marker) =
+                (cluster.clone(), removed.clone(), dir.join(REMOVED_FILE));
+            tasks.push(tokio::spawn(async move {
+                cluster.removed().await;
+                if let Err(e) = std::fs::write(&marker, b"removed from the cluster\n") {
+                    tracing::error!(file = %marker.display(), error = %e, "cannot mark this node removed");
+                }
+                removed.notify_one();
+            }));
+        }
+        let n = Node {
             runtime,
             cluster,
             admin_addr,
+            cluster_addr,
+            token: secret.to_token(),
+            removed,
             admin_state,
             tasks,
-        })
+        };
+        if let Startup::Join { peer, .. } = &startup {
+            tracing::info!(peer = %peer, "asking the cluster to add this node");
+            n.cluster.join(me, peer).await?;
+            tracing::info!("joined the cluster");
+        }
+        if new_cluster {
+            if let Some((doc, format, source)) = initial {
+                let v = n.apply_config(doc, format, &source, None).await?;
+                n.wait_applied(v, Duration::from_secs(10))
+                    .await
+                    .map_err(NodeError::State)?;
+            }
+        }
+        n.admin_state
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        tracing::info!(node = %node.name, admin = %admin_addr, cluster = ?cluster_addr, "node started");
+        Ok(n)
+    }
+
+    /// Validates a config document, then commits it through the cluster
+    /// (with `expected_version`, only if that is the committed version).
+    /// Returns the committed version.
+    pub async fn apply_config(
+        &self,
+        doc: String,
+        format: Format,
+        source: &str,
+        expected_version: Option<u64>,
+    ) -> Result<u64, NodeError> {
+        apply_config(&self.cluster, doc, format, source, expected_version).await
     }
 
     /// Validates and commits a new config document; the proxy applies it
     /// when it is committed. A document with mistakes changes nothing.
-    pub fn reload(&self, doc: String, format: Format, source: &str) -> Result<u64, NodeError> {
-        let c = self
-            .cluster
-            .apply_config(doc, format, None)
-            .map_err(|e| invalid(source, e))?;
-        Ok(c.version)
+    pub async fn reload(
+        &self,
+        doc: String,
+        format: Format,
+        source: &str,
+    ) -> Result<u64, NodeError> {
+        self.apply_config(doc, format, source, None).await
     }
 
     /// Waits until the proxy runs config `version` (or failed to apply it),
@@ -186,7 +388,8 @@ impl Node {
         }
     }
 
-    /// Stops accepting, then waits up to `grace` for connections to finish.
+    /// Stops accepting, then waits up to `grace` for connections to finish;
+    /// then stops Raft.
     pub async fn shutdown(&self, grace: Duration) {
         let active = self.runtime.stop_listening();
         tracing::info!(active, "stopped accepting; draining connections");
@@ -198,57 +401,143 @@ impl Node {
         if left > 0 {
             tracing::warn!(left, "grace period over; closing remaining connections");
         }
+        self.cluster.shutdown().await;
     }
 }
 
-/// Applies every newly committed config to the proxy.
-async fn apply_committed(cluster: Cluster, runtime: Arc<Runtime>, state: Arc<AdminState>) {
-    let mut rx = cluster.watch();
-    rx.mark_unchanged();
-    while rx.changed().await.is_ok() {
-        let Some(c) = rx.borrow_and_update().clone() else {
-            continue;
-        };
-        let result = runtime.apply(&c.config);
-        let err = match result {
-            Ok(report) => {
-                tracing::info!(
-                    version = c.version,
-                    bound = ?report.bound,
-                    closed = ?report.closed,
-                    kept = report.kept,
-                    checkers_started = report.checkers_started,
-                    checkers_stopped = report.checkers_stopped,
-                    "config applied"
-                );
-                None
-            }
-            Err(e) => {
-                tracing::error!(version = c.version, error = %e, "config not applied; the previous one keeps running");
-                Some(e.to_string())
-            }
-        };
-        *state.applied.lock().expect("applied lock") = (c.version, err);
+/// Validates, then commits a config through the cluster.
+pub async fn apply_config(
+    cluster: &Cluster,
+    doc: String,
+    format: Format,
+    source: &str,
+    expected_version: Option<u64>,
+) -> Result<u64, NodeError> {
+    validate(&doc, format, source)?;
+    let outcome = cluster
+        .write(Command::ApplyConfig {
+            doc,
+            format,
+            expected_version,
+        })
+        .await?;
+    match outcome {
+        Outcome::ConfigCommitted { version } => Ok(version),
+        Outcome::Stale { expected, current } => Err(NodeError::State(format!(
+            "{source}: config version {current} is committed, not {expected}: someone else changed it; re-read it (`raftlb config show`) and apply again"
+        ))),
+        Outcome::Refused(why) => Err(NodeError::Invalid(format!("{source}: {why}"))),
+        Outcome::Done => Err(NodeError::State("unexpected outcome for a config".into())),
     }
 }
 
-/// `raftlb run`: runs until SIGINT or SIGTERM; SIGHUP re-reads `lb_path`.
-pub async fn run(node: NodeConfig, lb_path: PathBuf) -> Result<(), NodeError> {
+/// Applies every newly committed state to the proxy: a new config version
+/// through the diff/apply path, operator states on every change.
+async fn apply_committed(
+    mut rx: tokio::sync::watch::Receiver<Applied>,
+    runtime: Arc<Runtime>,
+    state: Arc<AdminState>,
+) {
+    let mut running = 0u64;
+    loop {
+        let applied = rx.borrow_and_update().clone();
+        let st = &applied.state;
+        let version = st.config_version();
+        if version != running {
+            if let Some(config) = st.parsed_config() {
+                let err = match runtime.apply(&config) {
+                    Ok(report) => {
+                        tracing::info!(
+                            version,
+                            bound = ?report.bound,
+                            closed = ?report.closed,
+                            kept = report.kept,
+                            checkers_started = report.checkers_started,
+                            checkers_stopped = report.checkers_stopped,
+                            "config applied"
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        tracing::error!(version, error = %e, "config not applied; the previous one keeps running");
+                        Some(e.to_string())
+                    }
+                };
+                *state.applied.lock().expect("applied lock") = (version, err);
+            }
+            running = version;
+        }
+        runtime.set_operator(&st.operator);
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps this node's replicated health view equal to its own: every second
+/// (and at start), each server whose local state differs from what the
+/// cluster holds for this node is reported. A report that fails (no quorum)
+/// is simply tried again on the next round.
+async fn report_health(cluster: Arc<Cluster>, runtime: Arc<Runtime>) {
+    let me = cluster.id();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let state = cluster.watch().borrow().state.clone();
+        for (server, up, reason) in runtime.health_views() {
+            let known = state.health.get(&server).and_then(|v| v.get(&me));
+            if known.is_some_and(|k| k.up == up) {
+                continue;
+            }
+            let cmd = Command::ReportHealth {
+                node: me,
+                server: server.clone(),
+                up,
+                reason,
+            };
+            if let Err(e) = cluster.write(cmd).await {
+                tracing::debug!(server = %server, error = %e, "health report not committed; will retry");
+                break;
+            }
+        }
+    }
+}
+
+/// `raftlb run` (and `cluster init`/`join`, which start the same way): runs
+/// until SIGINT or SIGTERM, or until the cluster removes this node. SIGHUP
+/// re-reads `lb_path`, if given, and applies it through the cluster.
+pub async fn run(
+    node: NodeConfig,
+    startup: Startup,
+    lb_path: Option<PathBuf>,
+    on_started: impl FnOnce(&Node),
+) -> Result<(), NodeError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let source = lb_path.display().to_string();
-    let (doc, format) = read_lb(&lb_path)?;
-    let n = Node::start(&node, doc, format, &source).await?;
+    // Handlers first: the admin API answers during start-up, and a SIGHUP
+    // sent as soon as it does must not end the process.
     let sig = |k| signal(k).expect("installing a signal handler");
     let (mut hup, mut term, mut int) = (
         sig(SignalKind::hangup()),
         sig(SignalKind::terminate()),
         sig(SignalKind::interrupt()),
     );
+    let n = Node::open(&node, startup).await?;
+    on_started(&n);
     loop {
         tokio::select! {
             _ = hup.recv() => {
+                let Some(path) = &lb_path else {
+                    tracing::warn!("SIGHUP: no --lb file to reload; use `raftlb config apply`");
+                    continue;
+                };
+                let source = path.display().to_string();
                 tracing::info!(file = %source, "SIGHUP: reloading");
-                match read_lb(&lb_path).and_then(|(doc, format)| n.reload(doc, format, &source)) {
+                let result = match read_lb(path) {
+                    Ok((doc, format)) => n.reload(doc, format, &source).await,
+                    Err(e) => Err(e),
+                };
+                match result {
                     Ok(v) => tracing::info!(version = v, "reload committed"),
                     Err(e) => {
                         for line in e.to_string().lines() {
@@ -257,6 +546,11 @@ pub async fn run(node: NodeConfig, lb_path: PathBuf) -> Result<(), NodeError> {
                         tracing::error!("reload refused; the running config stays");
                     }
                 }
+            }
+            _ = n.removed.notified() => {
+                tracing::warn!("removed from the cluster: stopping");
+                n.shutdown(Duration::from_secs(10)).await;
+                return Err(NodeError::State("this node was removed from the cluster".into()));
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

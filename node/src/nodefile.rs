@@ -45,6 +45,14 @@ pub struct ClusterSection {
     pub listen: Option<SocketAddr>,
     /// Address other nodes reach this one at (defaults to `listen`).
     pub advertise: Option<SocketAddr>,
+    /// Raft leader heartbeat (default `80ms`).
+    pub heartbeat: Option<String>,
+    /// Shortest election timeout (default `300ms`).
+    pub election_timeout_min: Option<String>,
+    /// Longest election timeout (default `500ms`).
+    pub election_timeout_max: Option<String>,
+    /// How long a write waits for a quorum before it fails (default `5s`).
+    pub write_timeout: Option<String>,
 }
 
 /// `[admin]`.
@@ -126,6 +134,43 @@ pub struct NodeFileError {
 }
 
 impl NodeConfig {
+    /// Raft's timing from `[cluster]`, with defaults for what is unset.
+    pub fn cluster_options(&self) -> raftlb_cluster::Options {
+        self.try_cluster_options()
+            .expect("checked when the node file was loaded")
+    }
+
+    fn try_cluster_options(&self) -> Result<raftlb_cluster::Options, String> {
+        let mut o = raftlb_cluster::Options::default();
+        let c = &self.cluster;
+        let dur = |key: &str, v: &Option<String>, into: &mut std::time::Duration| {
+            if let Some(v) = v {
+                *into = raftlb_proto::config::parse_duration(v)
+                    .map_err(|e| format!("cluster.{key}: {e}"))?;
+            }
+            Ok::<(), String>(())
+        };
+        dur("heartbeat", &c.heartbeat, &mut o.heartbeat)?;
+        dur(
+            "election_timeout_min",
+            &c.election_timeout_min,
+            &mut o.election.0,
+        )?;
+        dur(
+            "election_timeout_max",
+            &c.election_timeout_max,
+            &mut o.election.1,
+        )?;
+        dur("write_timeout", &c.write_timeout, &mut o.write_timeout)?;
+        if o.heartbeat.is_zero() || o.election.0 <= o.heartbeat || o.election.1 <= o.election.0 {
+            return Err(format!(
+                "cluster: need 0 < heartbeat ({:?}) < election_timeout_min ({:?}) < election_timeout_max ({:?})",
+                o.heartbeat, o.election.0, o.election.1
+            ));
+        }
+        Ok(o)
+    }
+
     /// Loads `path`, then the `RAFTLB_*` environment over it.
     pub fn load(path: &Path) -> Result<NodeConfig, NodeFileError> {
         let env: HashMap<String, String> = std::env::vars()
@@ -175,6 +220,10 @@ impl NodeConfig {
         if cfg.vip.priority == 0 {
             return Err(err("vip.priority: must be 1..=255".into()));
         }
+        if cfg.id == 0 {
+            return Err(err("id: must be 1 or more".into()));
+        }
+        cfg.try_cluster_options().map_err(err)?;
         Ok(cfg)
     }
 }

@@ -337,6 +337,38 @@ impl Runtime {
             .map(|(_, s)| s.clone())
     }
 
+    /// Sets every server's operator state from the replicated state (servers
+    /// it does not name are ready, with their config weight).
+    pub fn set_operator(
+        &self,
+        views: &BTreeMap<raftlb_proto::ServerKey, raftlb_proto::state::OperatorView>,
+    ) {
+        let inner = self.inner.lock().expect("runtime lock");
+        for ((backend, server), (_, state)) in &inner.servers {
+            let key = raftlb_proto::ServerKey::new(backend.clone(), server.clone());
+            state.set_operator(views.get(&key).copied().unwrap_or_default());
+        }
+    }
+
+    /// Every server's health as this node sees it, with the reason.
+    pub fn health_views(&self) -> Vec<(raftlb_proto::ServerKey, bool, String)> {
+        let inner = self.inner.lock().expect("runtime lock");
+        let mut out: Vec<_> = inner
+            .servers
+            .iter()
+            .map(|((b, s), (_, st))| {
+                let status = st.status();
+                (
+                    raftlb_proto::ServerKey::new(b.clone(), s.clone()),
+                    status.up,
+                    status.last_change,
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Status of every frontend and server.
     pub fn status(&self) -> Status {
         let inner = self.inner.lock().expect("runtime lock");

@@ -149,14 +149,23 @@ mod tests {
         assert_eq!(decode::<Command>(&good[..3]), Err(WireError::TooShort(3)));
         let mut other_version = good.clone();
         other_version[5] = 9;
-        assert_eq!(decode::<Command>(&other_version), Err(WireError::Version(9)));
+        assert_eq!(
+            decode::<Command>(&other_version),
+            Err(WireError::Version(9))
+        );
         let mut trailing = good.clone();
         trailing.push(0);
         trailing[3] += 1;
-        assert!(matches!(decode::<Command>(&trailing), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            decode::<Command>(&trailing),
+            Err(WireError::Malformed(_))
+        ));
         let mut bad_variant = good.clone();
         bad_variant[6] = 77;
-        assert!(matches!(decode::<Command>(&bad_variant), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            decode::<Command>(&bad_variant),
+            Err(WireError::Malformed(_))
+        ));
         assert_eq!(
             body_len(u32::MAX.to_be_bytes()),
             Err(WireError::TooLarge(u32::MAX as usize + 4))

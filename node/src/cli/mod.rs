@@ -1,10 +1,19 @@
-//! The command line (clap): `run`, `check`, `demo`, `status`.
+//! The command line (clap): the node (`run`, `cluster init`, `cluster join`,
+//! `demo`), file checks (`check`), and client commands that talk to a
+//! running node's admin API (`status`, `cluster status|leave`, `config
+//! apply|show`, `server ready|drain|maint|weight`).
 
+mod check;
+mod remote;
+
+pub use check::check;
+
+use crate::node::Startup;
 use crate::nodefile::NodeConfig;
-use clap::{Parser, Subcommand};
-use raftlb_proto::{ClusterConfig, Format};
+use clap::{Args, Parser, Subcommand};
+use raftlb_cluster::net::secret::ClusterSecret;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// raftlb: replicated, highly available TCP load balancers with HAProxy's
@@ -17,21 +26,34 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where the node to talk to listens, and how to print its answer.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    /// The node's admin API.
+    #[arg(long, env = "RAFTLB_ADMIN", default_value = "127.0.0.1:9900")]
+    pub admin: SocketAddr,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a node: the proxy, health checks and the admin API.
+    /// Run a node that already has state (or, with no `[cluster] listen`,
+    /// a cluster of one on `--lb`).
     ///
-    /// SIGHUP re-reads the cluster config (refused with its errors if it has
-    /// any; the running config stays). SIGTERM/SIGINT stop accepting, then
-    /// drain connections for up to 10 s.
+    /// SIGHUP re-reads `--lb` and applies it through the cluster (refused
+    /// with its errors if it has any; the running config stays).
+    /// SIGTERM/SIGINT stop accepting, then drain connections for up to 10 s.
     Run {
         /// The node file (this machine's settings).
         #[arg(long, value_name = "FILE")]
         node: PathBuf,
-        /// The cluster config (load balancer: frontends, backends, servers).
+        /// The cluster config: the first config of a new cluster of one,
+        /// and the file SIGHUP re-reads.
         #[arg(long, value_name = "FILE")]
-        lb: PathBuf,
+        lb: Option<PathBuf>,
     },
     /// Validate config files (a node file or a cluster config, told apart by
     /// their keys), like `haproxy -c -f`.
@@ -53,13 +75,167 @@ pub enum Command {
     },
     /// Show a running node's frontends and servers.
     Status {
-        /// The node's admin API.
-        #[arg(long, env = "RAFTLB_ADMIN", default_value = "127.0.0.1:9900")]
-        admin: SocketAddr,
-        /// Print the raw JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        remote: Remote,
     },
+    /// Form, grow, shrink and inspect the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// The replicated cluster config.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// A server's operator state and weight, on every node.
+    #[command(subcommand)]
+    Server(ServerCommand),
+}
+
+/// `raftlb cluster …`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Create a new cluster with this node as its only member, print the
+    /// join token, then run the node.
+    Init {
+        /// The node file.
+        #[arg(long, value_name = "FILE")]
+        node: PathBuf,
+        /// The first cluster config (and the file SIGHUP re-reads).
+        #[arg(long, value_name = "FILE")]
+        lb: Option<PathBuf>,
+    },
+    /// Join an existing cluster through one of its members (as a learner,
+    /// then a voter once caught up), then run the node.
+    Join {
+        /// The node file.
+        #[arg(long, value_name = "FILE")]
+        node: PathBuf,
+        /// A member's node-to-node address (HOST:PORT).
+        #[arg(long)]
+        peer: String,
+        /// The join token `cluster init` printed.
+        #[arg(long, env = "RAFTLB_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Remove a node from the cluster (the node at --admin by default). The
+    /// removed node stops.
+    Leave {
+        /// The node to remove.
+        #[arg(long)]
+        node_id: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Members, roles, leader, term, log indexes, lag, last contact, and
+    /// every node's view of every server.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// `raftlb config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a cluster config here, then commit it; every node applies it.
+    Apply {
+        /// The cluster config (format from the extension).
+        file: PathBuf,
+        /// Only if this version is the committed one (optimistic concurrency).
+        #[arg(long)]
+        expected_version: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Print the committed cluster config.
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// `raftlb server …` (a server is `BACKEND/SERVER`).
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Back in service.
+    Ready {
+        /// `BACKEND/SERVER`.
+        server: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// No new connections; established ones continue.
+    Drain {
+        /// `BACKEND/SERVER`.
+        server: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Out of service: no new connections.
+    Maint {
+        /// `BACKEND/SERVER`.
+        server: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Override the server's weight (0–256).
+    Weight {
+        /// `BACKEND/SERVER`.
+        server: String,
+        /// The new weight.
+        weight: u32,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn load_node(path: &std::path::Path) -> Result<NodeConfig, ExitCode> {
+    let node = NodeConfig::load(path).map_err(|e| fail(&e.to_string()))?;
+    init_logging(&node.log.level);
+    raise_nofile_limit();
+    Ok(node)
+}
+
+fn read_initial(
+    lb: &Option<PathBuf>,
+) -> Result<Option<(String, raftlb_proto::Format, String)>, ExitCode> {
+    match lb {
+        None => Ok(None),
+        Some(p) => crate::node::read_lb(p)
+            .map(|(doc, format)| Some((doc, format, p.display().to_string())))
+            .map_err(|e| fail(&e.to_string())),
+    }
+}
+
+fn run_node(
+    node: PathBuf,
+    startup: impl FnOnce() -> Result<Startup, ExitCode>,
+    lb: Option<PathBuf>,
+    print_token: bool,
+) -> ExitCode {
+    let node = match load_node(&node) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    let startup = match startup() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let threads = node.threads;
+    with_runtime(
+        threads,
+        crate::node::run(node, startup, lb, move |n| {
+            if print_token {
+                println!("cluster initialized; join other nodes with:");
+                println!(
+                    "  raftlb cluster join --node node.toml --peer {} --token {}",
+                    n.cluster_addr
+                        .map_or("<this node's [cluster] listen>".to_string(), |a| a
+                            .to_string()),
+                    n.token
+                );
+            }
+            println!("node running; admin API on {}", n.admin_addr);
+        }),
+    )
 }
 
 /// Parses the command line and runs the command.
@@ -68,19 +244,65 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { files } => check(&files),
         Command::Run { node, lb } => {
-            let node = match NodeConfig::load(&node) {
-                Ok(n) => n,
-                Err(e) => return fail(&e.to_string()),
+            let initial = match read_initial(&lb) {
+                Ok(i) => i,
+                Err(code) => return code,
             };
-            init_logging(&node.log.level);
-            raise_nofile_limit();
-            with_runtime(node.threads, crate::node::run(node, lb))
+            run_node(node, || Ok(Startup::Resume { initial }), lb, false)
+        }
+        Command::Cluster(ClusterCommand::Init { node, lb }) => {
+            let initial = match read_initial(&lb) {
+                Ok(i) => i,
+                Err(code) => return code,
+            };
+            run_node(node, || Ok(Startup::Init { initial }), lb, true)
+        }
+        Command::Cluster(ClusterCommand::Join { node, peer, token }) => {
+            let startup = || {
+                let secret = ClusterSecret::from_token(&token)
+                    .map_err(|e| fail(&format!("--token: {e}")))?;
+                Ok(Startup::Join { peer, secret })
+            };
+            run_node(node, startup, None, false)
         }
         Command::Demo { listen, admin } => {
             init_logging("info");
             with_runtime(0, crate::demo::run(listen, admin))
         }
-        Command::Status { admin, json } => with_runtime(1, status(admin, json)),
+        Command::Status { remote } => with_runtime(1, remote::status(remote.admin, remote.json)),
+        Command::Cluster(ClusterCommand::Status { remote }) => {
+            with_runtime(1, remote::cluster_status(remote))
+        }
+        Command::Cluster(ClusterCommand::Leave { node_id, remote }) => {
+            with_runtime(1, remote::leave(remote, node_id))
+        }
+        Command::Config(ConfigCommand::Apply {
+            file,
+            expected_version,
+            remote,
+        }) => with_runtime(1, remote::config_apply(remote, file, expected_version)),
+        Command::Config(ConfigCommand::Show { remote }) => {
+            with_runtime(1, remote::config_show(remote))
+        }
+        Command::Server(cmd) => {
+            let (server, change, remote) = match cmd {
+                ServerCommand::Ready { server, remote } => {
+                    (server, "state=ready".to_string(), remote)
+                }
+                ServerCommand::Drain { server, remote } => {
+                    (server, "state=drain".to_string(), remote)
+                }
+                ServerCommand::Maint { server, remote } => {
+                    (server, "state=maint".to_string(), remote)
+                }
+                ServerCommand::Weight {
+                    server,
+                    weight,
+                    remote,
+                } => (server, format!("weight={weight}"), remote),
+            };
+            with_runtime(1, remote::server(remote, server, change))
+        }
     }
 }
 
@@ -119,6 +341,7 @@ fn init_logging(level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
 }
 
@@ -143,129 +366,4 @@ fn with_runtime<E: std::fmt::Display>(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }
-}
-
-/// Which kind of file a check looks at.
-#[derive(Debug, PartialEq, Eq)]
-enum Kind {
-    Node,
-    Cluster,
-}
-
-/// A TOML file with a top-level `id`, `name` or `data_dir` is a node file;
-/// everything else is a cluster config.
-fn kind_of(path: &Path, text: &str) -> Kind {
-    if Format::from_path(&path.to_string_lossy()) != Format::Toml {
-        return Kind::Cluster;
-    }
-    let keys: Vec<String> = config::Config::builder()
-        .add_source(config::File::from_str(text, config::FileFormat::Toml))
-        .build()
-        .and_then(|c| c.try_deserialize::<std::collections::HashMap<String, config::Value>>())
-        .map(|m| m.into_keys().collect())
-        .unwrap_or_default();
-    let node_keys = ["id", "name", "data_dir"];
-    if keys.iter().any(|k| node_keys.contains(&k.as_str())) {
-        Kind::Node
-    } else {
-        Kind::Cluster
-    }
-}
-
-/// `raftlb check`.
-pub fn check(files: &[PathBuf]) -> ExitCode {
-    let mut ok = true;
-    for path in files {
-        let shown = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("{shown}: cannot read: {e}");
-                ok = false;
-                continue;
-            }
-        };
-        match kind_of(path, &text) {
-            Kind::Node => match NodeConfig::load_with_env(path, Default::default()) {
-                Ok(n) => println!("{shown}: node file is valid (node {} {:?})", n.id, n.name),
-                Err(e) => {
-                    eprintln!("{e}");
-                    ok = false;
-                }
-            },
-            Kind::Cluster => match ClusterConfig::parse(&text, Format::from_path(&shown)) {
-                Ok(c) => {
-                    let servers: usize = c.backends.values().map(|b| b.servers.len()).sum();
-                    println!(
-                        "{shown}: cluster config is valid ({} frontends, {} backends, {servers} servers)",
-                        c.frontends.len(),
-                        c.backends.len()
-                    );
-                }
-                Err(errs) => {
-                    eprint!("{}", errs.render(&shown));
-                    eprintln!("{shown}: {} error(s)", errs.0.len());
-                    ok = false;
-                }
-            },
-        }
-    }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-async fn status(admin: SocketAddr, json: bool) -> Result<(), crate::admin::ClientError> {
-    let body = crate::admin::get(admin, "/status").await?;
-    if json {
-        print!("{body}");
-        return Ok(());
-    }
-    let v: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| crate::admin::ClientError::Protocol {
-            addr: admin,
-            message: e.to_string(),
-        })?;
-    println!(
-        "node {}  config version {} (applied {})",
-        v["node"].as_str().unwrap_or("?"),
-        v["config_version"],
-        v["applied_version"]
-    );
-    if let Some(e) = v["apply_error"].as_str() {
-        println!("last apply failed: {e}");
-    }
-    if let Some(fes) = v["frontends"].as_object() {
-        for (name, addrs) in fes {
-            println!("frontend {name}: {addrs}");
-        }
-    }
-    if let Some(bes) = v["backends"].as_object() {
-        for (name, servers) in bes {
-            println!("backend {name}");
-            for s in servers.as_array().into_iter().flatten() {
-                println!(
-                    "  {:<12} {:<22} {:<4} {:>6} conns {:>8} total  {}{}",
-                    s["name"].as_str().unwrap_or("?"),
-                    s["address"].as_str().unwrap_or("?"),
-                    if s["up"].as_bool() == Some(true) {
-                        "UP"
-                    } else {
-                        "DOWN"
-                    },
-                    s["cur_conns"],
-                    s["total_conns"],
-                    if s["backup"].as_bool() == Some(true) {
-                        "backup, "
-                    } else {
-                        ""
-                    },
-                    s["last_change"].as_str().unwrap_or(""),
-                );
-            }
-        }
-    }
-    Ok(())
 }

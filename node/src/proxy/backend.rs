@@ -75,7 +75,8 @@ impl BackendRt {
         }
     }
 
-    /// The servers that may take a new connection now: up, weight > 0; and
+    /// The servers that may take a new connection now: up, ready (not
+    /// drained or in maintenance), weight > 0; and
     /// if none of the normal servers is, the first backup up (or all backups
     /// up, with `allbackups`).
     fn candidates(&self, now: Instant) -> Vec<Candidate> {
@@ -86,7 +87,7 @@ impl BackendRt {
             } else {
                 s.cfg.weight
             };
-            (s.state.is_up() && weight > 0).then(|| Candidate {
+            (s.state.takes_new() && weight > 0).then(|| Candidate {
                 idx,
                 weight,
                 conns: s.state.cur_conns(),

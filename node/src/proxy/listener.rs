@@ -51,6 +51,9 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
         TcpSocket::new_v4()?
     };
     sock.set_reuseaddr(true)?;
+    // As HAProxy: several processes (a reload, or nodes sharing a host) may
+    // listen on the same address; the kernel spreads connections.
+    sock.set_reuseport(true)?;
     if addr.is_ipv6() {
         socket2::SockRef::from(&sock).set_only_v6(true)?;
     }

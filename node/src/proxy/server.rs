@@ -4,7 +4,8 @@
 
 use crate::health::counter::{ErrorCounter, HealthCounter, Transition};
 use raftlb_proto::config::{OnError, Server};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use raftlb_proto::state::{OperatorState, OperatorView};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -15,6 +16,10 @@ pub struct ServerState {
     /// `backend/server`, for logs.
     pub id: String,
     up: AtomicBool,
+    /// The operator's state (ready, drain, maint), replicated.
+    admin: AtomicU8,
+    /// The operator's weight; `NO_OVERRIDE` when the config's applies.
+    weight_override: AtomicU32,
     cur: AtomicU32,
     total: AtomicU64,
     health: Mutex<Health>,
@@ -48,7 +53,13 @@ pub struct ServerStatus {
     pub total_conns: u64,
     /// Why the state last changed.
     pub last_change: String,
+    /// The operator's state: `ready`, `drain` or `maint`.
+    pub admin: &'static str,
+    /// The operator's weight, when it overrides the config's.
+    pub weight_override: Option<u32>,
 }
+
+const NO_OVERRIDE: u32 = u32::MAX;
 
 impl ServerState {
     /// New state for `cfg`, up (as HAProxy starts servers).
@@ -57,6 +68,8 @@ impl ServerState {
         ServerState {
             id: format!("{backend}/{}", cfg.name),
             up: AtomicBool::new(true),
+            admin: AtomicU8::new(0),
+            weight_override: AtomicU32::new(NO_OVERRIDE),
             cur: AtomicU32::new(0),
             total: AtomicU64::new(0),
             health: Mutex::new(Health {
@@ -79,9 +92,48 @@ impl ServerState {
         h.errors = ErrorCounter::new(cfg.error_limit);
     }
 
-    /// Whether the server takes new connections.
+    /// Whether the server's health is up (the operator's state aside).
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// Whether the balancer may give it new connections: healthy and ready.
+    pub fn takes_new(&self) -> bool {
+        self.is_up() && self.admin_state() == OperatorState::Ready
+    }
+
+    /// The operator's state.
+    pub fn admin_state(&self) -> OperatorState {
+        match self.admin.load(Ordering::Relaxed) {
+            0 => OperatorState::Ready,
+            1 => OperatorState::Drain,
+            _ => OperatorState::Maint,
+        }
+    }
+
+    /// Sets the operator's state and weight (from the replicated state).
+    /// Returns whether anything changed.
+    pub fn set_operator(&self, view: OperatorView) -> bool {
+        let code = match view.state {
+            OperatorState::Ready => 0,
+            OperatorState::Drain => 1,
+            OperatorState::Maint => 2,
+        };
+        let w = view.weight.unwrap_or(NO_OVERRIDE);
+        let a = self.admin.swap(code, Ordering::Relaxed);
+        let b = self.weight_override.swap(w, Ordering::Relaxed);
+        let changed = a != code || b != w;
+        if changed {
+            tracing::warn!(
+                target: "raftlb::health",
+                server = %self.id, admin = view.state.as_str(), weight = ?view.weight,
+                "Server {} is now {} (weight {})", self.id, view.state.as_str(),
+                view.weight.map_or("from config".to_string(), |w| w.to_string())
+            );
+            // A server back in service may take queued connections.
+            self.slot_freed.notify_waiters();
+        }
+        changed
     }
 
     /// Connections now.
@@ -116,15 +168,19 @@ impl ServerState {
     /// The weight to balance with now: the configured one, ramped up during
     /// slow start.
     pub fn effective_weight(&self, cfg: &Server, now: Instant) -> u32 {
-        if cfg.weight == 0 {
+        let weight = match self.weight_override.load(Ordering::Relaxed) {
+            NO_OVERRIDE => cfg.weight,
+            w => w,
+        };
+        if weight == 0 {
             return 0;
         }
         let Some(slowstart) = cfg.slowstart else {
-            return cfg.weight;
+            return weight;
         };
         let since = self.health.lock().expect("health lock").up_since;
         ramp(
-            cfg.weight,
+            weight,
             since.map(|t| now.saturating_duration_since(t)),
             slowstart,
         )
@@ -208,6 +264,11 @@ impl ServerState {
             cur_conns: self.cur_conns(),
             total_conns: self.total.load(Ordering::Relaxed),
             last_change: h.reason.clone(),
+            admin: self.admin_state().as_str(),
+            weight_override: match self.weight_override.load(Ordering::Relaxed) {
+                NO_OVERRIDE => None,
+                w => Some(w),
+            },
         }
     }
 }

@@ -207,7 +207,9 @@ impl ReplicatedState {
                 }
                 let config = match ClusterConfig::parse(doc, *format) {
                     Ok(c) => c,
-                    Err(e) => return Outcome::Refused(format!("invalid config:\n{}", e.render(""))),
+                    Err(e) => {
+                        return Outcome::Refused(format!("invalid config:\n{}", e.render("")))
+                    }
                 };
                 let servers = server_keys(&config);
                 self.health.retain(|k, _| servers.contains(k));

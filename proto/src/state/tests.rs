@@ -30,13 +30,25 @@ fn s(name: &str) -> ServerKey {
 #[test]
 fn config_versions_grow_and_stale_applies_are_refused() {
     let mut st = ReplicatedState::default();
-    assert_eq!(st.apply(&apply_doc(DOC, Some(0))), Outcome::ConfigCommitted { version: 1 });
     assert_eq!(
         st.apply(&apply_doc(DOC, Some(0))),
-        Outcome::Stale { expected: 0, current: 1 }
+        Outcome::ConfigCommitted { version: 1 }
     );
-    assert_eq!(st.apply(&apply_doc(DOC, None)), Outcome::ConfigCommitted { version: 2 });
-    assert_eq!(st.apply(&apply_doc(DOC, Some(2))), Outcome::ConfigCommitted { version: 3 });
+    assert_eq!(
+        st.apply(&apply_doc(DOC, Some(0))),
+        Outcome::Stale {
+            expected: 0,
+            current: 1
+        }
+    );
+    assert_eq!(
+        st.apply(&apply_doc(DOC, None)),
+        Outcome::ConfigCommitted { version: 2 }
+    );
+    assert_eq!(
+        st.apply(&apply_doc(DOC, Some(2))),
+        Outcome::ConfigCommitted { version: 3 }
+    );
     assert_eq!(st.config_version(), 3);
 }
 
@@ -46,31 +58,63 @@ fn an_invalid_document_is_refused_and_changes_nothing() {
     st.apply(&apply_doc(DOC, None));
     let before = st.clone();
     let out = st.apply(&apply_doc("[frontends.f]\nbnd = 1\n", None));
-    assert!(matches!(out, Outcome::Refused(ref m) if m.contains("bnd")), "{out:?}");
+    assert!(
+        matches!(out, Outcome::Refused(ref m) if m.contains("bnd")),
+        "{out:?}"
+    );
     assert_eq!(st, before);
 }
 
 #[test]
 fn server_commands_need_a_known_server() {
     let mut st = ReplicatedState::default();
-    let drain = Command::SetServerState { server: s("s1"), state: OperatorState::Drain };
+    let drain = Command::SetServerState {
+        server: s("s1"),
+        state: OperatorState::Drain,
+    };
     assert!(matches!(st.apply(&drain), Outcome::Refused(_)));
     st.apply(&apply_doc(DOC, None));
     assert_eq!(st.apply(&drain), Outcome::Done);
-    let unknown = Command::SetWeight { server: s("nope"), weight: 1 };
+    let unknown = Command::SetWeight {
+        server: s("nope"),
+        weight: 1,
+    };
     assert!(matches!(st.apply(&unknown), Outcome::Refused(ref m) if m.contains("web/nope")));
-    let heavy = Command::SetWeight { server: s("s1"), weight: 257 };
+    let heavy = Command::SetWeight {
+        server: s("s1"),
+        weight: 257,
+    };
     assert!(matches!(st.apply(&heavy), Outcome::Refused(_)));
-    assert_eq!(st.operator_view(&s("s1")), OperatorView { state: OperatorState::Drain, weight: None });
+    assert_eq!(
+        st.operator_view(&s("s1")),
+        OperatorView {
+            state: OperatorState::Drain,
+            weight: None
+        }
+    );
 }
 
 #[test]
 fn applying_twice_is_the_same_as_once() {
     let cmds = [
-        Command::SetServerState { server: s("s1"), state: OperatorState::Maint },
-        Command::SetWeight { server: s("s2"), weight: 7 },
-        Command::ReportHealth { node: 2, server: s("s1"), up: false, reason: "L4CON".into() },
-        Command::SetServerState { server: s("s1"), state: OperatorState::Ready },
+        Command::SetServerState {
+            server: s("s1"),
+            state: OperatorState::Maint,
+        },
+        Command::SetWeight {
+            server: s("s2"),
+            weight: 7,
+        },
+        Command::ReportHealth {
+            node: 2,
+            server: s("s1"),
+            up: false,
+            reason: "L4CON".into(),
+        },
+        Command::SetServerState {
+            server: s("s1"),
+            state: OperatorState::Ready,
+        },
     ];
     for cmd in &cmds {
         let mut once = ReplicatedState::default();
@@ -87,8 +131,14 @@ fn applying_twice_is_the_same_as_once() {
 fn ready_with_no_weight_leaves_no_entry() {
     let mut st = ReplicatedState::default();
     st.apply(&apply_doc(DOC, None));
-    st.apply(&Command::SetServerState { server: s("s1"), state: OperatorState::Drain });
-    st.apply(&Command::SetServerState { server: s("s1"), state: OperatorState::Ready });
+    st.apply(&Command::SetServerState {
+        server: s("s1"),
+        state: OperatorState::Drain,
+    });
+    st.apply(&Command::SetServerState {
+        server: s("s1"),
+        state: OperatorState::Ready,
+    });
     assert!(st.operator.is_empty());
 }
 
@@ -96,9 +146,22 @@ fn ready_with_no_weight_leaves_no_entry() {
 fn removing_a_server_from_the_config_forgets_its_state() {
     let mut st = ReplicatedState::default();
     st.apply(&apply_doc(DOC, None));
-    st.apply(&Command::SetWeight { server: s("s2"), weight: 3 });
-    st.apply(&Command::ReportHealth { node: 1, server: s("s2"), up: true, reason: "L4OK".into() });
-    st.apply(&Command::ReportHealth { node: 1, server: s("s1"), up: true, reason: "L4OK".into() });
+    st.apply(&Command::SetWeight {
+        server: s("s2"),
+        weight: 3,
+    });
+    st.apply(&Command::ReportHealth {
+        node: 1,
+        server: s("s2"),
+        up: true,
+        reason: "L4OK".into(),
+    });
+    st.apply(&Command::ReportHealth {
+        node: 1,
+        server: s("s1"),
+        up: true,
+        reason: "L4OK".into(),
+    });
     st.apply(&apply_doc(ONLY_S1, None));
     assert!(!st.operator.contains_key(&s("s2")));
     assert!(!st.health.contains_key(&s("s2")));

@@ -1,0 +1,359 @@
+//! The node-to-node transport over TCP: [`TcpTransport`] calls other nodes
+//! over pooled, authenticated connections; [`serve`] answers them. Every
+//! connection starts with the [`handshake`], then carries one
+//! `raftlb_proto::wire` frame per request and one per answer, one request
+//! in flight at a time.
+
+use super::handshake::{self, HANDSHAKE_TIMEOUT};
+use super::secret::ClusterSecret;
+use super::{CallError, Handler, Transport};
+use crate::types::{Request, Response};
+use raftlb_proto::wire::{self, WireError};
+use raftlb_proto::NodeId;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// The server closes a connection silent for this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A pooled connection unused for this long is not reused (well before the
+/// server's [`IDLE_TIMEOUT`], so that the server does not close it as we
+/// send on it).
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// Idle connections kept per target.
+const POOL_MAX: usize = 4;
+
+/// Connections [`serve`] holds at once; beyond, it waits before accepting.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// The pause after a failed `accept` (EMFILE and the like).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// An authenticated connection waiting in the pool.
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// Calls other nodes over TCP. Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct TcpTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    own_id: NodeId,
+    secret: Arc<ClusterSecret>,
+    /// Idle connections by target and address (a node that moved gets new
+    /// connections).
+    idle: Mutex<HashMap<(NodeId, String), Vec<Idle>>>,
+    /// Connections dialled so far.
+    dials: AtomicU64,
+}
+
+impl std::fmt::Debug for TcpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpTransport")
+            .field("own_id", &self.inner.own_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TcpTransport {
+    /// The transport node `own_id` calls with, proving `secret`.
+    pub fn new(own_id: NodeId, secret: Arc<ClusterSecret>) -> TcpTransport {
+        TcpTransport {
+            inner: Arc::new(Inner {
+                own_id,
+                secret,
+                idle: Mutex::new(HashMap::new()),
+                dials: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// How many connections this transport (and its clones) dialled.
+    #[cfg(test)]
+    pub(crate) fn dials(&self) -> u64 {
+        self.inner.dials.load(Ordering::Relaxed)
+    }
+
+    /// How many idle connections to `target` at `addr` are pooled.
+    #[cfg(test)]
+    pub(crate) fn idle(&self, target: NodeId, addr: &str) -> usize {
+        self.pool()
+            .get(&(target, addr.to_string()))
+            .map_or(0, Vec::len)
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, HashMap<(NodeId, String), Vec<Idle>>> {
+        // The pool holds no invariant a panic could break.
+        self.inner.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used idle connection that still looks open.
+    fn take_idle(&self, target: NodeId, addr: &str) -> Option<TcpStream> {
+        let mut pool = self.pool();
+        let conns = pool.get_mut(&(target, addr.to_string()))?;
+        while let Some(c) = conns.pop() {
+            if c.since.elapsed() < POOL_IDLE && looks_open(&c.stream) {
+                return Some(c.stream);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, target: NodeId, addr: &str, stream: TcpStream) {
+        let mut pool = self.pool();
+        let conns = pool.entry((target, addr.to_string())).or_default();
+        conns.retain(|c| c.since.elapsed() < POOL_IDLE);
+        if conns.len() < POOL_MAX {
+            conns.push(Idle {
+                stream,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Connects and authenticates. Every failure is `Unreachable`: nothing
+    /// was sent yet.
+    async fn dial(&self, target: NodeId, addr: &str) -> Result<TcpStream, CallError> {
+        let unreachable = |reason: String| CallError::Unreachable {
+            node: target,
+            reason,
+        };
+        self.inner.dials.fetch_add(1, Ordering::Relaxed);
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| unreachable(format!("cannot connect to {addr}: {e}")))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| unreachable(format!("{addr}: {e}")))?;
+        handshake::client(&mut stream, &self.inner.secret, self.inner.own_id, target)
+            .await
+            .map_err(|e| unreachable(format!("{addr}: {e}")))?;
+        Ok(stream)
+    }
+}
+
+/// Whether an idle connection was not closed by the peer meanwhile (it
+/// sends nothing unasked, so anything readable means closed or broken).
+fn looks_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// How an exchange on an open connection failed.
+enum Failed {
+    /// Before the whole request was handed to the kernel: the peer cannot
+    /// have decoded it.
+    NotSent(io::Error),
+    /// After: it may have been handled.
+    AfterSend(String),
+}
+
+async fn exchange(stream: &mut TcpStream, frame: &[u8]) -> Result<Response, Failed> {
+    stream.write_all(frame).await.map_err(Failed::NotSent)?;
+    match read_frame::<Response, _>(stream).await {
+        Ok(Some(resp)) => Ok(resp),
+        Ok(None) => Err(Failed::AfterSend(
+            "the peer closed the connection without answering".into(),
+        )),
+        Err(e) => Err(Failed::AfterSend(e.to_string())),
+    }
+}
+
+impl Transport for TcpTransport {
+    async fn call(
+        &self,
+        target: NodeId,
+        addr: &str,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
+        let frame = wire::encode(&req).map_err(|e| CallError::Network {
+            node: target,
+            reason: e.to_string(),
+        })?;
+        let deadline = Instant::now() + timeout;
+        let mut stream = match self.take_idle(target, addr) {
+            Some(s) => s,
+            None => {
+                let limit = timeout.min(HANDSHAKE_TIMEOUT);
+                match tokio::time::timeout(limit, self.dial(target, addr)).await {
+                    Ok(dialled) => dialled?,
+                    Err(_) => {
+                        return Err(CallError::Unreachable {
+                            node: target,
+                            reason: format!(
+                                "{addr}: no authenticated connection within {} ms",
+                                limit.as_millis()
+                            ),
+                        })
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, exchange(&mut stream, &frame)).await {
+            Ok(Ok(resp)) => {
+                self.put_idle(target, addr, stream);
+                Ok(resp)
+            }
+            Ok(Err(Failed::NotSent(e))) => Err(CallError::Unreachable {
+                node: target,
+                reason: format!("{addr}: connection lost before the request was sent: {e}"),
+            }),
+            Ok(Err(Failed::AfterSend(reason))) => Err(CallError::Network {
+                node: target,
+                reason: format!("{addr}: {reason}"),
+            }),
+            Err(_) => Err(CallError::Timeout {
+                node: target,
+                after: timeout,
+            }),
+        }
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Wire(#[from] WireError),
+}
+
+/// Reads one frame. `None`: the peer closed the connection between frames.
+/// The length is checked before the body is allocated.
+async fn read_frame<T, S>(stream: &mut S) -> Result<Option<T>, FrameError>
+where
+    T: DeserializeOwned,
+    S: AsyncRead + Unpin,
+{
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < len.len() {
+        match stream.read(&mut len[got..]).await? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+            n => got += n,
+        }
+    }
+    let mut body = vec![0u8; wire::body_len(len)?];
+    stream.read_exact(&mut body).await?;
+    Ok(Some(wire::decode_body(&body)?))
+}
+
+/// Answers node-to-node connections on `listener` as node `own_id`, until
+/// the returned future is dropped (which closes every connection it
+/// accepted). Peers must prove `secret` in the handshake; their requests go
+/// to `handler`. A failed accept is logged and retried after a pause; a
+/// failed handshake or a bad frame closes that connection only.
+pub async fn serve(
+    listener: TcpListener,
+    own_id: NodeId,
+    secret: Arc<ClusterSecret>,
+    handler: Arc<dyn Handler>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            Some(done) = conns.join_next(), if !conns.is_empty() => {
+                if let Err(e) = done {
+                    if e.is_panic() {
+                        tracing::error!(error = %e, "a node-to-node connection task panicked");
+                    }
+                }
+            }
+            accepted = listener.accept(), if conns.len() < MAX_CONNECTIONS => match accepted {
+                Ok((stream, peer)) => {
+                    conns.spawn(connection(stream, peer, own_id, secret.clone(), handler.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "node-to-node accept failed; retrying");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+}
+
+/// One accepted connection: handshake, then requests until the peer closes,
+/// falls silent for [`IDLE_TIMEOUT`], or breaks the protocol.
+async fn connection(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    own_id: NodeId,
+    secret: Arc<ClusterSecret>,
+    handler: Arc<dyn Handler>,
+) {
+    let _ = stream.set_nodelay(true);
+    let peer = match handshake::server(&mut stream, &secret, own_id).await {
+        Ok(peer) => peer,
+        Err(e) => {
+            tracing::warn!(peer = %addr, reason = %e, "refused a node-to-node connection");
+            return;
+        }
+    };
+    tracing::debug!(peer = %addr, node = peer, "node connected");
+    loop {
+        let req = match tokio::time::timeout(IDLE_TIMEOUT, read_frame::<Request, _>(&mut stream))
+            .await
+        {
+            Ok(Ok(Some(req))) => req,
+            Ok(Ok(None)) => return,
+            Ok(Err(FrameError::Wire(e))) => {
+                tracing::warn!(peer = %addr, node = peer, reason = %e, "bad frame; closing the connection");
+                return;
+            }
+            Ok(Err(FrameError::Io(e))) => {
+                tracing::debug!(peer = %addr, node = peer, error = %e, "connection lost");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(peer = %addr, node = peer, "closing an idle connection");
+                return;
+            }
+        };
+        // The caller sends nothing while it waits: if the connection turns
+        // readable, it gave up (timeout) or broke the protocol.
+        let mut byte = [0u8; 1];
+        let resp = tokio::select! {
+            biased;
+            resp = handler.handle(peer, req) => resp,
+            _ = stream.peek(&mut byte) => {
+                tracing::debug!(peer = %addr, node = peer, "the caller left before the answer");
+                return;
+            }
+        };
+        let frame = match wire::encode(&resp) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(peer = %addr, node = peer, reason = %e, "cannot send an answer; closing the connection");
+                return;
+            }
+        };
+        match tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(&frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %addr, node = peer, error = %e, "connection lost");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(peer = %addr, node = peer, "the caller does not read; closing");
+                return;
+            }
+        }
+    }
+}

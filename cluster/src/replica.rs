@@ -1,0 +1,436 @@
+//! The handle a node holds: its Raft with the durable store, the service it
+//! answers peers with, and the operations the CLI asks for — initialize,
+//! write (forwarded to the leader), join, leave, status — each bounded by a
+//! timeout with a clear error.
+
+use crate::net::raft::{Contacts, Network};
+use crate::net::{Handler, Transport};
+use crate::service::{self, Service};
+use crate::store::{self, Applied};
+use crate::types::{PeerNode, Raft, Request, Response, WriteFailure};
+use openraft::{ServerState, SnapshotPolicy};
+use raftlb_proto::{Command, NodeId, Outcome};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Timing and compaction settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Leader heartbeat (also the AppendEntries timeout).
+    pub heartbeat: Duration,
+    /// Election timeout range; each node draws once from `[min, max)`.
+    pub election: (Duration, Duration),
+    /// The longest a write waits for a commit before it fails.
+    pub write_timeout: Duration,
+    /// The longest a joining node may take to catch up.
+    pub join_timeout: Duration,
+    /// Build a snapshot (and purge the log) every this many entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            heartbeat: Duration::from_millis(80),
+            election: (Duration::from_millis(300), Duration::from_millis(500)),
+            write_timeout: Duration::from_secs(5),
+            join_timeout: Duration::from_secs(30),
+            snapshot_every: 1000,
+        }
+    }
+}
+
+/// Why the cluster could not start or be formed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The store under the data directory could not be opened.
+    #[error("cannot open the Raft store in {path}: {source}")]
+    Store {
+        /// The directory.
+        path: String,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// openraft refused to start or to initialize.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// A write or membership change failed.
+    #[error(transparent)]
+    Write(#[from] WriteFailure),
+}
+
+/// One member as `cluster status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: NodeId,
+    /// Name.
+    pub name: String,
+    /// Node-to-node address.
+    pub addr: String,
+    /// `voter` or `learner`.
+    pub role: &'static str,
+    /// Highest log index known replicated to it (leader only).
+    pub matched: Option<u64>,
+    /// How far behind the leader's log it is (leader only).
+    pub lag: Option<u64>,
+    /// Milliseconds since this node last exchanged a message with it.
+    pub last_contact_ms: Option<u64>,
+}
+
+/// This node's view of the cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    /// This node's id.
+    pub id: NodeId,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: &'static str,
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// Current term.
+    pub term: u64,
+    /// Last log index on this node.
+    pub last_log_index: Option<u64>,
+    /// Last index applied to this node's state (committed and applied).
+    pub applied_index: Option<u64>,
+    /// Leader only: milliseconds since a quorum last acknowledged it.
+    pub millis_since_quorum_ack: Option<u64>,
+    /// The members.
+    pub members: Vec<MemberStatus>,
+}
+
+/// The node's handle to the cluster.
+pub struct RaftCluster<T: Transport> {
+    id: NodeId,
+    raft: Raft,
+    transport: T,
+    service: Arc<Service>,
+    applied: watch::Receiver<Applied>,
+    contacts: Contacts,
+    opts: Options,
+}
+
+fn role(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+impl<T: Transport> RaftCluster<T> {
+    /// Opens the store under `data_dir` and starts Raft as node `id`. A node
+    /// with state resumes where it was; a new one waits to be initialized or
+    /// added by a leader.
+    pub async fn open(
+        id: NodeId,
+        data_dir: &Path,
+        transport: T,
+        opts: Options,
+    ) -> Result<Self, ClusterError> {
+        let (log, sm, applied) =
+            store::open(data_dir)
+                .await
+                .map_err(|source| ClusterError::Store {
+                    path: data_dir.display().to_string(),
+                    source,
+                })?;
+        let config = openraft::Config {
+            cluster_name: "raftlb".into(),
+            heartbeat_interval: opts.heartbeat.as_millis() as u64,
+            election_timeout_min: opts.election.0.as_millis() as u64,
+            election_timeout_max: opts.election.1.as_millis() as u64,
+            install_snapshot_timeout: 2000,
+            snapshot_max_chunk_size: 1 << 20,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_every),
+            max_in_snapshot_log_to_keep: opts.snapshot_every / 2,
+            replication_lag_threshold: opts.snapshot_every * 2,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let contacts = Contacts::default();
+        let network = Network::new(id, transport.clone(), contacts.clone());
+        let raft = Raft::new(id, Arc::new(config), network, log, sm)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let service = Arc::new(Service {
+            raft: raft.clone(),
+            contacts: contacts.clone(),
+            write_timeout: opts.write_timeout,
+            join_timeout: opts.join_timeout,
+        });
+        Ok(RaftCluster {
+            id,
+            raft,
+            transport,
+            service,
+            applied,
+            contacts,
+            opts,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// What answers this node's peers (give it to the transport's server).
+    pub fn handler(&self) -> Arc<dyn Handler> {
+        self.service.clone()
+    }
+
+    /// The Raft instance, for metrics and tests.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The applied state; changes with every applied entry or snapshot.
+    pub fn watch(&self) -> watch::Receiver<Applied> {
+        self.applied.clone()
+    }
+
+    /// Whether this node has cluster state (initialized, or added by a leader).
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Makes this node a cluster of one, itself the only voter, and waits
+    /// until it leads.
+    pub async fn initialize(&self, me: PeerNode) -> Result<(), ClusterError> {
+        self.raft
+            .initialize(BTreeMap::from([(self.id, me)]))
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        self.raft
+            .wait(Some(self.opts.write_timeout))
+            .state(ServerState::Leader, "initialize")
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Commits a command (forwarded to the leader if this node does not
+    /// lead) and returns its outcome. Fails with `NoQuorum` if nothing
+    /// confirmed it within the write timeout.
+    pub async fn write(&self, cmd: Command) -> Result<Outcome, WriteFailure> {
+        let deadline = Instant::now() + self.opts.write_timeout;
+        let mut target: Option<(NodeId, String)> = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(WriteFailure::NoQuorum(
+                    self.opts.write_timeout.as_millis() as u64
+                ));
+            }
+            let result = match &target {
+                None => service::local_write(&self.raft, cmd.clone(), left).await,
+                Some((leader, addr)) => {
+                    match self
+                        .transport
+                        .call(*leader, addr, Request::Write(cmd.clone()), left)
+                        .await
+                    {
+                        Ok(Response::Write(r)) => r,
+                        Ok(other) => Err(WriteFailure::Other(format!(
+                            "unexpected answer from node {leader}: {other:?}"
+                        ))),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "forwarding a write failed; retrying");
+                            Err(WriteFailure::NotLeader {
+                                leader: None,
+                                addr: None,
+                            })
+                        }
+                    }
+                }
+            };
+            match result {
+                Err(WriteFailure::NotLeader {
+                    leader: Some(l),
+                    addr: Some(a),
+                }) if l != self.id => target = Some((l, a)),
+                Err(WriteFailure::NotLeader { .. }) => {
+                    // An election is under way, or the leader just changed.
+                    target = None;
+                    tokio::time::sleep(Duration::from_millis(20).min(left)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Asks the cluster, through the node at `peer_addr`, to add this node
+    /// (as a learner, then a voter once caught up). Follows redirects to the
+    /// leader.
+    pub async fn join(&self, me: PeerNode, peer_addr: &str) -> Result<(), WriteFailure> {
+        let req = || Request::Join {
+            id: self.id,
+            node: me.clone(),
+        };
+        self.membership_call(0, peer_addr.to_string(), req, self.opts.join_timeout)
+            .await
+    }
+
+    /// Removes node `id` from the cluster (through the leader).
+    pub async fn leave(&self, id: NodeId) -> Result<(), WriteFailure> {
+        let r = service::local_leave(&self.raft, id, self.opts.write_timeout).await;
+        match r {
+            Err(WriteFailure::NotLeader {
+                leader: Some(l),
+                addr: Some(a),
+            }) if l != self.id => {
+                self.membership_call(l, a, || Request::Leave { id }, self.opts.write_timeout)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn membership_call(
+        &self,
+        mut target: NodeId,
+        mut addr: String,
+        req: impl Fn() -> Request,
+        within: Duration,
+    ) -> Result<(), WriteFailure> {
+        let deadline = Instant::now() + within;
+        let mut last_error = String::from("no answer");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(WriteFailure::Other(format!(
+                    "gave up after {} ms: {last_error}",
+                    within.as_millis()
+                )));
+            }
+            match self.transport.call(target, &addr, req(), left).await {
+                Ok(Response::Membership(Ok(()))) => return Ok(()),
+                Ok(Response::Membership(Err(WriteFailure::NotLeader {
+                    leader: Some(l),
+                    addr: Some(a),
+                }))) => {
+                    (target, addr) = (l, a);
+                    continue;
+                }
+                Ok(Response::Membership(Err(e @ WriteFailure::Other(_)))) => return Err(e),
+                Ok(Response::Membership(Err(e))) => last_error = e.to_string(),
+                Ok(other) => last_error = format!("unexpected answer: {other:?}"),
+                Err(e @ crate::net::CallError::Unreachable { .. }) if target == 0 => {
+                    // The peer we were given: a wrong secret or address will
+                    // not fix itself.
+                    return Err(WriteFailure::Other(e.to_string()));
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100).min(left)).await;
+        }
+    }
+
+    /// This node's view of the cluster.
+    pub fn status(&self) -> ClusterStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned())
+                    .map(|l| l.map_or(0, |l| l.index));
+                let matched = if *id == self.id && m.state == ServerState::Leader {
+                    Some(last)
+                } else {
+                    matched
+                };
+                MemberStatus {
+                    id: *id,
+                    name: node.name.clone(),
+                    addr: node.addr.clone(),
+                    role: if voters.contains(id) {
+                        "voter"
+                    } else {
+                        "learner"
+                    },
+                    matched,
+                    lag: matched.map(|x| last.saturating_sub(x)),
+                    last_contact_ms: if *id == self.id {
+                        Some(0)
+                    } else {
+                        self.contacts
+                            .last(*id)
+                            .map(|t| t.elapsed().as_millis() as u64)
+                    },
+                }
+            })
+            .collect();
+        ClusterStatus {
+            id: self.id,
+            role: role(m.state),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
+            members,
+        }
+    }
+
+    /// Resolves once this node learns that the cluster removed it: while it
+    /// sees no leader (or sees itself outside the voters), it asks the other
+    /// members, and a leader that does not list it is the answer.
+    pub async fn removed(&self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let m = self.raft.metrics().borrow().clone();
+            let membership = m.membership_config.membership();
+            let in_voters = membership.voter_ids().any(|v| v == self.id);
+            let leaderless = m.current_leader.is_none()
+                || m.state == ServerState::Candidate
+                || m.current_leader == Some(self.id) && m.state != ServerState::Leader;
+            if m.state == ServerState::Leader || (in_voters && !leaderless) {
+                continue;
+            }
+            if membership.nodes().count() == 0 {
+                continue; // not initialized yet: waiting to join
+            }
+            let peers: Vec<(NodeId, String)> = membership
+                .nodes()
+                .filter(|(id, _)| **id != self.id)
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect();
+            for (id, addr) in peers {
+                let r = self
+                    .transport
+                    .call(
+                        id,
+                        &addr,
+                        Request::IsMember { id: self.id },
+                        Duration::from_millis(500),
+                    )
+                    .await;
+                if let Ok(Response::IsMember(Some(false))) = r {
+                    tracing::warn!(leader = id, "this node was removed from the cluster");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}

@@ -1,0 +1,176 @@
+//! What a node answers to its peers: Raft's RPCs go to the local Raft;
+//! forwarded writes, joins and leaves are carried out here if this node
+//! leads, and answered with "not the leader" (and who is) otherwise.
+
+use crate::net::raft::Contacts;
+use crate::net::{BoxFuture, Handler};
+use crate::types::{PeerNode, Raft, Request, Response, WriteFailure};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use raftlb_proto::{Command, NodeId, Outcome};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// The local node's answers to its peers.
+pub struct Service {
+    pub(crate) raft: Raft,
+    pub(crate) contacts: Contacts,
+    pub(crate) write_timeout: Duration,
+    pub(crate) join_timeout: Duration,
+}
+
+impl Handler for Service {
+    fn handle(&self, from: NodeId, req: Request) -> BoxFuture<'_, Response> {
+        Box::pin(async move {
+            self.contacts.touch(from);
+            match req {
+                Request::Append(r) => Response::Append(self.raft.append_entries(r).await),
+                Request::Vote(r) => Response::Vote(self.raft.vote(r).await),
+                Request::Snapshot(r) => Response::Snapshot(self.raft.install_snapshot(r).await),
+                Request::Write(cmd) => {
+                    Response::Write(local_write(&self.raft, cmd, self.write_timeout).await)
+                }
+                Request::Join { id, node } => {
+                    let r = if id != from {
+                        Err(WriteFailure::Other(format!(
+                            "node {from} cannot ask to add node {id}: a node joins as itself"
+                        )))
+                    } else {
+                        local_join(&self.raft, id, node, self.join_timeout).await
+                    };
+                    Response::Membership(r)
+                }
+                Request::Leave { id } => {
+                    Response::Membership(local_leave(&self.raft, id, self.write_timeout).await)
+                }
+                Request::IsMember { id } => Response::IsMember(is_member(&self.raft, id)),
+            }
+        })
+    }
+}
+
+/// Maps a failed Raft write to what the writer is told.
+fn failure(e: RaftError<NodeId, ClientWriteError<NodeId, PeerNode>>) -> WriteFailure {
+    if let Some(f) = e.forward_to_leader::<PeerNode>() {
+        return WriteFailure::NotLeader {
+            leader: f.leader_id,
+            addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
+        };
+    }
+    WriteFailure::Other(e.to_string())
+}
+
+fn no_quorum(t: Duration) -> WriteFailure {
+    WriteFailure::NoQuorum(t.as_millis() as u64)
+}
+
+/// Writes a command through the local Raft if it leads.
+pub(crate) async fn local_write(
+    raft: &Raft,
+    cmd: Command,
+    within: Duration,
+) -> Result<Outcome, WriteFailure> {
+    match tokio::time::timeout(within, raft.client_write(cmd)).await {
+        Err(_) => Err(no_quorum(within)),
+        Ok(Ok(resp)) => Ok(resp.data),
+        Ok(Err(e)) => Err(failure(e)),
+    }
+}
+
+/// Adds `id` as a learner, waits for it to catch up, then makes it a voter.
+/// Asking again for a node that is already a voter succeeds at once.
+pub(crate) async fn local_join(
+    raft: &Raft,
+    id: NodeId,
+    node: PeerNode,
+    within: Duration,
+) -> Result<(), WriteFailure> {
+    let membership = raft.metrics().borrow().membership_config.clone();
+    let m = membership.membership();
+    if m.voter_ids().any(|v| v == id) {
+        return if m.get_node(&id) == Some(&node) {
+            Ok(())
+        } else {
+            Err(WriteFailure::Other(format!(
+                "node id {id} is already a member at another address ({}); pick another id or `cluster leave --node-id {id}` first",
+                m.get_node(&id).map_or("?".into(), |n| n.to_string())
+            )))
+        };
+    }
+    tracing::info!(id, %node, "adding node as a learner");
+    match tokio::time::timeout(within, raft.add_learner(id, node, true)).await {
+        Err(_) => return Err(no_quorum(within)),
+        Ok(Err(e)) => return Err(failure(e)),
+        Ok(Ok(_)) => {}
+    }
+    tracing::info!(id, "learner caught up; making it a voter");
+    let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+    match tokio::time::timeout(within, raft.change_membership(change, false)).await {
+        Err(_) => Err(no_quorum(within)),
+        Ok(Err(e)) => Err(failure(e)),
+        Ok(Ok(_)) => {
+            tracing::info!(id, "node joined as a voter");
+            Ok(())
+        }
+    }
+}
+
+/// Removes `id` from the voters and the learners.
+pub(crate) async fn local_leave(
+    raft: &Raft,
+    id: NodeId,
+    within: Duration,
+) -> Result<(), WriteFailure> {
+    let membership = raft.metrics().borrow().membership_config.clone();
+    let m = membership.membership();
+    let voters: BTreeSet<NodeId> = m.voter_ids().collect();
+    if voters.contains(&id) {
+        if voters.len() == 1 {
+            return Err(WriteFailure::Other(format!(
+                "node {id} is the last voter: a cluster cannot remove its last member"
+            )));
+        }
+        let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+        match tokio::time::timeout(within, raft.change_membership(change, false)).await {
+            Err(_) => return Err(no_quorum(within)),
+            Ok(Err(e)) => return Err(failure(e)),
+            Ok(Ok(_)) => {}
+        }
+    } else if m.get_node(&id).is_some() {
+        let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+        match tokio::time::timeout(within, raft.change_membership(change, false)).await {
+            Err(_) => return Err(no_quorum(within)),
+            Ok(Err(e)) => return Err(failure(e)),
+            Ok(Ok(_)) => {}
+        }
+    } else if raft.metrics().borrow().state != ServerState::Leader {
+        // Only the leader's answer counts.
+        let (leader, addr) = leader_of(raft);
+        return Err(WriteFailure::NotLeader { leader, addr });
+    } else {
+        return Err(WriteFailure::Other(format!("node {id} is not a member")));
+    }
+    tracing::info!(id, "node removed from the cluster");
+    Ok(())
+}
+
+/// The leader this node knows of and its address.
+pub(crate) fn leader_of(raft: &Raft) -> (Option<NodeId>, Option<String>) {
+    let m = raft.metrics().borrow().clone();
+    let addr = m.current_leader.and_then(|l| {
+        m.membership_config
+            .membership()
+            .get_node(&l)
+            .map(|n| n.addr.clone())
+    });
+    (m.current_leader, addr)
+}
+
+/// A leader's answer to "is `id` a member?"; `None` from a non-leader.
+fn is_member(raft: &Raft, id: NodeId) -> Option<bool> {
+    let m = raft.metrics().borrow().clone();
+    if m.state != ServerState::Leader {
+        return None;
+    }
+    Some(m.membership_config.membership().get_node(&id).is_some())
+}

@@ -1,0 +1,285 @@
+//! The cluster on an in-process network whose links the test cuts and heals:
+//! forming, forwarding, partitions, restarts from disk, snapshots, leave.
+//! Real Raft, real stores in temporary directories; only the wire is memory.
+
+use raftlb_cluster::net::mem::{MemNet, MemTransport};
+use raftlb_cluster::{Options, PeerNode, RaftCluster, WriteFailure};
+use raftlb_proto::{Command, Format, OperatorState, Outcome, ServerKey};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Node = Arc<RaftCluster<MemTransport>>;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn doc(port: u16) -> String {
+    format!(
+        "[frontends.f]\nbind = \"127.0.0.1:{port}\"\ndefault_backend = \"web\"\n[backends.web]\nservers = [ {{ name = \"s1\", address = \"127.0.0.1:2\" }} ]\n"
+    )
+}
+
+fn apply(port: u16) -> Command {
+    Command::ApplyConfig {
+        doc: doc(port),
+        format: Format::Toml,
+        expected_version: None,
+    }
+}
+
+struct Lab {
+    net: MemNet,
+    dir: tempfile::TempDir,
+    nodes: Vec<Option<Node>>,
+    opts: Options,
+}
+
+fn addr(id: u64) -> String {
+    format!("node-{id}")
+}
+
+fn me(id: u64) -> PeerNode {
+    PeerNode {
+        addr: addr(id),
+        name: format!("n{id}"),
+    }
+}
+
+impl Lab {
+    fn new() -> Lab {
+        Lab {
+            net: MemNet::new(),
+            dir: tempfile::tempdir().unwrap(),
+            nodes: vec![None; 8],
+            opts: Options {
+                heartbeat: Duration::from_millis(50),
+                election: (Duration::from_millis(200), Duration::from_millis(400)),
+                write_timeout: Duration::from_millis(1500),
+                join_timeout: Duration::from_secs(10),
+                snapshot_every: 8,
+            },
+        }
+    }
+
+    /// Starts (or restarts) node `id` from its directory.
+    async fn start(&mut self, id: u64) -> Node {
+        let dir = self.dir.path().join(format!("n{id}"));
+        let n = Arc::new(
+            RaftCluster::open(id, &dir, self.net.transport(id), self.opts.clone())
+                .await
+                .unwrap(),
+        );
+        self.net.register(id, &addr(id), n.handler());
+        self.nodes[id as usize] = Some(n.clone());
+        n
+    }
+
+    /// Kills node `id`: it vanishes from the network, Raft stops.
+    async fn crash(&mut self, id: u64) {
+        self.net.unregister(&addr(id));
+        if let Some(n) = self.nodes[id as usize].take() {
+            n.shutdown().await;
+        }
+    }
+
+    fn node(&self, id: u64) -> &Node {
+        self.nodes[id as usize].as_ref().expect("node running")
+    }
+
+    /// A three-node cluster: 1 initializes, 2 and 3 join through 1.
+    async fn three() -> Lab {
+        let mut lab = Lab::new();
+        let n1 = lab.start(1).await;
+        n1.initialize(me(1)).await.unwrap();
+        assert_eq!(
+            n1.write(apply(1000)).await,
+            Ok(Outcome::ConfigCommitted { version: 1 })
+        );
+        for id in [2, 3] {
+            let n = lab.start(id).await;
+            n.join(me(id), &addr(1)).await.unwrap();
+        }
+        lab
+    }
+
+    /// Waits until every running node listed has applied config `version`.
+    async fn converged(&self, ids: &[u64], version: u64) {
+        let end = Instant::now() + DEADLINE;
+        for &id in ids {
+            let mut rx = self.node(id).watch();
+            while rx.borrow().state.config_version() < version {
+                let left = end.saturating_duration_since(Instant::now());
+                assert!(
+                    tokio::time::timeout(left, rx.changed()).await.is_ok(),
+                    "node {id} did not reach config version {version}"
+                );
+            }
+        }
+        let states: Vec<_> = ids
+            .iter()
+            .map(|id| self.node(*id).watch().borrow().state.clone())
+            .collect();
+        for s in &states[1..] {
+            if s.config_version() == states[0].config_version() {
+                assert_eq!(s.config, states[0].config);
+            }
+        }
+    }
+
+    async fn leader(&self, among: &[u64]) -> u64 {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            for &id in among {
+                let s = self.node(id).status();
+                if s.role == "leader" && s.leader == Some(id) {
+                    return id;
+                }
+            }
+            assert!(Instant::now() < end, "no leader among {among:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn voters(n: &Node) -> Vec<u64> {
+    let s = n.status();
+    s.members
+        .iter()
+        .filter(|m| m.role == "voter")
+        .map(|m| m.id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_form_and_a_write_on_a_follower_is_forwarded() {
+    let lab = Lab::three().await;
+    assert_eq!(voters(lab.node(1)), vec![1, 2, 3]);
+    lab.converged(&[1, 2, 3], 1).await;
+    let follower = if lab.leader(&[1, 2, 3]).await == 3 {
+        2
+    } else {
+        3
+    };
+    let out = lab.node(follower).write(apply(1001)).await;
+    assert_eq!(out, Ok(Outcome::ConfigCommitted { version: 2 }));
+    lab.converged(&[1, 2, 3], 2).await;
+    // A stale write is refused, and changes nothing.
+    let stale = Command::ApplyConfig {
+        doc: doc(1002),
+        format: Format::Toml,
+        expected_version: Some(1),
+    };
+    assert_eq!(
+        lab.node(follower).write(stale).await,
+        Ok(Outcome::Stale {
+            expected: 1,
+            current: 2
+        })
+    );
+    // Operator state reaches every node.
+    let drain = Command::SetServerState {
+        server: ServerKey::new("web", "s1"),
+        state: OperatorState::Drain,
+    };
+    assert_eq!(lab.node(2).write(drain).await, Ok(Outcome::Done));
+    let end = Instant::now() + DEADLINE;
+    for id in [1, 2, 3] {
+        while lab.node(id).watch().borrow().state.operator.is_empty() {
+            assert!(Instant::now() < end, "node {id} did not see the drain");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_leader_cannot_commit_and_the_majority_goes_on() {
+    let lab = Lab::three().await;
+    let old = lab.leader(&[1, 2, 3]).await;
+    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != old).collect();
+    lab.net.isolate(old, &rest);
+    // The minority side says so instead of committing.
+    let err = lab.node(old).write(apply(2000)).await.unwrap_err();
+    assert!(matches!(err, WriteFailure::NoQuorum(_)), "{err:?}");
+    // The majority elects a leader and commits.
+    let new = lab.leader(&rest).await;
+    assert_ne!(new, old);
+    assert_eq!(
+        lab.node(rest[0]).write(apply(2001)).await,
+        Ok(Outcome::ConfigCommitted { version: 2 })
+    );
+    // Healed, the old leader follows and holds the majority's config (the
+    // entry it could not commit is gone).
+    lab.net.heal_all();
+    lab.converged(&[1, 2, 3], 2).await;
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let states: Vec<_> = [1, 2, 3]
+            .iter()
+            .map(|i| lab.node(*i).watch().borrow().state.clone())
+            .collect();
+        if states.iter().all(|s| s.config == states[0].config) {
+            assert!(states[0].config.as_ref().unwrap().doc.contains("2001"));
+            break;
+        }
+        assert!(Instant::now() < end, "states did not converge");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_node_comes_back_from_disk_and_catches_up_through_a_snapshot() {
+    let mut lab = Lab::three().await;
+    lab.crash(3).await;
+    // More writes than the snapshot interval, so the log is purged past
+    // what node 3 has.
+    for i in 0..20u16 {
+        lab.node(1).write(apply(3000 + i)).await.unwrap();
+    }
+    lab.converged(&[1, 2], 21).await;
+    let n3 = lab.start(3).await;
+    // It resumes as a member: no join.
+    let end = Instant::now() + DEADLINE;
+    while voters(&n3) != vec![1, 2, 3] {
+        assert!(Instant::now() < end, "node 3 did not resume as a voter");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    lab.converged(&[1, 2, 3], 21).await;
+    assert!(lab.node(1).raft().metrics().borrow().purged.is_some());
+    // Its log was behind the purged point: it caught up through a snapshot.
+    assert!(lab.node(3).raft().metrics().borrow().snapshot.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leave_shrinks_the_cluster_and_the_removed_node_learns_it() {
+    let mut lab = Lab::three().await;
+    let leader = lab.leader(&[1, 2, 3]).await;
+    let gone = if leader == 3 { 2 } else { 3 };
+    lab.node(leader).leave(gone).await.unwrap();
+    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != gone).collect();
+    assert_eq!(voters(lab.node(leader)), rest);
+    tokio::time::timeout(DEADLINE, lab.node(gone).removed())
+        .await
+        .expect("the removed node learns it was removed");
+    lab.crash(gone).await;
+    // The two left still commit; a fresh node grows it back to three.
+    lab.node(rest[0]).write(apply(4000)).await.unwrap();
+    let n4 = lab.start(4).await;
+    n4.join(me(4), &addr(rest[1])).await.unwrap();
+    let mut want = rest.clone();
+    want.push(4);
+    assert_eq!(voters(lab.node(leader)), want);
+    lab.converged(&[rest[0], rest[1], 4], 2).await;
+    // The last voter cannot leave.
+    let solo = Lab::new();
+    let mut solo = solo;
+    let s1 = solo.start(1).await;
+    s1.initialize(me(1)).await.unwrap();
+    assert!(matches!(s1.leave(1).await, Err(WriteFailure::Other(m)) if m.contains("last voter")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_through_a_node_that_is_not_there_fails_clearly() {
+    let mut lab = Lab::new();
+    let n1 = lab.start(1).await;
+    let err = n1.join(me(1), "nowhere").await.unwrap_err();
+    assert!(err.to_string().contains("unreachable"), "{err}");
+}

@@ -1,0 +1,78 @@
+//! `raftlb check`: validates node files and cluster configs, like
+//! `haproxy -c -f`.
+
+use crate::nodefile::NodeConfig;
+use raftlb_proto::{ClusterConfig, Format};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Node,
+    Cluster,
+}
+
+/// A TOML file with a top-level `id`, `name` or `data_dir` is a node file;
+/// everything else is a cluster config.
+fn kind_of(path: &Path, text: &str) -> Kind {
+    if Format::from_path(&path.to_string_lossy()) != Format::Toml {
+        return Kind::Cluster;
+    }
+    let keys: Vec<String> = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize::<std::collections::HashMap<String, config::Value>>())
+        .map(|m| m.into_keys().collect())
+        .unwrap_or_default();
+    let node_keys = ["id", "name", "data_dir"];
+    if keys.iter().any(|k| node_keys.contains(&k.as_str())) {
+        Kind::Node
+    } else {
+        Kind::Cluster
+    }
+}
+
+/// `raftlb check`.
+pub fn check(files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for path in files {
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{shown}: cannot read: {e}");
+                ok = false;
+                continue;
+            }
+        };
+        match kind_of(path, &text) {
+            Kind::Node => match NodeConfig::load_with_env(path, Default::default()) {
+                Ok(n) => println!("{shown}: node file is valid (node {} {:?})", n.id, n.name),
+                Err(e) => {
+                    eprintln!("{e}");
+                    ok = false;
+                }
+            },
+            Kind::Cluster => match ClusterConfig::parse(&text, Format::from_path(&shown)) {
+                Ok(c) => {
+                    let servers: usize = c.backends.values().map(|b| b.servers.len()).sum();
+                    println!(
+                        "{shown}: cluster config is valid ({} frontends, {} backends, {servers} servers)",
+                        c.frontends.len(),
+                        c.backends.len()
+                    );
+                }
+                Err(errs) => {
+                    eprint!("{}", errs.render(&shown));
+                    eprintln!("{shown}: {} error(s)", errs.0.len());
+                    ok = false;
+                }
+            },
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,276 @@
+//! The client commands: they talk to a running node's admin API and print
+//! what it answers, for humans or (`--json`) for scripts.
+
+use crate::admin::ClientError;
+use std::net::SocketAddr;
+
+pub async fn status(admin: SocketAddr, json: bool) -> Result<(), ClientError> {
+    let body = crate::admin::get(admin, "/status").await?;
+    if json {
+        print!("{body}");
+        return Ok(());
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| ClientError::Protocol {
+        addr: admin,
+        message: e.to_string(),
+    })?;
+    println!(
+        "node {}  config version {} (applied {})",
+        v["node"].as_str().unwrap_or("?"),
+        v["config_version"],
+        v["applied_version"]
+    );
+    if let Some(e) = v["apply_error"].as_str() {
+        println!("last apply failed: {e}");
+    }
+    if let Some(fes) = v["frontends"].as_object() {
+        for (name, addrs) in fes {
+            println!("frontend {name}: {addrs}");
+        }
+    }
+    if let Some(bes) = v["backends"].as_object() {
+        for (name, servers) in bes {
+            println!("backend {name}");
+            for s in servers.as_array().into_iter().flatten() {
+                println!(
+                    "  {:<12} {:<22} {:<4} {:>6} conns {:>8} total  {}{}",
+                    s["name"].as_str().unwrap_or("?"),
+                    s["address"].as_str().unwrap_or("?"),
+                    if s["up"].as_bool() == Some(true) {
+                        "UP"
+                    } else {
+                        "DOWN"
+                    },
+                    s["cur_conns"],
+                    s["total_conns"],
+                    if s["backup"].as_bool() == Some(true) {
+                        "backup, "
+                    } else {
+                        ""
+                    },
+                    s["last_change"].as_str().unwrap_or(""),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse(admin: SocketAddr, body: &str) -> Result<serde_json::Value, ClientError> {
+    serde_json::from_str(body).map_err(|e| ClientError::Protocol {
+        addr: admin,
+        message: e.to_string(),
+    })
+}
+
+fn ms(v: &serde_json::Value) -> String {
+    v.as_u64().map_or("-".to_string(), |m| format!("{m} ms"))
+}
+
+fn num(v: &serde_json::Value) -> String {
+    v.as_u64().map_or("-".to_string(), |n| n.to_string())
+}
+
+/// `raftlb cluster status`.
+pub async fn cluster_status(remote: super::Remote) -> Result<(), ClientError> {
+    let body = crate::admin::get(remote.admin, "/cluster").await?;
+    if remote.json {
+        print!("{body}");
+        return Ok(());
+    }
+    let v = parse(remote.admin, &body)?;
+    println!(
+        "node {} is {}; leader {}; term {}; log {}; applied {}; config version {}",
+        v["id"],
+        v["role"].as_str().unwrap_or("?"),
+        num(&v["leader"]),
+        v["term"],
+        num(&v["last_log_index"]),
+        num(&v["applied_index"]),
+        v["config_version"],
+    );
+    if v["role"] == "leader" {
+        println!(
+            "quorum last acknowledged {} ago",
+            ms(&v["millis_since_quorum_ack"])
+        );
+    }
+    println!(
+        "\n  {:<4} {:<12} {:<22} {:<8} {:>8} {:>6} {:>14}",
+        "ID", "NAME", "ADDRESS", "ROLE", "MATCHED", "LAG", "LAST CONTACT"
+    );
+    for m in v["members"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<4} {:<12} {:<22} {:<8} {:>8} {:>6} {:>14}",
+            m["id"],
+            m["name"].as_str().unwrap_or("?"),
+            m["addr"].as_str().unwrap_or("?"),
+            m["role"].as_str().unwrap_or("?"),
+            num(&m["matched"]),
+            num(&m["lag"]),
+            ms(&m["last_contact_ms"]),
+        );
+    }
+    let health = v["health"].as_object();
+    let operator = v["operator"].as_object();
+    if health.is_some_and(|h| !h.is_empty()) || operator.is_some_and(|o| !o.is_empty()) {
+        println!("\n  servers (each node's view):");
+        let mut names: Vec<&String> = health.into_iter().flat_map(|h| h.keys()).collect();
+        names.extend(operator.into_iter().flat_map(|o| o.keys()));
+        names.sort();
+        names.dedup();
+        for name in names {
+            let views: Vec<String> = v["health"][name]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(node, view)| {
+                    format!(
+                        "node {node}: {} ({})",
+                        if view["up"].as_bool() == Some(true) {
+                            "UP"
+                        } else {
+                            "DOWN"
+                        },
+                        view["reason"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            let op = &v["operator"][name];
+            let admin = match (op["state"].as_str(), op["weight"].as_u64()) {
+                (None, _) => String::new(),
+                (Some(s), None) => format!("  [{}]", s.to_lowercase()),
+                (Some(s), Some(w)) => format!("  [{}, weight {w}]", s.to_lowercase()),
+            };
+            println!("  {name:<20} {}{admin}", views.join("; "));
+        }
+    }
+    Ok(())
+}
+
+/// `raftlb cluster leave`.
+pub async fn leave(remote: super::Remote, node_id: Option<u64>) -> Result<(), ClientError> {
+    let path = match node_id {
+        Some(id) => format!("/leave?id={id}"),
+        None => "/leave".to_string(),
+    };
+    let body = crate::admin::request(
+        remote.admin,
+        "POST",
+        &path,
+        "",
+        std::time::Duration::from_secs(60),
+    )
+    .await?;
+    if remote.json {
+        print!("{body}");
+    } else {
+        let v = parse(remote.admin, &body)?;
+        println!(
+            "node {} removed from the cluster; it stops by itself",
+            v["removed"]
+        );
+    }
+    Ok(())
+}
+
+/// `raftlb config apply`: validates here first, so mistakes come back with
+/// this file's name and lines, then commits through the node.
+pub async fn config_apply(
+    remote: super::Remote,
+    file: std::path::PathBuf,
+    expected: Option<u64>,
+) -> Result<(), ClientError> {
+    let shown = file.display().to_string();
+    let (doc, format) = crate::node::read_lb(&file).map_err(|e| ClientError::Refused {
+        status: 0,
+        message: e.to_string(),
+    })?;
+    if let Err(errs) = raftlb_proto::ClusterConfig::parse(&doc, format) {
+        return Err(ClientError::Refused {
+            status: 400,
+            message: format!(
+                "{}{shown}: {} error(s); nothing applied",
+                errs.render(&shown),
+                errs.0.len()
+            ),
+        });
+    }
+    let ext = match format {
+        raftlb_proto::Format::Toml => "toml",
+        raftlb_proto::Format::Yaml => "yaml",
+        raftlb_proto::Format::Json => "json",
+    };
+    let mut path = format!(
+        "/config?format={ext}&source={}",
+        crate::admin::escape(&shown)
+    );
+    if let Some(e) = expected {
+        path.push_str(&format!("&expected={e}"));
+    }
+    let body = crate::admin::request(
+        remote.admin,
+        "POST",
+        &path,
+        &doc,
+        std::time::Duration::from_secs(30),
+    )
+    .await?;
+    if remote.json {
+        print!("{body}");
+    } else {
+        let v = parse(remote.admin, &body)?;
+        println!("{shown}: committed as config version {}", v["version"]);
+    }
+    Ok(())
+}
+
+/// `raftlb config show`.
+pub async fn config_show(remote: super::Remote) -> Result<(), ClientError> {
+    let body = crate::admin::get(remote.admin, "/config").await?;
+    if remote.json {
+        print!("{body}");
+        return Ok(());
+    }
+    let v = parse(remote.admin, &body)?;
+    if v["version"] == 0 {
+        println!("# no config committed yet");
+        return Ok(());
+    }
+    println!(
+        "# config version {} ({})",
+        v["version"],
+        v["format"].as_str().unwrap_or("?").to_lowercase()
+    );
+    print!("{}", v["doc"].as_str().unwrap_or(""));
+    Ok(())
+}
+
+/// `raftlb server ready|drain|maint|weight`.
+pub async fn server(
+    remote: super::Remote,
+    server: String,
+    change: String,
+) -> Result<(), ClientError> {
+    if raftlb_proto::ServerKey::parse(&server).is_none() {
+        return Err(ClientError::Refused {
+            status: 0,
+            message: format!("{server:?}: expected BACKEND/SERVER"),
+        });
+    }
+    let path = format!("/server?name={}&{change}", crate::admin::escape(&server));
+    let body = crate::admin::request(
+        remote.admin,
+        "POST",
+        &path,
+        "",
+        std::time::Duration::from_secs(30),
+    )
+    .await?;
+    if remote.json {
+        print!("{body}");
+    } else {
+        println!("{server}: {} on every node", change.replace('=', " "));
+    }
+    Ok(())
+}
