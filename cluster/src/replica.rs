@@ -165,6 +165,7 @@ impl<T: Transport> RaftCluster<T> {
             contacts: contacts.clone(),
             write_timeout: opts.write_timeout,
             join_timeout: opts.join_timeout,
+            lease: opts.election.0,
         });
         Ok(RaftCluster {
             id,

@@ -17,6 +17,10 @@ pub struct Service {
     pub(crate) contacts: Contacts,
     pub(crate) write_timeout: Duration,
     pub(crate) join_timeout: Duration,
+    /// A leader answers "is X a member?" only if a quorum acknowledged it
+    /// within this (the shortest election timeout): a deposed leader cut
+    /// off from the majority must not tell a new member it is not one.
+    pub(crate) lease: Duration,
 }
 
 impl Handler for Service {
@@ -43,7 +47,9 @@ impl Handler for Service {
                 Request::Leave { id } => {
                     Response::Membership(local_leave(&self.raft, id, self.write_timeout).await)
                 }
-                Request::IsMember { id } => Response::IsMember(is_member(&self.raft, id)),
+                Request::IsMember { id } => {
+                    Response::IsMember(is_member(&self.raft, id, self.lease))
+                }
             }
         })
     }
@@ -166,10 +172,14 @@ pub(crate) fn leader_of(raft: &Raft) -> (Option<NodeId>, Option<String>) {
     (m.current_leader, addr)
 }
 
-/// A leader's answer to "is `id` a member?"; `None` from a non-leader.
-fn is_member(raft: &Raft, id: NodeId) -> Option<bool> {
+/// A leader's answer to "is `id` a member?"; `None` from a non-leader or a
+/// leader whose quorum has not acknowledged it within `lease`.
+fn is_member(raft: &Raft, id: NodeId, lease: Duration) -> Option<bool> {
     let m = raft.metrics().borrow().clone();
-    if m.state != ServerState::Leader {
+    let fresh = m
+        .millis_since_quorum_ack
+        .is_some_and(|ms| u128::from(ms) < lease.as_millis());
+    if m.state != ServerState::Leader || !fresh {
         return None;
     }
     Some(m.membership_config.membership().get_node(&id).is_some())

@@ -151,7 +151,7 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), NodeError>
          frontend {listen} (served by all three nodes) -> demo-1 ({a1}), demo-2 ({a2}), roundrobin.\n\
          nodes: demo1 pid {} admin {}, demo2 pid {} admin {}, demo3 pid {} admin {}; files in {}\n\n\
          Try:\n  \
-         curl -s http://{listen}/                               # demo-1, demo-2, demo-1 ...\n  \
+         curl -s http://{listen}/                               # demo-1 or demo-2: each node balances roundrobin\n  \
          raftlb cluster status --admin {}               # members, leader, term, each node's view\n  \
          raftlb config show --admin {} > my.toml        # edit it, then:\n  \
          raftlb config apply my.toml --admin {}         # on a follower: every node applies it\n  \

@@ -241,6 +241,21 @@ fn run_node(
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Status { .. }
+            | Command::Cluster(ClusterCommand::Status { .. } | ClusterCommand::Leave { .. })
+            | Command::Config(_)
+            | Command::Server(_)
+    ) {
+        // A client command piped into `head` ends quietly, as other Unix
+        // tools do. (Nodes keep SIGPIPE ignored: a peer closing a socket
+        // must not end the process.)
+        // SAFETY: restores the default action before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Check { files } => check(&files),
         Command::Run { node, lb } => {

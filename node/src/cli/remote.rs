@@ -102,7 +102,7 @@ pub async fn cluster_status(remote: super::Remote) -> Result<(), ClientError> {
     for m in v["members"].as_array().into_iter().flatten() {
         println!(
             "  {:<4} {:<12} {:<22} {:<8} {:>8} {:>6} {:>14}",
-            m["id"],
+            num(&m["id"]),
             m["name"].as_str().unwrap_or("?"),
             m["addr"].as_str().unwrap_or("?"),
             m["role"].as_str().unwrap_or("?"),
