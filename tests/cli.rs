@@ -299,3 +299,71 @@ fn run_refuses_a_bad_cluster_config_with_its_errors() {
         "{err}"
     );
 }
+
+/// The server's line in `raftlb status --json`.
+fn server_status(admin: SocketAddr, name: &str) -> Option<serde_json::Value> {
+    let out = raftlb()
+        .args(["status", "--json", "--admin", &admin.to_string()])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["backends"]["be"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_starts_from_the_health_view_the_cluster_kept() {
+    // A checked server nobody listens on: the node sees it DOWN and the
+    // cluster (of one) records that view.
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let doc = |fe: SocketAddr| {
+        format!(
+            "[frontends.fe]\nbind = [\"{fe}\"]\ndefault_backend = \"be\"\n[backends.be]\n\
+             servers = [ {{ name = \"gone\", address = \"{dead}\", check = true, inter = \"100ms\", fall = 1, rise = 3 }} ]\n"
+        )
+    };
+    let mut r = start(doc, None).await;
+    wait_until(
+        "the node records its DOWN view in the cluster",
+        DEADLINE,
+        || async {
+            let out = raftlb()
+                .args([
+                    "cluster",
+                    "status",
+                    "--json",
+                    "--admin",
+                    &r.admin.to_string(),
+                ])
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            v["health"]["be/gone"]["1"]["up"] == false
+        },
+    )
+    .await;
+    // Killed and restarted from its disk: the server comes back DOWN at once,
+    // with the remembered reason, instead of HAProxy's optimistic UP.
+    r.proc.signal(libc::SIGKILL);
+    let _ = r.proc.child.wait();
+    let node = r.dir.path("node.toml").display().to_string();
+    let mut c = raftlb();
+    c.args(["run", "--node", &node]);
+    r.proc = Proc::spawn(c, &r.dir.path("raftlb2.log"));
+    wait_until(
+        "the restarted node shows the remembered view",
+        DEADLINE,
+        || async {
+            server_status(r.admin, "gone").is_some_and(|s| {
+                s["up"] == false
+                    && s["last_change"]
+                        .as_str()
+                        .is_some_and(|c| c.contains("remembered by the cluster"))
+            })
+        },
+    )
+    .await;
+}

@@ -289,6 +289,7 @@ impl Node {
             cluster.watch(),
             runtime.clone(),
             admin_state.clone(),
+            node.id,
         )));
         tasks.push(tokio::spawn(report_health(
             cluster.clone(),
@@ -437,6 +438,7 @@ async fn apply_committed(
     mut rx: tokio::sync::watch::Receiver<Applied>,
     runtime: Arc<Runtime>,
     state: Arc<AdminState>,
+    me: raftlb_proto::NodeId,
 ) {
     let mut running = 0u64;
     loop {
@@ -447,6 +449,7 @@ async fn apply_committed(
             if let Some(config) = st.parsed_config() {
                 let err = match runtime.apply(&config) {
                     Ok(report) => {
+                        remembered_health(&runtime, &config, &report.new_servers, st, me);
                         tracing::info!(
                             version,
                             bound = ?report.bound,
@@ -470,6 +473,37 @@ async fn apply_committed(
         runtime.set_operator(&st.operator);
         if rx.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// A server this node starts (after a restart, or a rejoin) begins from the
+/// view the cluster holds for this node, not from "up": a server it saw down
+/// before it stopped stays down until `rise` good checks. (Servers without
+/// active checks start up: nothing would bring them back.)
+fn remembered_health(
+    runtime: &Runtime,
+    config: &ClusterConfig,
+    new_servers: &[(String, String)],
+    state: &raftlb_proto::ReplicatedState,
+    me: raftlb_proto::NodeId,
+) {
+    for (backend, server) in new_servers {
+        let checked = config
+            .backends
+            .get(backend)
+            .and_then(|b| b.servers.iter().find(|s| &s.name == server))
+            .is_some_and(|s| s.check.is_some());
+        if !checked {
+            continue;
+        }
+        let key = raftlb_proto::ServerKey::new(backend.clone(), server.clone());
+        let view = state.health.get(&key).and_then(|v| v.get(&me));
+        if let (Some(view), Some(s)) = (view, runtime.server(backend, server)) {
+            if !view.up {
+                s.start_down(&view.reason);
+                tracing::info!(server = %key, reason = %view.reason, "starting down, as this node last saw it");
+            }
         }
     }
 }

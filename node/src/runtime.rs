@@ -47,6 +47,8 @@ pub struct ApplyReport {
     pub checkers_started: usize,
     /// Health checkers stopped.
     pub checkers_stopped: usize,
+    /// Servers that got a fresh state (new, or a new address).
+    pub new_servers: Vec<(String, String)>,
 }
 
 type ServerKey = (String, String);
@@ -193,7 +195,10 @@ impl Runtime {
                         st.reconfigure(s);
                         st.clone()
                     }
-                    _ => Arc::new(ServerState::new(&be.name, s, queue.notify.clone())),
+                    _ => {
+                        report.new_servers.push(key.clone());
+                        Arc::new(ServerState::new(&be.name, s, queue.notify.clone()))
+                    }
                 };
                 servers.insert(key, (s.address, state.clone()));
                 states.push(state);

@@ -55,6 +55,11 @@ impl HealthCounter {
         }
     }
 
+    /// This state (up or down) under `other`'s `rise`/`fall`.
+    pub fn with_params_of(self, other: &HealthCounter) -> Self {
+        self.with_params(other.rise, other.fall)
+    }
+
     fn max(&self) -> u32 {
         self.rise + self.fall - 1
     }

@@ -84,6 +84,16 @@ impl ServerState {
         }
     }
 
+    /// Starts down instead of up: the cluster remembers that this node saw
+    /// the server down (HAProxy's server-state file, replicated). `rise`
+    /// good checks bring it up.
+    pub fn start_down(&self, reason: &str) {
+        let mut h = self.health.lock().expect("health lock");
+        h.counter = HealthCounter::new_down(1, 1).with_params_of(&h.counter);
+        h.reason = format!("{reason} (remembered by the cluster)");
+        self.up.store(false, Ordering::Relaxed);
+    }
+
     /// Applies new settings after a reload, keeping the up/down state.
     pub fn reconfigure(&self, cfg: &Server) {
         let (rise, fall) = cfg.check.as_ref().map_or((2, 3), |c| (c.rise, c.fall));
