@@ -1,9 +1,10 @@
 //! The lab: a Linux bridge and one network namespace per host (node,
 //! backend, client), joined by veth pairs, on the address plan of DESIGN §9
 //! (198.51.100.0/24: nodes .1–.9, clients .100–.109, backends .200–.209).
-//! Partitions take a host's link down; heal brings it back. Names carry a
+//! Partitions take a host's link down (heal brings it back), or drop the
+//! packets between two hosts with nftables. Names carry a
 //! per-lab prefix; everything is removed on drop, even after a panic.
-//! Needs root and iproute2.
+//! Needs root, iproute2 and nftables.
 //!
 //! Sockets are made inside a namespace by a short-lived thread that enters
 //! it (setns) — a socket stays in the namespace it was created in — so the
@@ -56,6 +57,28 @@ fn ip(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+fn nft(ns: &str, rules: &str) {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run nft (nftables installed?)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nft in {ns}: {}\n{rules}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -117,6 +140,24 @@ impl Lab {
     /// Brings `h` back.
     pub fn heal(&self, h: &Host) {
         ip(&["link", "set", &h.link, "up"]);
+    }
+
+    /// Drops every packet between `a` and `b` (both ways), with nftables in
+    /// `a`'s namespace; the rest of the lab still reaches both. Partial
+    /// partitions: one link of a triangle.
+    pub fn drop_between(&self, a: &Host, b: &Host) {
+        let rules = format!(
+            "table inet raftlb_lab {{\n\
+             chain in {{ type filter hook input priority 0; ip saddr {b} drop; }}\n\
+             chain out {{ type filter hook output priority 0; ip daddr {b} drop; }}\n}}\n",
+            b = b.ip
+        );
+        nft(&a.ns, &rules);
+    }
+
+    /// Undoes every [`Lab::drop_between`] made in `a`'s namespace.
+    pub fn heal_drops(&self, a: &Host) {
+        nft(&a.ns, "delete table inet raftlb_lab\n");
     }
 
     /// A command that runs `program` inside `h`'s namespace.
@@ -207,6 +248,13 @@ mod tests {
             lab.cut(&b);
             assert!(lab.connect(&a, b.addr(8000)).await.is_err());
             lab.heal(&b);
+            assert_eq!(lab.connect(&a, b.addr(8000)).await.unwrap().server, "b");
+            // A dropped link: a and b no longer talk; c still reaches b.
+            let c = lab.host("c", 2);
+            lab.drop_between(&a, &b);
+            assert!(lab.connect(&a, b.addr(8000)).await.is_err());
+            assert_eq!(lab.connect(&c, b.addr(8000)).await.unwrap().server, "b");
+            lab.heal_drops(&a);
             assert_eq!(lab.connect(&a, b.addr(8000)).await.unwrap().server, "b");
         }
         let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
