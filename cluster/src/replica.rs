@@ -221,6 +221,12 @@ impl<T: Transport> RaftCluster<T> {
     /// Commits a command (forwarded to the leader if this node does not
     /// lead) and returns its outcome. Fails with `NoQuorum` if nothing
     /// confirmed it within the write timeout.
+    ///
+    /// A forward that fails, even after the leader may have received it (it
+    /// died mid-call), is sent again, to whoever leads next: every command is
+    /// idempotent (`set` semantics; the committed config document applied
+    /// again is a no-op that answers its version), so a retry never applies
+    /// a change twice.
     pub async fn write(&self, cmd: Command) -> Result<Outcome, WriteFailure> {
         let deadline = Instant::now() + self.opts.write_timeout;
         let mut target: Option<(NodeId, String)> = None;

@@ -59,6 +59,14 @@ pub async fn request(
         .await
         .map_err(|_| io(std::io::ErrorKind::TimedOut.into()))?
         .map_err(io)?;
+    if resp.is_empty() && method == "POST" {
+        return Err(ClientError::Protocol {
+            addr,
+            message: format!(
+                "{path}: the node closed the connection before answering; the change may or may not have been committed (see `raftlb config show` / `raftlb cluster status`)"
+            ),
+        });
+    }
     let text = String::from_utf8_lossy(&resp);
     let (head, body) = text
         .split_once("\r\n\r\n")

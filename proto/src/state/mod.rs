@@ -101,7 +101,9 @@ pub struct OperatorView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Replace the cluster config. With `expected_version`, only if that
-    /// version is the one committed (0: none yet).
+    /// version is the one committed (0: none yet). The document committed
+    /// now, applied again, changes nothing and answers with its version
+    /// (also when `expected_version` is the one before: a retry).
     ApplyConfig {
         /// The new document.
         doc: String,
@@ -200,6 +202,17 @@ impl ReplicatedState {
                 expected_version,
             } => {
                 let current = self.config_version();
+                // The document committed now, again: a no-op that answers
+                // with the current version. That makes a retried write safe
+                // (a leader may die after committing, before answering), and
+                // its expected version may then be the one before.
+                let same = self
+                    .config
+                    .as_ref()
+                    .is_some_and(|c| c.doc == *doc && c.format == *format);
+                if same && expected_version.is_none_or(|e| e == current || e + 1 == current) {
+                    return Outcome::ConfigCommitted { version: current };
+                }
                 if let Some(expected) = *expected_version {
                     if expected != current {
                         return Outcome::Stale { expected, current };

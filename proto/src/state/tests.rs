@@ -35,14 +35,14 @@ fn config_versions_grow_and_stale_applies_are_refused() {
         Outcome::ConfigCommitted { version: 1 }
     );
     assert_eq!(
-        st.apply(&apply_doc(DOC, Some(0))),
+        st.apply(&apply_doc(ONLY_S1, Some(0))),
         Outcome::Stale {
             expected: 0,
             current: 1
         }
     );
     assert_eq!(
-        st.apply(&apply_doc(DOC, None)),
+        st.apply(&apply_doc(ONLY_S1, None)),
         Outcome::ConfigCommitted { version: 2 }
     );
     assert_eq!(
@@ -50,6 +50,32 @@ fn config_versions_grow_and_stale_applies_are_refused() {
         Outcome::ConfigCommitted { version: 3 }
     );
     assert_eq!(st.config_version(), 3);
+}
+
+#[test]
+fn the_committed_document_again_is_a_no_op_so_a_retry_is_safe() {
+    let mut st = ReplicatedState::default();
+    st.apply(&apply_doc(DOC, None));
+    st.apply(&apply_doc(ONLY_S1, Some(1)));
+    let before = st.clone();
+    // A retry of the write that made version 2, with or without its
+    // expected version, answers version 2 and changes nothing.
+    for retry in [
+        apply_doc(ONLY_S1, None),
+        apply_doc(ONLY_S1, Some(1)),
+        apply_doc(ONLY_S1, Some(2)),
+    ] {
+        assert_eq!(st.apply(&retry), Outcome::ConfigCommitted { version: 2 });
+        assert_eq!(st, before);
+    }
+    // Older expectations are still stale.
+    assert_eq!(
+        st.apply(&apply_doc(ONLY_S1, Some(0))),
+        Outcome::Stale {
+            expected: 0,
+            current: 2
+        }
+    );
 }
 
 #[test]
