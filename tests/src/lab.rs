@@ -84,17 +84,29 @@ fn nft(ns: &str, rules: &str) {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl Lab {
-    /// A new, empty lab. Panics, saying why, if this is not root.
+    /// A new, empty lab with a unique name. Panics, saying why, if this is
+    /// not root.
     pub fn new() -> Lab {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        // Interface names are at most 15 bytes: "rl" + 5 + 2 + "h" + 3.
+        Lab::named(&format!("{:05}{n:02}", std::process::id() % 100_000))
+    }
+
+    /// A new, empty lab whose names all start with `rl{name}` (at most 7
+    /// characters, letters and digits), for scripts that come back to it by
+    /// name (`raftlb-lab`).
+    pub fn named(name: &str) -> Lab {
         // SAFETY: geteuid has no preconditions.
         assert_eq!(
             unsafe { libc::geteuid() },
             0,
             "the lab needs root (network namespaces); CI runs as root"
         );
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        // Interface names are at most 15 bytes: "rl" + 5 + 2 + suffix.
-        let prefix = format!("rl{:05}{n:02}", std::process::id() % 100_000);
+        assert!(
+            !name.is_empty() && name.len() <= 7 && name.chars().all(|c| c.is_ascii_alphanumeric()),
+            "a lab name is 1-7 letters or digits: {name:?}"
+        );
+        let prefix = format!("rl{name}");
         let bridge = format!("{prefix}br");
         ip(&["link", "add", &bridge, "type", "bridge"]);
         let lab = Lab {
@@ -106,13 +118,65 @@ impl Lab {
         lab
     }
 
+    /// The host `name` at `SUBNET.last` of the lab called `lab` (what
+    /// [`Lab::host`] made there), to act on a lab another process made.
+    pub fn find(lab: &str, name: &str, last: u8) -> Host {
+        Host {
+            ns: format!("rl{lab}-{name}"),
+            ip: Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], last),
+            link: format!("rl{lab}h{last}"),
+        }
+    }
+
+    /// A handle on the lab called `lab` that another process made; dropping
+    /// it removes nothing (`Lab::remove` does).
+    pub fn find_lab(lab: &str) -> Lab {
+        Lab {
+            prefix: format!("rl{lab}"),
+            bridge: String::new(),
+            hosts: Vec::new(),
+        }
+    }
+
+    /// Leaves everything in place when dropped (for `raftlb-lab up`).
+    pub fn keep(mut self) {
+        self.hosts.clear();
+        self.bridge.clear();
+    }
+
+    /// Removes every namespace and link of the lab called `lab`.
+    pub fn remove(lab: &str) {
+        let prefix = format!("rl{lab}");
+        let list = Command::new("ip").args(["netns", "list"]).output();
+        let text = list.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        for line in text.unwrap_or_default().lines() {
+            let ns = line.split_whitespace().next().unwrap_or("");
+            if ns.starts_with(&format!("{prefix}-")) {
+                let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            }
+        }
+        let links = Command::new("ip").args(["-o", "link", "show"]).output();
+        let text = links.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        for line in text.unwrap_or_default().lines() {
+            let name = line.split(": ").nth(1).unwrap_or("");
+            let name = name.split('@').next().unwrap_or("");
+            let rest = name.strip_prefix(&prefix).unwrap_or("");
+            let ours = rest == "br"
+                || rest
+                    .strip_prefix('h')
+                    .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()));
+            if ours {
+                let _ = Command::new("ip").args(["link", "del", name]).output();
+            }
+        }
+    }
+
     /// Adds host `name` at `SUBNET.last`.
     pub fn host(&mut self, name: &str, last: u8) -> Host {
-        let i = self.hosts.len();
         let ns = format!("{}-{name}", self.prefix);
         let (a, b) = (
-            format!("{}{i}a", self.prefix),
-            format!("{}{i}b", self.prefix),
+            format!("{}h{last}", self.prefix),
+            format!("{}n{last}", self.prefix),
         );
         let addr = Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], last);
         ip(&["netns", "add", &ns]);
@@ -221,6 +285,9 @@ impl Default for Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if self.bridge.is_empty() {
+            return; // kept
+        }
         for h in &self.hosts {
             let _ = Command::new("ip").args(["netns", "del", &h.ns]).output();
             let _ = Command::new("ip").args(["link", "del", &h.link]).output();
@@ -259,5 +326,29 @@ mod tests {
         }
         let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
         assert!(!String::from_utf8_lossy(&list.stdout).contains(&ns));
+    }
+}
+
+#[cfg(test)]
+mod named_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_kept_lab_is_found_by_name_and_removed_by_name() {
+        let name = format!("k{:05}", std::process::id() % 100_000);
+        let mut lab = Lab::named(&name);
+        let (a, b) = (lab.host("a", 1), lab.host("b", 2));
+        lab.keep();
+        let other = Lab::find_lab(&name);
+        let srv = other.backend(&Lab::find(&name, "b", 2), "b", 8000);
+        assert_eq!(other.connect(&a, b.addr(8000)).await.unwrap().server, "b");
+        other.cut(&Lab::find(&name, "b", 2));
+        assert!(other.connect(&a, b.addr(8000)).await.is_err());
+        drop(srv);
+        Lab::remove(&name);
+        let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        assert!(!String::from_utf8_lossy(&list.stdout).contains(&format!("rl{name}-")));
+        let links = Command::new("ip").args(["link", "show"]).output().unwrap();
+        assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("rl{name}")));
     }
 }
