@@ -10,7 +10,7 @@ use crate::store::{self, Applied};
 use crate::types::{PeerNode, Raft, Request, Response, WriteFailure};
 use openraft::{ServerState, SnapshotPolicy};
 use raftlb_proto::{Command, NodeId, Outcome};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -64,7 +64,7 @@ pub enum ClusterError {
 }
 
 /// One member as `cluster status` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberStatus {
     /// Node id.
     pub id: NodeId,
@@ -73,7 +73,7 @@ pub struct MemberStatus {
     /// Node-to-node address.
     pub addr: String,
     /// `voter` or `learner`.
-    pub role: &'static str,
+    pub role: String,
     /// Highest log index known replicated to it (leader only).
     pub matched: Option<u64>,
     /// How far behind the leader's log it is (leader only).
@@ -99,8 +99,11 @@ pub struct ClusterStatus {
     pub applied_index: Option<u64>,
     /// Leader only: milliseconds since a quorum last acknowledged it.
     pub millis_since_quorum_ack: Option<u64>,
-    /// The members.
+    /// The members. Matched index, lag and last contact are the leader's
+    /// view when this node could ask the leader (`members_from`).
     pub members: Vec<MemberStatus>,
+    /// Whose view `members` is: this node's id, or the leader's.
+    pub members_from: NodeId,
 }
 
 /// The node's handle to the cluster.
@@ -112,6 +115,48 @@ pub struct RaftCluster<T: Transport> {
     applied: watch::Receiver<Applied>,
     contacts: Contacts,
     opts: Options,
+}
+
+/// The members as this node sees them: replication progress (if it leads)
+/// and when it last heard from each.
+pub(crate) fn member_table(
+    m: &openraft::RaftMetrics<NodeId, PeerNode>,
+    contacts: &Contacts,
+) -> Vec<MemberStatus> {
+    let membership = m.membership_config.membership();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let last = m.last_log_index.unwrap_or(0);
+    membership
+        .nodes()
+        .map(|(id, node)| {
+            let matched = if *id == m.id && m.state == ServerState::Leader {
+                Some(last)
+            } else {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned())
+                    .map(|l| l.map_or(0, |l| l.index))
+            };
+            MemberStatus {
+                id: *id,
+                name: node.name.clone(),
+                addr: node.addr.clone(),
+                role: if voters.contains(id) {
+                    "voter"
+                } else {
+                    "learner"
+                }
+                .to_string(),
+                matched,
+                lag: matched.map(|x| last.saturating_sub(x)),
+                last_contact_ms: if *id == m.id {
+                    Some(0)
+                } else {
+                    contacts.last(*id).map(|t| t.elapsed().as_millis() as u64)
+                },
+            }
+        })
+        .collect()
 }
 
 fn role(s: ServerState) -> &'static str {
@@ -344,43 +389,7 @@ impl<T: Transport> RaftCluster<T> {
     /// This node's view of the cluster.
     pub fn status(&self) -> ClusterStatus {
         let m = self.raft.metrics().borrow().clone();
-        let membership = m.membership_config.membership();
-        let voters: Vec<NodeId> = membership.voter_ids().collect();
-        let last = m.last_log_index.unwrap_or(0);
-        let members = membership
-            .nodes()
-            .map(|(id, node)| {
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(id).cloned())
-                    .map(|l| l.map_or(0, |l| l.index));
-                let matched = if *id == self.id && m.state == ServerState::Leader {
-                    Some(last)
-                } else {
-                    matched
-                };
-                MemberStatus {
-                    id: *id,
-                    name: node.name.clone(),
-                    addr: node.addr.clone(),
-                    role: if voters.contains(id) {
-                        "voter"
-                    } else {
-                        "learner"
-                    },
-                    matched,
-                    lag: matched.map(|x| last.saturating_sub(x)),
-                    last_contact_ms: if *id == self.id {
-                        Some(0)
-                    } else {
-                        self.contacts
-                            .last(*id)
-                            .map(|t| t.elapsed().as_millis() as u64)
-                    },
-                }
-            })
-            .collect();
+        let members = member_table(&m, &self.contacts);
         ClusterStatus {
             id: self.id,
             role: role(m.state),
@@ -390,7 +399,31 @@ impl<T: Transport> RaftCluster<T> {
             applied_index: m.last_applied.map(|l| l.index),
             millis_since_quorum_ack: m.millis_since_quorum_ack,
             members,
+            members_from: self.id,
         }
+    }
+
+    /// Like [`RaftCluster::status`], with the members as the leader sees
+    /// them (replication progress and last contact are the leader's to
+    /// know), when this node does not lead and the leader answers quickly.
+    pub async fn status_with_leader(&self) -> ClusterStatus {
+        let mut status = self.status();
+        let (Some(leader), (_, Some(addr))) = (status.leader, service::leader_of(&self.raft))
+        else {
+            return status;
+        };
+        if leader == self.id {
+            return status;
+        }
+        let asked = self
+            .transport
+            .call(leader, &addr, Request::Members, Duration::from_millis(300))
+            .await;
+        if let Ok(Response::Members(Some(members))) = asked {
+            status.members = members;
+            status.members_from = leader;
+        }
+        status
     }
 
     /// Resolves once this node learns that the cluster removed it: while it

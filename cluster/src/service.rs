@@ -50,6 +50,13 @@ impl Handler for Service {
                 Request::IsMember { id } => {
                     Response::IsMember(is_member(&self.raft, id, self.lease))
                 }
+                Request::Members => {
+                    let m = self.raft.metrics().borrow().clone();
+                    let leads = m.state == ServerState::Leader;
+                    Response::Members(
+                        leads.then(|| crate::replica::member_table(&m, &self.contacts)),
+                    )
+                }
             }
         })
     }

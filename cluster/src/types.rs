@@ -83,6 +83,9 @@ pub enum Request {
         /// The asking node's id.
         id: NodeId,
     },
+    /// The members as the leader sees them (for `cluster status` on a
+    /// follower).
+    Members,
 }
 
 /// The answer to a [`Request`], in the same order.
@@ -100,6 +103,8 @@ pub enum Response {
     Membership(Result<(), WriteFailure>),
     /// To [`Request::IsMember`]: `None` if the answering node does not lead.
     IsMember(Option<bool>),
+    /// To [`Request::Members`]: `None` if the answering node does not lead.
+    Members(Option<Vec<crate::MemberStatus>>),
 }
 
 /// Why a write (or membership change) did not commit.

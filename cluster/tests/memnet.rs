@@ -159,6 +159,17 @@ async fn three_nodes_form_and_a_write_on_a_follower_is_forwarded() {
     } else {
         3
     };
+    // A follower shows the members as the leader sees them.
+    let leader = lab.leader(&[1, 2, 3]).await;
+    let st = lab.node(follower).status_with_leader().await;
+    assert_eq!(st.members_from, leader);
+    assert!(st.members.iter().all(|m| m.matched.is_some()), "{st:?}");
+    assert!(lab
+        .node(follower)
+        .status()
+        .members
+        .iter()
+        .all(|m| m.matched.is_none()));
     let out = lab.node(follower).write(apply(1001)).await;
     assert_eq!(out, Ok(Outcome::ConfigCommitted { version: 2 }));
     lab.converged(&[1, 2, 3], 2).await;

@@ -265,7 +265,7 @@ async fn route(req: Req, state: &AdminState) -> Answer {
             let applied = cluster.watch().borrow().clone();
             let st = &applied.state;
             json(&ClusterView {
-                raft: cluster.status(),
+                raft: cluster.status_with_leader().await,
                 config_version: st.config_version(),
                 health: st
                     .health

@@ -95,6 +95,12 @@ pub async fn cluster_status(remote: super::Remote) -> Result<(), ClientError> {
             ms(&v["millis_since_quorum_ack"])
         );
     }
+    if v["members_from"] != v["id"] {
+        println!(
+            "members as the leader (node {}) sees them:",
+            v["members_from"]
+        );
+    }
     println!(
         "\n  {:<4} {:<12} {:<22} {:<8} {:>8} {:>6} {:>14}",
         "ID", "NAME", "ADDRESS", "ROLE", "MATCHED", "LAG", "LAST CONTACT"
