@@ -20,6 +20,7 @@ impl TestNode {
             name: "test".into(),
             data_dir: dir.path("data"),
             threads: 0,
+            reuseport: false,
             cluster: Default::default(),
             admin: AdminSection {
                 listen: "127.0.0.1:0".parse().unwrap(),

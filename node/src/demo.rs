@@ -1,8 +1,8 @@
 //! `raftlb demo`: a three-node cluster on loopback — three `raftlb`
 //! processes (this binary: `cluster init` and two `cluster join`s) in front
 //! of two small HTTP backends served by the demo process itself, on the
-//! embedded default config. The nodes share the frontend's port (SO_REUSEPORT,
-//! as HAProxy), so the frontend keeps answering when any one of them dies.
+//! embedded default config. The nodes share the frontend's port (node files
+//! with `reuseport = true`), so it keeps answering when any one of them dies.
 
 use crate::node::NodeError;
 use std::net::SocketAddr;
@@ -32,7 +32,7 @@ fn node_file(dir: &Path, id: u32, admin: SocketAddr) -> std::io::Result<PathBuf>
     std::fs::write(
         &path,
         format!(
-            "id = {id}\nname = \"demo{id}\"\ndata_dir = \"{}\"\n[cluster]\nlisten = \"127.0.0.1:{}\"\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"warn,raftlb::health=warn\"\n",
+            "id = {id}\nname = \"demo{id}\"\nreuseport = true\ndata_dir = \"{}\"\n[cluster]\nlisten = \"127.0.0.1:{}\"\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"warn,raftlb::health=warn\"\n",
             dir.join(format!("data{id}")).display(),
             7100 + id,
         ),

@@ -259,7 +259,7 @@ impl Node {
             tracing::info!(id = node.id, "initialized a new cluster with this node");
         }
 
-        let runtime = Arc::new(Runtime::new());
+        let runtime = Arc::new(Runtime::with_reuseport(node.reuseport));
         let admin_listener = tokio::net::TcpListener::bind(node.admin.listen)
             .await
             .map_err(|source| NodeError::Listen {

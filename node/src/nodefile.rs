@@ -23,6 +23,13 @@ pub struct NodeConfig {
     /// Proxy worker threads (0: one per core).
     #[serde(default)]
     pub threads: usize,
+    /// Let other processes of this machine listen on the same frontend
+    /// addresses (SO_REUSEPORT; the kernel spreads connections). HAProxy
+    /// sets it for its reloads; raftlb keeps its sockets across reloads, so
+    /// it is off by default — a port already in use is then an error, not
+    /// a silent share. Turn it on to run several nodes on one host.
+    #[serde(default)]
+    pub reuseport: bool,
     /// Node-to-node settings.
     #[serde(default)]
     pub cluster: ClusterSection,

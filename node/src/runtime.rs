@@ -81,6 +81,7 @@ struct Inner {
 pub struct Runtime {
     inner: Mutex<Inner>,
     limits: Arc<ProcessLimits>,
+    reuseport: bool,
 }
 
 /// Status of the running proxy, for the admin API.
@@ -128,7 +129,14 @@ impl Default for Runtime {
 impl Runtime {
     /// A runtime serving nothing yet.
     pub fn new() -> Runtime {
+        Self::with_reuseport(false)
+    }
+
+    /// A runtime whose listeners share their addresses with other processes
+    /// (SO_REUSEPORT) when `reuseport`.
+    pub fn with_reuseport(reuseport: bool) -> Runtime {
         Runtime {
+            reuseport,
             inner: Mutex::new(Inner::default()),
             limits: Arc::new(ProcessLimits {
                 maxconn: ArcSwap::from_pointee(Semaphore::new(0)),
@@ -157,7 +165,7 @@ impl Runtime {
                     continue;
                 }
                 let backlog = fe.maxconn.clamp(128, 65535);
-                match listener::bind(addr, backlog) {
+                match listener::bind(addr, backlog, self.reuseport) {
                     Ok(l) => {
                         fresh.insert(addr, l);
                     }

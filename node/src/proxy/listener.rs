@@ -44,16 +44,18 @@ impl Drop for Listener {
 }
 
 /// Binds `addr` with a listen backlog of `backlog`.
-pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+pub fn bind(addr: SocketAddr, backlog: u32, reuseport: bool) -> io::Result<TcpListener> {
     let sock = if addr.is_ipv6() {
         TcpSocket::new_v6()?
     } else {
         TcpSocket::new_v4()?
     };
     sock.set_reuseaddr(true)?;
-    // As HAProxy: several processes (a reload, or nodes sharing a host) may
-    // listen on the same address; the kernel spreads connections.
-    sock.set_reuseport(true)?;
+    // Several processes (nodes sharing a host) on the same address: the
+    // kernel spreads connections. Only when the node file asks.
+    if reuseport {
+        sock.set_reuseport(true)?;
+    }
     if addr.is_ipv6() {
         socket2::SockRef::from(&sock).set_only_v6(true)?;
     }
