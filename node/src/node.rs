@@ -105,12 +105,17 @@ pub struct Node {
     /// Fires when the cluster removed this node: it must stop.
     pub removed: Arc<Notify>,
     admin_state: Arc<AdminState>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _tasks: Tasks,
 }
 
-impl Drop for Node {
+/// The node's background tasks, aborted when dropped (also when start-up
+/// fails half-way).
+#[derive(Default)]
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in &self.0 {
             t.abort();
         }
     }
@@ -222,9 +227,9 @@ impl Node {
         let transport = TcpTransport::new(node.id, secret.clone());
         let cluster =
             Arc::new(RaftCluster::open(node.id, dir, transport, node.cluster_options()).await?);
-        let mut tasks = Vec::new();
+        let mut tasks = Tasks::default();
         if let Some(l) = cluster_listener {
-            tasks.push(tokio::spawn(tcp::serve(
+            tasks.0.push(tokio::spawn(tcp::serve(
                 l,
                 node.id,
                 secret.clone(),
@@ -281,17 +286,17 @@ impl Node {
             applied: std::sync::Mutex::new((0, None)),
             ready: Default::default(),
         });
-        tasks.push(tokio::spawn(admin::serve(
+        tasks.0.push(tokio::spawn(admin::serve(
             admin_listener,
             admin_state.clone(),
         )));
-        tasks.push(tokio::spawn(apply_committed(
+        tasks.0.push(tokio::spawn(apply_committed(
             cluster.watch(),
             runtime.clone(),
             admin_state.clone(),
             node.id,
         )));
-        tasks.push(tokio::spawn(report_health(
+        tasks.0.push(tokio::spawn(report_health(
             cluster.clone(),
             runtime.clone(),
         )));
@@ -299,7 +304,7 @@ impl Node {
         {
             let (cluster, removed, marker) =
                 (cluster.clone(), removed.clone(), dir.join(REMOVED_FILE));
-            tasks.push(tokio::spawn(async move {
+            tasks.0.push(tokio::spawn(async move {
                 cluster.removed().await;
                 if let Err(e) = std::fs::write(&marker, b"removed from the cluster\n") {
                     tracing::error!(file = %marker.display(), error = %e, "cannot mark this node removed");
@@ -315,7 +320,7 @@ impl Node {
             token: secret.to_token(),
             removed,
             admin_state,
-            tasks,
+            _tasks: tasks,
         };
         if let Startup::Join { peer, .. } = &startup {
             tracing::info!(peer = %peer, "asking the cluster to add this node");
