@@ -3,8 +3,13 @@
 //! the other side. `tcp` implements both over authenticated TCP; `mem` is an
 //! in-process network whose links tests can cut and heal.
 
+pub mod handshake;
 pub mod mem;
 pub mod raft;
+pub mod secret;
+pub mod tcp;
+#[cfg(test)]
+mod tcp_tests;
 
 use crate::types::{Request, Response};
 use raftlb_proto::NodeId;
@@ -65,9 +70,3 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers one request from authenticated node `from`.
     fn handle(&self, from: NodeId, req: Request) -> BoxFuture<'_, Response>;
 }
-
-pub mod handshake;
-pub mod secret;
-pub mod tcp;
-#[cfg(test)]
-mod tcp_tests;
