@@ -147,7 +147,7 @@ async fn backup_only_when_primaries_are_down() {
     for _ in 0..5 {
         assert_eq!(n.which("fe").await, "a");
     }
-    a.stop();
+    a.stop().await;
     wait_until("a marked down", DEADLINE, || async { !n.is_up("be", "a") }).await;
     for _ in 0..5 {
         assert_eq!(n.which("fe").await, "spare");
@@ -250,7 +250,7 @@ async fn killed_backend_goes_down_after_fall_and_up_after_rise() {
     let (mut a, b) = (Backend::start("a").await, Backend::start("b").await);
     let check = ", check = true, inter = \"100ms\", rise = 2, fall = 2";
     let n = TestNode::start(&lb(&[srv(&a, check), srv(&b, check)].concat(), "")).await;
-    a.stop();
+    a.stop().await;
     wait_until("a marked down", DEADLINE, || async { !n.is_up("be", "a") }).await;
     let reason = n
         .node

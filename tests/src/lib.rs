@@ -65,9 +65,13 @@ impl Backend {
         }
     }
 
-    /// Stops it: closes the listener and every open connection.
-    pub fn stop(&mut self) {
-        self.tasks.take();
+    /// Stops it: closes the listener and every open connection. Returns once
+    /// the listener is closed, so a connect that follows is refused (not
+    /// queued on a listener about to close, then reset).
+    pub async fn stop(&mut self) {
+        if let Some(mut tasks) = self.tasks.take() {
+            tasks.shutdown().await;
+        }
     }
 }
 
