@@ -32,17 +32,22 @@ pub async fn status(admin: SocketAddr, json: bool) -> Result<(), ClientError> {
         for (name, servers) in bes {
             println!("backend {name}");
             for s in servers.as_array().into_iter().flatten() {
+                let admin = match s["admin"].as_str() {
+                    Some("ready") | None => String::new(),
+                    Some(other) => format!(" [{other}]"),
+                };
+                let health = if s["up"].as_bool() == Some(true) {
+                    "UP"
+                } else {
+                    "DOWN"
+                };
                 println!(
-                    "  {:<12} {:<22} {:<4} {:>6} conns {:>8} total  {}{}",
+                    "  {:<12} {:<22} {:<12} {:>6} conns {:>8} total  {}{}",
                     s["name"].as_str().unwrap_or("?"),
                     s["address"].as_str().unwrap_or("?"),
-                    if s["up"].as_bool() == Some(true) {
-                        "UP"
-                    } else {
-                        "DOWN"
-                    },
-                    s["cur_conns"],
-                    s["total_conns"],
+                    format!("{health}{admin}"),
+                    num(&s["cur_conns"]),
+                    num(&s["total_conns"]),
                     if s["backup"].as_bool() == Some(true) {
                         "backup, "
                     } else {
