@@ -99,6 +99,8 @@ pub struct ClusterStatus {
     pub applied_index: Option<u64>,
     /// Leader only: milliseconds since a quorum last acknowledged it.
     pub millis_since_quorum_ack: Option<u64>,
+    /// Whether this node holds the leader's lease (may hold the VIP).
+    pub lease: bool,
     /// The members. Matched index, lag and last contact are the leader's
     /// view when this node could ask the leader (`members_from`).
     pub members: Vec<MemberStatus>,
@@ -115,6 +117,7 @@ pub struct RaftCluster<T: Transport> {
     applied: watch::Receiver<Applied>,
     contacts: Contacts,
     opts: Options,
+    lease: watch::Receiver<bool>,
 }
 
 /// The members as this node sees them: replication progress (if it leads)
@@ -212,6 +215,9 @@ impl<T: Transport> RaftCluster<T> {
             join_timeout: opts.join_timeout,
             lease: opts.election.0,
         });
+        // The lease: a quorum heard within the shortest election timeout.
+        let (lease_tx, lease) = watch::channel(false);
+        tokio::spawn(crate::lease::track(raft.clone(), opts.election.0, lease_tx));
         Ok(RaftCluster {
             id,
             raft,
@@ -220,6 +226,7 @@ impl<T: Transport> RaftCluster<T> {
             applied,
             contacts,
             opts,
+            lease,
         })
     }
 
@@ -241,6 +248,15 @@ impl<T: Transport> RaftCluster<T> {
     /// The applied state; changes with every applied entry or snapshot.
     pub fn watch(&self) -> watch::Receiver<Applied> {
         self.applied.clone()
+    }
+
+    /// Whether this node leads with a valid lease: it is the leader and a
+    /// quorum acknowledged it within the shortest election timeout. The
+    /// lease lapses (at once, by a timer) before any other node can be
+    /// elected, so at most one node holds it at any moment. This is what may
+    /// hold the VIP.
+    pub fn lease(&self) -> watch::Receiver<bool> {
+        self.lease.clone()
     }
 
     /// Whether this node has cluster state (initialized, or added by a leader).
@@ -398,6 +414,7 @@ impl<T: Transport> RaftCluster<T> {
             last_log_index: m.last_log_index,
             applied_index: m.last_applied.map(|l| l.index),
             millis_since_quorum_ack: m.millis_since_quorum_ack,
+            lease: *self.lease.borrow(),
             members,
             members_from: self.id,
         }

@@ -294,3 +294,92 @@ async fn a_join_through_a_node_that_is_not_there_fails_clearly() {
     let err = n1.join(me(1), "nowhere").await.unwrap_err();
     assert!(err.to_string().contains("unreachable"), "{err}");
 }
+
+/// How many nodes hold the lease now.
+fn holders(lab: &Lab, ids: &[u64]) -> Vec<u64> {
+    ids.iter()
+        .copied()
+        .filter(|id| *lab.node(*id).lease().borrow())
+        .collect()
+}
+
+async fn wait_holder(lab: &Lab, ids: &[u64]) -> u64 {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let [one] = holders(lab, ids)[..] {
+            return one;
+        }
+        assert!(Instant::now() < end, "no single lease holder among {ids:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_lapses_on_a_cut_off_leader_before_anyone_else_holds_it() {
+    let lab = Arc::new(Lab::three().await);
+    let all = [1u64, 2, 3];
+    let old = wait_holder(&lab, &all).await;
+    assert_eq!(lab.leader(&all).await, old);
+    // The invariant, sampled every millisecond while the test runs: never
+    // two holders.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = {
+        let (lab, stop) = (lab.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut samples = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let h = holders(&lab, &all);
+                assert!(h.len() <= 1, "two lease holders at once: {h:?}");
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            samples
+        })
+    };
+    for _ in 0..3 {
+        let leader = wait_holder(&lab, &all).await;
+        let rest: Vec<u64> = all.into_iter().filter(|i| *i != leader).collect();
+        lab.net.isolate(leader, &rest);
+        // The cut-off leader still says Leader, but its lease lapses; the
+        // majority elects another that then holds it.
+        let end = Instant::now() + DEADLINE;
+        while *lab.node(leader).lease().borrow() {
+            assert!(Instant::now() < end, "the cut-off leader kept its lease");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let new = wait_holder(&lab, &rest).await;
+        assert_ne!(new, leader);
+        assert!(!*lab.node(leader).lease().borrow());
+        lab.net.heal_all();
+        // Healed: one holder in the end.
+        wait_holder(&lab, &all).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = checker.await.expect("the invariant held");
+    assert!(samples > 100, "the checker sampled only {samples} times");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_nobody_holds_the_lease() {
+    let mut lab = Lab::three().await;
+    let leader = wait_holder(&lab, &[1, 2, 3]).await;
+    let survivor = if leader == 1 { 2 } else { 1 };
+    for id in [1, 2, 3] {
+        if id != survivor {
+            lab.crash(id).await;
+        }
+    }
+    let end = Instant::now() + DEADLINE;
+    while *lab.node(survivor).lease().borrow() {
+        assert!(
+            Instant::now() < end,
+            "the survivor kept a lease with no quorum"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // And it does not get one while alone, however long it tries.
+    let alone_until = Instant::now() + Duration::from_secs(2);
+    let mut rx = lab.node(survivor).lease();
+    let got = tokio::time::timeout_at(alone_until.into(), rx.wait_for(|held| *held)).await;
+    assert!(got.is_err(), "a lone node of three took the lease");
+}

@@ -96,8 +96,13 @@ pub async fn cluster_status(remote: super::Remote) -> Result<(), ClientError> {
     );
     if v["role"] == "leader" {
         println!(
-            "quorum last acknowledged {} ago",
-            ms(&v["millis_since_quorum_ack"])
+            "quorum last acknowledged {} ago; lease {}",
+            ms(&v["millis_since_quorum_ack"]),
+            if v["lease"] == true {
+                "held"
+            } else {
+                "NOT held (no quorum in time)"
+            }
         );
     }
     if v["members_from"] != v["id"] {
