@@ -280,8 +280,7 @@ async fn leave_shrinks_the_cluster_and_the_removed_node_learns_it() {
     assert_eq!(voters(lab.node(leader)), want);
     lab.converged(&[rest[0], rest[1], 4], 2).await;
     // The last voter cannot leave.
-    let solo = Lab::new();
-    let mut solo = solo;
+    let mut solo = Lab::new();
     let s1 = solo.start(1).await;
     s1.initialize(me(1)).await.unwrap();
     assert!(matches!(s1.leave(1).await, Err(WriteFailure::Other(m)) if m.contains("last voter")));

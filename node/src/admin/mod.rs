@@ -294,10 +294,10 @@ async fn route(req: Req, state: &AdminState) -> Answer {
                 .get("source")
                 .cloned()
                 .unwrap_or_else(|| "config".into());
-            let format = Format::from_path(&format!(
-                "x.{}",
-                req.query.get("format").map_or("toml", |f| f.as_str())
-            ));
+            let name = req.query.get("format").map_or("toml", |f| f.as_str());
+            let Some(format) = Format::from_name(name) else {
+                return error(400, format!("format: {name:?} is not toml, yaml or json"));
+            };
             let expected = match req.query.get("expected").map(|e| e.parse::<u64>()) {
                 None => None,
                 Some(Ok(v)) => Some(v),

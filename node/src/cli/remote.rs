@@ -10,10 +10,7 @@ pub async fn status(admin: SocketAddr, json: bool) -> Result<(), ClientError> {
         print!("{body}");
         return Ok(());
     }
-    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| ClientError::Protocol {
-        addr: admin,
-        message: e.to_string(),
-    })?;
+    let v = parse(admin, &body)?;
     println!(
         "node {}  config version {} (applied {})",
         v["node"].as_str().unwrap_or("?"),
@@ -66,6 +63,30 @@ fn parse(admin: SocketAddr, body: &str) -> Result<serde_json::Value, ClientError
         addr: admin,
         message: e.to_string(),
     })
+}
+
+/// POSTs `body` to `path`, waiting up to `wait_secs`. With `--json`, prints
+/// the answer and returns `None`; otherwise returns it parsed, to print for
+/// humans.
+async fn post(
+    remote: &super::Remote,
+    path: &str,
+    body: &str,
+    wait_secs: u64,
+) -> Result<Option<serde_json::Value>, ClientError> {
+    let answer = crate::admin::request(
+        remote.admin,
+        "POST",
+        path,
+        body,
+        std::time::Duration::from_secs(wait_secs),
+    )
+    .await?;
+    if remote.json {
+        print!("{answer}");
+        return Ok(None);
+    }
+    parse(remote.admin, &answer).map(Some)
 }
 
 fn ms(v: &serde_json::Value) -> String {
@@ -170,18 +191,7 @@ pub async fn leave(remote: super::Remote, node_id: Option<u64>) -> Result<(), Cl
         Some(id) => format!("/leave?id={id}"),
         None => "/leave".to_string(),
     };
-    let body = crate::admin::request(
-        remote.admin,
-        "POST",
-        &path,
-        "",
-        std::time::Duration::from_secs(60),
-    )
-    .await?;
-    if remote.json {
-        print!("{body}");
-    } else {
-        let v = parse(remote.admin, &body)?;
+    if let Some(v) = post(&remote, &path, "", 60).await? {
         println!(
             "node {} removed from the cluster; it stops by itself",
             v["removed"]
@@ -212,30 +222,15 @@ pub async fn config_apply(
             ),
         });
     }
-    let ext = match format {
-        raftlb_proto::Format::Toml => "toml",
-        raftlb_proto::Format::Yaml => "yaml",
-        raftlb_proto::Format::Json => "json",
-    };
     let mut path = format!(
-        "/config?format={ext}&source={}",
+        "/config?format={}&source={}",
+        format.as_str(),
         crate::admin::escape(&shown)
     );
     if let Some(e) = expected {
         path.push_str(&format!("&expected={e}"));
     }
-    let body = crate::admin::request(
-        remote.admin,
-        "POST",
-        &path,
-        &doc,
-        std::time::Duration::from_secs(30),
-    )
-    .await?;
-    if remote.json {
-        print!("{body}");
-    } else {
-        let v = parse(remote.admin, &body)?;
+    if let Some(v) = post(&remote, &path, &doc, 30).await? {
         println!("{shown}: committed as config version {}", v["version"]);
     }
     Ok(())
@@ -275,17 +270,7 @@ pub async fn server(
         });
     }
     let path = format!("/server?name={}&{change}", crate::admin::escape(&server));
-    let body = crate::admin::request(
-        remote.admin,
-        "POST",
-        &path,
-        "",
-        std::time::Duration::from_secs(30),
-    )
-    .await?;
-    if remote.json {
-        print!("{body}");
-    } else {
+    if post(&remote, &path, "", 30).await?.is_some() {
         println!("{server}: {} on every node", change.replace('=', " "));
     }
     Ok(())

@@ -38,6 +38,22 @@ impl Format {
             Format::Toml
         }
     }
+
+    /// The format's name: `toml`, `yaml` or `json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Toml => "toml",
+            Format::Yaml => "yaml",
+            Format::Json => "json",
+        }
+    }
+
+    /// The format [`Format::as_str`] names.
+    pub fn from_name(name: &str) -> Option<Format> {
+        [Format::Toml, Format::Yaml, Format::Json]
+            .into_iter()
+            .find(|f| f.as_str() == name)
+    }
 }
 
 /// A validated cluster configuration: what every node applies.

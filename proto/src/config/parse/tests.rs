@@ -249,3 +249,12 @@ fn format_from_path() {
     assert_eq!(Format::from_path("lb.json"), Format::Json);
     assert_eq!(Format::from_path("lb.toml"), Format::Toml);
 }
+
+#[test]
+fn format_names_round_trip_and_unknown_names_are_none() {
+    for f in [Format::Toml, Format::Yaml, Format::Json] {
+        assert_eq!(Format::from_name(f.as_str()), Some(f));
+    }
+    assert_eq!(Format::from_name("yml"), None);
+    assert_eq!(Format::from_name("TOML"), None);
+}
