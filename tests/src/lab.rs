@@ -20,6 +20,9 @@ use std::time::Duration;
 /// The lab's subnet: 198.51.100.0/24.
 pub const SUBNET: [u8; 3] = [198, 51, 100];
 
+/// The name of every host's interface inside its namespace.
+pub const IFACE: &str = "eth0";
+
 /// One host of the lab: a namespace with one address.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -188,10 +191,11 @@ impl Lab {
         self.hosts.push(host.clone());
         ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
         ip(&["link", "set", &b, "netns", &ns]);
+        ip(&["-n", &ns, "link", "set", &b, "name", IFACE]);
         ip(&["link", "set", &a, "master", &self.bridge, "up"]);
         let cidr = format!("{addr}/24");
-        ip(&["-n", &ns, "addr", "add", &cidr, "dev", &b]);
-        ip(&["-n", &ns, "link", "set", &b, "up"]);
+        ip(&["-n", &ns, "addr", "add", &cidr, "dev", IFACE]);
+        ip(&["-n", &ns, "link", "set", IFACE, "up"]);
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
         host
     }

@@ -9,7 +9,7 @@ mod tree;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use duration::parse_duration;
@@ -65,6 +65,8 @@ pub struct ClusterConfig {
     pub frontends: BTreeMap<String, Frontend>,
     /// Backends by name.
     pub backends: BTreeMap<String, Backend>,
+    /// Virtual IPs the leader holds (`[[vips]]`), in declaration order.
+    pub vips: Vec<Vip>,
 }
 
 impl ClusterConfig {
@@ -80,6 +82,30 @@ pub struct Global {
     /// Most concurrent client connections over all frontends. `None`: derived
     /// from the open-file limit at run time, as HAProxy does.
     pub maxconn: Option<u32>,
+}
+
+/// A virtual IP (`[[vips]]`): the Raft leader whose lease is valid adds it
+/// to its `[vip] interface` and announces it (gratuitous ARP for IPv4,
+/// unsolicited neighbour advertisements for IPv6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vip {
+    /// The address.
+    pub address: IpAddr,
+    /// Its prefix length on the interface (`/24`).
+    pub prefix: u8,
+    /// Announcements sent on taking the VIP (keepalived's `garp_master_repeat`).
+    pub garp_repeat: u32,
+    /// Time between the announcements of that burst.
+    pub garp_interval: Duration,
+    /// One more announcement this often while holding it (`None`: never).
+    pub garp_refresh: Option<Duration>,
+}
+
+impl Vip {
+    /// `address/prefix`, as written in the config.
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.address, self.prefix)
+    }
 }
 
 /// Proxy mode of a frontend or backend.
@@ -264,4 +290,10 @@ pub mod defaults {
     pub const RETRIES: u32 = 3;
     /// A frontend's `maxconn` when neither it nor `[defaults]` sets one.
     pub const FRONTEND_MAXCONN: u32 = 10_000;
+    /// A VIP's `garp_repeat` (keepalived's `garp_master_repeat`).
+    pub const GARP_REPEAT: u32 = 5;
+    /// A VIP's `garp_interval`.
+    pub const GARP_INTERVAL: Duration = Duration::from_millis(20);
+    /// A VIP's `garp_refresh` (keepalived's second burst comes after 5 s).
+    pub const GARP_REFRESH: Duration = Duration::from_secs(5);
 }

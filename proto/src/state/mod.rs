@@ -137,6 +137,27 @@ pub enum Command {
         /// The new weight, 0–256 like HAProxy's.
         weight: u32,
     },
+    /// A node's standing for holding the VIP changed (its `[vip]` settings,
+    /// or whether its proxy can serve).
+    ReportNode {
+        /// The reporting node.
+        node: NodeId,
+        /// What it reports.
+        view: NodeView,
+    },
+}
+
+/// A node's standing for holding the VIP, as it reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// `[vip] priority`, 1–255: the highest fit node is the preferred holder.
+    pub priority: u8,
+    /// `[vip] preempt`: whether it takes leadership from a fit leader of
+    /// lower priority.
+    pub preempt: bool,
+    /// Why its proxy cannot serve (a listener failed to bind, the VIP
+    /// interface is down), or `None` when it can.
+    pub unfit: Option<String>,
 }
 
 /// What applying a command did.
@@ -172,6 +193,8 @@ pub struct ReplicatedState {
     pub health: BTreeMap<ServerKey, BTreeMap<NodeId, HealthView>>,
     /// Per server, the operator's settings (absent: ready, config weight).
     pub operator: BTreeMap<ServerKey, OperatorView>,
+    /// Per node, its standing for holding the VIP.
+    pub nodes: BTreeMap<NodeId, NodeView>,
 }
 
 impl ReplicatedState {
@@ -273,11 +296,16 @@ impl ReplicatedState {
                 self.operator.entry(server.clone()).or_default().weight = Some(*weight);
                 Outcome::Done
             }
+            Command::ReportNode { node, view } => {
+                self.nodes.insert(*node, view.clone());
+                Outcome::Done
+            }
         }
     }
 
-    /// Forgets the health views of a node that left the cluster.
+    /// Forgets the health views and standing of a node that left the cluster.
     pub fn forget_node(&mut self, node: NodeId) {
+        self.nodes.remove(&node);
         for views in self.health.values_mut() {
             views.remove(&node);
         }

@@ -203,3 +203,25 @@ fn server_keys_parse_backend_slash_server() {
         assert_eq!(ServerKey::parse(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn node_reports_replace_the_last_and_go_with_the_node() {
+    let mut s = ReplicatedState::default();
+    let view = |priority, unfit: Option<&str>| NodeView {
+        priority,
+        preempt: true,
+        unfit: unfit.map(str::to_string),
+    };
+    let report = |node, view| Command::ReportNode { node, view };
+    assert_eq!(s.apply(&report(1, view(150, None))), Outcome::Done);
+    assert_eq!(s.apply(&report(2, view(100, Some("eth0 is down")))), Outcome::Done);
+    assert_eq!(s.apply(&report(1, view(200, None))), Outcome::Done);
+    let again = s.clone();
+    assert_eq!(s.apply(&report(1, view(200, None))), Outcome::Done);
+    assert_eq!(s, again, "a repeated report changes nothing");
+    assert_eq!(s.nodes[&1].priority, 200);
+    assert_eq!(s.nodes[&2].unfit.as_deref(), Some("eth0 is down"));
+    s.forget_node(2);
+    assert!(!s.nodes.contains_key(&2));
+    assert!(s.nodes.contains_key(&1));
+}

@@ -258,3 +258,76 @@ fn format_names_round_trip_and_unknown_names_are_none() {
     assert_eq!(Format::from_name("yml"), None);
     assert_eq!(Format::from_name("TOML"), None);
 }
+
+#[test]
+fn vips_with_defaults_and_settings() {
+    let c = ClusterConfig::parse(
+        r#"
+[[vips]]
+address = "198.51.100.50/24"
+
+[[vips]]
+address = "2001:db8::50/64"
+garp_repeat = 3
+garp_interval = "100ms"
+garp_refresh = "0s"
+"#,
+        Format::Toml,
+    )
+    .unwrap();
+    assert_eq!(c.vips.len(), 2);
+    let v4 = &c.vips[0];
+    assert_eq!(v4.cidr(), "198.51.100.50/24");
+    assert_eq!(v4.garp_repeat, defaults::GARP_REPEAT);
+    assert_eq!(v4.garp_interval, defaults::GARP_INTERVAL);
+    assert_eq!(v4.garp_refresh, Some(defaults::GARP_REFRESH));
+    let v6 = &c.vips[1];
+    assert!(v6.address.is_ipv6());
+    assert_eq!(v6.prefix, 64);
+    assert_eq!(v6.garp_repeat, 3);
+    assert_eq!(v6.garp_interval, Duration::from_millis(100));
+    assert_eq!(v6.garp_refresh, None, "0s turns the refresh off");
+    let none = ClusterConfig::parse("", Format::Toml).unwrap();
+    assert!(none.vips.is_empty());
+}
+
+#[test]
+fn bad_vips_are_refused_with_path_and_line() {
+    let errs = errors(
+        r#"
+[[vips]]
+address = "198.51.100.50"
+
+[[vips]]
+address = "198.51.100.51/33"
+
+[[vips]]
+address = "127.0.0.1/8"
+
+[[vips]]
+adress = "198.51.100.52/24"
+
+[[vips]]
+address = "198.51.100.53/24"
+garp_repeat = 0
+
+[[vips]]
+address = "198.51.100.53/24"
+"#,
+        Format::Toml,
+    );
+    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    let has = |path: &str, line: u32, what: &str| {
+        assert!(
+            errs.iter()
+                .any(|e| e.path == path && e.line == Some(line) && e.message.contains(what)),
+            "no error at {path} line {line} containing {what:?} in {text:#?}"
+        )
+    };
+    has("vips[0].address", 3, "no prefix length");
+    has("vips[1].address", 6, "1-32");
+    has("vips[2].address", 9, "not a unicast host address");
+    has("vips[3].adress", 12, "did you mean `address`");
+    has("vips[4].garp_repeat", 16, "out of range");
+    has("vips[5].address", 18, "declared twice");
+}
