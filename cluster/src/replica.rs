@@ -214,6 +214,7 @@ impl<T: Transport> RaftCluster<T> {
             write_timeout: opts.write_timeout,
             join_timeout: opts.join_timeout,
             lease: opts.election.0,
+            reporter: Default::default(),
         });
         // The lease: a quorum heard within the shortest election timeout.
         let (lease_tx, lease) = watch::channel(false);
@@ -441,6 +442,32 @@ impl<T: Transport> RaftCluster<T> {
             status.members_from = leader;
         }
         status
+    }
+
+    /// Sets what this node answers when a peer asks for its report (once;
+    /// later calls change nothing).
+    pub fn set_reporter(&self, f: impl Fn() -> Vec<u8> + Send + Sync + 'static) {
+        let _ = self.service.reporter.set(Box::new(f));
+    }
+
+    /// The report of the node this one believes leads (its own if it
+    /// leads), with that node's id; `None` without a known, reachable leader.
+    pub async fn leader_report(&self) -> Option<(NodeId, Vec<u8>)> {
+        let (Some(leader), (_, addr)) = (self.status().leader, service::leader_of(&self.raft))
+        else {
+            return None;
+        };
+        if leader == self.id {
+            return Some((leader, self.service.report()));
+        }
+        let asked = self
+            .transport
+            .call(leader, &addr?, Request::Report, Duration::from_millis(300))
+            .await;
+        match asked {
+            Ok(Response::Report(r)) => Some((leader, r)),
+            _ => None,
+        }
     }
 
     /// Resolves once this node learns that the cluster removed it: while it

@@ -21,6 +21,18 @@ pub struct Service {
     /// within this (the shortest election timeout): a deposed leader cut
     /// off from the majority must not tell a new member it is not one.
     pub(crate) lease: Duration,
+    /// Fills the answer to [`Request::Report`].
+    pub(crate) reporter: std::sync::OnceLock<Reporter>,
+}
+
+/// What a node says about itself when a peer asks ([`Request::Report`]).
+pub type Reporter = Box<dyn Fn() -> Vec<u8> + Send + Sync>;
+
+impl Service {
+    /// This node's report (empty without a reporter).
+    pub(crate) fn report(&self) -> Vec<u8> {
+        self.reporter.get().map(|f| f()).unwrap_or_default()
+    }
 }
 
 impl Handler for Service {
@@ -57,6 +69,7 @@ impl Handler for Service {
                         leads.then(|| crate::replica::member_table(&m, &self.contacts)),
                     )
                 }
+                Request::Report => Response::Report(self.report()),
             }
         })
     }

@@ -86,6 +86,9 @@ pub enum Request {
     /// The members as the leader sees them (for `cluster status` on a
     /// follower).
     Members,
+    /// The answering node's own report (opaque to the cluster: the node
+    /// fills it, e.g. with the VIPs it holds).
+    Report,
 }
 
 /// The answer to a [`Request`], in the same order.
@@ -105,6 +108,8 @@ pub enum Response {
     IsMember(Option<bool>),
     /// To [`Request::Members`]: `None` if the answering node does not lead.
     Members(Option<Vec<crate::MemberStatus>>),
+    /// To [`Request::Report`]: empty if the node set no reporter.
+    Report(Vec<u8>),
 }
 
 /// Why a write (or membership change) did not commit.

@@ -10,3 +10,4 @@ pub mod node;
 pub mod nodefile;
 pub mod proxy;
 pub mod runtime;
+pub mod vip;

@@ -64,6 +64,9 @@ pub enum NodeError {
     /// A write did not commit.
     #[error(transparent)]
     Write(#[from] WriteFailure),
+    /// The VIP interface or the rights to hold a VIP are missing.
+    #[error(transparent)]
+    Vip(#[from] crate::vip::VipError),
 }
 
 /// How a node comes up.
@@ -105,6 +108,7 @@ pub struct Node {
     /// Fires when the cluster removed this node: it must stop.
     pub removed: Arc<Notify>,
     admin_state: Arc<AdminState>,
+    vip: Arc<crate::vip::VipControl>,
     _tasks: Tasks,
 }
 
@@ -183,6 +187,11 @@ impl Node {
         };
         if let Some((doc, format, source)) = &initial {
             validate(doc, *format, source)?;
+        }
+        // A VIP left on the interface by a crashed process goes first; and
+        // without the rights to hold a VIP, say so now.
+        for vip in crate::vip::release_recorded(node).await? {
+            tracing::warn!(vip = %vip, "removed a VIP an earlier process left on the interface");
         }
         let secret_path = dir.join(SECRET_FILE);
         let secret = match &startup {
@@ -285,6 +294,7 @@ impl Node {
             cluster: cluster.clone(),
             applied: std::sync::Mutex::new((0, None)),
             ready: Default::default(),
+            vip: Default::default(),
         });
         tasks.0.push(tokio::spawn(admin::serve(
             admin_listener,
@@ -300,6 +310,21 @@ impl Node {
             cluster.clone(),
             runtime.clone(),
         )));
+        let vip = {
+            let state = admin_state.clone();
+            let fitness = crate::vip::Fitness {
+                settings: node.vip.clone(),
+                apply_error: Box::new(move || {
+                    state.applied.lock().expect("applied lock").1.clone()
+                }),
+            };
+            Arc::new(crate::vip::VipControl::start(
+                cluster.clone(),
+                fitness,
+                dir.clone(),
+            ))
+        };
+        let _ = admin_state.vip.set(vip.clone());
         let removed = Arc::new(Notify::new());
         {
             let (cluster, removed, marker) =
@@ -320,6 +345,7 @@ impl Node {
             token: secret.to_token(),
             removed,
             admin_state,
+            vip,
             _tasks: tasks,
         };
         if let Startup::Join { peer, .. } = &startup {
@@ -397,6 +423,7 @@ impl Node {
     /// Stops accepting, then waits up to `grace` for connections to finish;
     /// then stops Raft.
     pub async fn shutdown(&self, grace: Duration) {
+        self.vip.stop().await;
         let active = self.runtime.stop_listening();
         tracing::info!(active, "stopped accepting; draining connections");
         let deadline = tokio::time::Instant::now() + grace;

@@ -93,6 +93,14 @@ pub struct VipSection {
     /// Preference for holding the VIP, 1–255 (higher wins).
     #[serde(default = "default_priority")]
     pub priority: u8,
+    /// Take leadership (and so the VIP) from a leader of lower priority
+    /// once this node is fit and caught up (keepalived's default; `false`
+    /// is its `nopreempt`).
+    #[serde(default = "default_preempt")]
+    pub preempt: bool,
+    /// A command run on each take and release of a VIP, with the arguments
+    /// `MASTER|BACKUP ADDRESS/PREFIX REASON` (keepalived's `notify`).
+    pub notify: Option<String>,
 }
 
 impl Default for VipSection {
@@ -100,8 +108,14 @@ impl Default for VipSection {
         VipSection {
             interface: None,
             priority: default_priority(),
+            preempt: default_preempt(),
+            notify: None,
         }
     }
+}
+
+fn default_preempt() -> bool {
+    true
 }
 
 fn default_priority() -> u8 {

@@ -10,4 +10,4 @@ pub mod state;
 pub mod wire;
 
 pub use config::{ClusterConfig, ConfigError, ConfigErrors, Format};
-pub use state::{Command, NodeId, OperatorState, Outcome, ReplicatedState, ServerKey};
+pub use state::{Command, NodeId, NodeView, OperatorState, Outcome, ReplicatedState, ServerKey};

@@ -53,6 +53,13 @@ pub struct ClusterView {
     pub health: BTreeMap<String, BTreeMap<NodeId, HealthView>>,
     /// Per server: the operator's settings, where not the defaults.
     pub operator: BTreeMap<String, OperatorView>,
+    /// Per node: its standing for holding the VIPs.
+    pub nodes: BTreeMap<NodeId, raftlb_proto::NodeView>,
+    /// The VIPs as the leader (the only possible holder) reports them, when
+    /// a leader is known and answers.
+    pub vips_leader: Option<crate::vip::VipReport>,
+    /// The VIPs as this node reports them.
+    pub vips_here: Option<crate::vip::VipReport>,
 }
 
 /// What `GET /config` answers.
@@ -79,6 +86,8 @@ pub struct AdminState {
     /// Set once the node has started (joined, first config applied):
     /// `/health` answers 503 until then.
     pub ready: std::sync::atomic::AtomicBool,
+    /// The VIP controller, once started.
+    pub vip: std::sync::OnceLock<Arc<crate::vip::VipControl>>,
 }
 
 /// The largest request body (a config document).
@@ -264,7 +273,14 @@ async fn route(req: Req, state: &AdminState) -> Answer {
         ("GET", "/cluster") => {
             let applied = cluster.watch().borrow().clone();
             let st = &applied.state;
+            let vips_leader = cluster
+                .leader_report()
+                .await
+                .and_then(|(_, r)| serde_json::from_slice(&r).ok());
             json(&ClusterView {
+                nodes: st.nodes.clone(),
+                vips_leader,
+                vips_here: state.vip.get().map(|v| v.report()),
                 raft: cluster.status_with_leader().await,
                 config_version: st.config_version(),
                 health: st

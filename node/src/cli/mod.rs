@@ -87,6 +87,22 @@ pub enum Command {
     /// A server's operator state and weight, on every node.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// This machine's virtual IPs.
+    #[command(subcommand)]
+    Vip(VipCommand),
+}
+
+/// `raftlb vip …`.
+#[derive(Debug, Subcommand)]
+pub enum VipCommand {
+    /// Remove from `[vip] interface` every VIP of the last config this node
+    /// applied. For systemd's `ExecStopPost=`: a crashed process's VIP goes
+    /// before the restart. (A starting node does the same by itself.)
+    Release {
+        /// The node file.
+        #[arg(long, value_name = "FILE")]
+        node: PathBuf,
+    },
 }
 
 /// `raftlb cluster …`.
@@ -258,6 +274,7 @@ pub fn main() -> ExitCode {
     }
     match cli.command {
         Command::Check { files } => check(&files),
+        Command::Vip(VipCommand::Release { node }) => vip_release(&node),
         Command::Run { node, lb } => {
             let initial = match read_initial(&lb) {
                 Ok(i) => i,
@@ -318,6 +335,37 @@ pub fn main() -> ExitCode {
             };
             with_runtime(1, remote::server(remote, server, change))
         }
+    }
+}
+
+/// `raftlb vip release`.
+fn vip_release(path: &std::path::Path) -> ExitCode {
+    let node = match crate::nodefile::NodeConfig::load(path) {
+        Ok(n) => n,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let Some(iface) = node.vip.interface.clone() else {
+        return fail(&format!("{}: no [vip] interface", path.display()));
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start a runtime: {e}")),
+    };
+    match rt.block_on(crate::vip::release_recorded(&node)) {
+        Ok(removed) if removed.is_empty() => {
+            println!("no VIP of this node on {iface}");
+            ExitCode::SUCCESS
+        }
+        Ok(removed) => {
+            for v in removed {
+                println!("removed {v} from {iface}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
     }
 }
 

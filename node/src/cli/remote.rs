@@ -182,7 +182,86 @@ pub async fn cluster_status(remote: super::Remote) -> Result<(), ClientError> {
             println!("  {name:<20} {}{admin}", views.join("; "));
         }
     }
+    print_vips(&v);
     Ok(())
+}
+
+/// `HH:MM:SS.mmm UTC (N s ago)` for a time in ms since the Unix epoch.
+fn when(unix_ms: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let day = unix_ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03} UTC ({:.1} s ago)",
+        day / 3_600_000,
+        day / 60_000 % 60,
+        day / 1000 % 60,
+        day % 1000,
+        now.saturating_sub(unix_ms) as f64 / 1000.0
+    )
+}
+
+/// The VIPs (as the leader, their only possible holder, reports them) and
+/// each node's standing.
+fn print_vips(v: &serde_json::Value) {
+    let here = &v["vips_here"];
+    let leader = &v["vips_leader"];
+    let report = if leader.is_object() { leader } else { here };
+    let vips = report["vips"].as_array().cloned().unwrap_or_default();
+    if vips.is_empty() {
+        return;
+    }
+    println!("\n  VIPs (only the leader with a valid lease holds them):");
+    if !leader.is_object() {
+        println!("  no leader answered: showing this node's view");
+    }
+    for vip in &vips {
+        let addr = vip["address"].as_str().unwrap_or("?");
+        if vip["held"] == true {
+            let last = vip["last_announce_ms"]
+                .as_u64()
+                .map_or("none yet".to_string(), when);
+            println!(
+                "  {addr:<20} held by node {} on {} since {}; last announcement {last} ({} sent)",
+                report["node"],
+                report["interface"].as_str().unwrap_or("?"),
+                when(vip["since_ms"].as_u64().unwrap_or(0)),
+                vip["announcements"],
+            );
+        } else {
+            let why = vip["reason"].as_str().unwrap_or("");
+            let since = vip["since_ms"].as_u64().filter(|t| *t > 0);
+            println!(
+                "  {addr:<20} NOT held by node {} ({why}{})",
+                report["node"],
+                since.map_or(String::new(), |t| format!(", since {}", when(t)))
+            );
+        }
+    }
+    if let Some(u) = report["unfit"].as_str() {
+        println!("  node {} cannot serve: {u}", report["node"]);
+    }
+    if let Some(nodes) = v["nodes"].as_object() {
+        let standing: Vec<String> = nodes
+            .iter()
+            .map(|(id, n)| {
+                format!(
+                    "node {id}: priority {}{}{}",
+                    n["priority"],
+                    if n["preempt"] == true {
+                        ""
+                    } else {
+                        ", nopreempt"
+                    },
+                    n["unfit"]
+                        .as_str()
+                        .map_or(String::new(), |u| format!(", UNFIT: {u}"))
+                )
+            })
+            .collect();
+        println!("  standing: {}", standing.join("; "));
+    }
 }
 
 /// `raftlb cluster leave`.

@@ -410,7 +410,11 @@ fn vips(cx: &mut Cx, path: &str, item: &Item) -> Vec<Vip> {
         let address = match t.str(cx, "address") {
             Some((apath, line, s)) => cidr(cx, &apath, line, s),
             None => {
-                cx.err(&ipath, it.line, "missing key `address` (e.g. \"198.51.100.50/24\")");
+                cx.err(
+                    &ipath,
+                    it.line,
+                    "missing key `address` (e.g. \"198.51.100.50/24\")",
+                );
                 None
             }
         };

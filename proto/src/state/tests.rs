@@ -214,7 +214,10 @@ fn node_reports_replace_the_last_and_go_with_the_node() {
     };
     let report = |node, view| Command::ReportNode { node, view };
     assert_eq!(s.apply(&report(1, view(150, None))), Outcome::Done);
-    assert_eq!(s.apply(&report(2, view(100, Some("eth0 is down")))), Outcome::Done);
+    assert_eq!(
+        s.apply(&report(2, view(100, Some("eth0 is down")))),
+        Outcome::Done
+    );
     assert_eq!(s.apply(&report(1, view(200, None))), Outcome::Done);
     let again = s.clone();
     assert_eq!(s.apply(&report(1, view(200, None))), Outcome::Done);

@@ -1,0 +1,540 @@
+//! The VIP in the lab: real `raftlb` processes, one network namespace per
+//! node, a client in its own. The leader with a valid lease holds the VIP;
+//! a machine death (SIGKILL and link down) or a process crash (SIGKILL
+//! only) moves it, a cut-off leader drops it before anyone else takes it
+//! (checked every 10 ms in every namespace), a node without a quorum holds
+//! none, priority brings it back to the preferred node, and a VIP left on
+//! an interface by a crash goes when raftlb starts there.
+
+mod world;
+
+use raftlb::vip::{announce, netlink::Addresses};
+use raftlb_testkit::lab::{Host, IFACE};
+use raftlb_testkit::wait_until;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use world::*;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 50);
+
+fn lb(w: &World) -> String {
+    format!(
+        "{}\n[[vips]]\naddress = \"{VIP}/24\"\ngarp_refresh = \"500ms\"\n",
+        lb_doc(&[("a", &w.backend_host(0))])
+    )
+}
+
+fn vip_section(priority: u8, preempt: bool) -> String {
+    format!("[vip]\ninterface = \"{IFACE}\"\npriority = {priority}\npreempt = {preempt}\n")
+}
+
+/// Three nodes with `[vip]` settings (priority, preempt) each, formed.
+async fn cluster(settings: [(u8, bool); 3]) -> World {
+    let mut w = World::new(3, &["a"]);
+    for (i, (p, pre)) in settings.into_iter().enumerate() {
+        w.extra.insert(i as u64 + 1, vip_section(p, pre));
+    }
+    let doc = lb(&w);
+    w.init(&doc).await;
+    w.join(2, 2).await;
+    w.join(3, 3).await;
+    w
+}
+
+/// A netlink handle inside each node's namespace, to see who holds the VIP.
+struct Holders {
+    nodes: Vec<(u64, Addresses, u32)>,
+}
+
+impl Holders {
+    fn new(w: &World) -> Holders {
+        let rt = tokio::runtime::Handle::current();
+        let nodes = (1..=w.nodes.len() as u64)
+            .map(|id| {
+                let rt = rt.clone();
+                let (nl, index) = w
+                    .lab
+                    .inside(w.host(id), move || {
+                        let _in_rt = rt.enter();
+                        let io = |e: raftlb::vip::VipError| std::io::Error::other(e.to_string());
+                        let index = announce::interface(IFACE).map_err(io)?.index;
+                        Ok((Addresses::open().map_err(io)?, index))
+                    })
+                    .expect("netlink in a node's namespace");
+                (id, nl, index)
+            })
+            .collect();
+        Holders { nodes }
+    }
+
+    /// The nodes whose interface has the VIP now.
+    async fn now(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (id, nl, index) in &self.nodes {
+            if nl
+                .has(*index, IpAddr::V4(VIP))
+                .await
+                .expect("list addresses")
+            {
+                out.push(*id);
+            }
+        }
+        out
+    }
+
+    async fn wait(&self, what: &str, cond: impl Fn(&[u64]) -> bool) -> Vec<u64> {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let h = self.now().await;
+            if cond(&h) {
+                return h;
+            }
+            assert!(Instant::now() < end, "{what}: holders now {h:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Polls every namespace every 10 ms while it lives; remembers each sample
+/// with more than one holder.
+struct Invariant {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Samples>,
+}
+
+/// How many samples, and each with more than one holder (when, who).
+type Samples = (u64, Vec<(Duration, Vec<u64>)>);
+
+impl Invariant {
+    fn start(holders: Holders) -> Invariant {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let t0 = Instant::now();
+            let (mut samples, mut bad) = (0u64, Vec::new());
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while !flag.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let h = holders.now().await;
+                samples += 1;
+                if h.len() > 1 {
+                    bad.push((t0.elapsed(), h));
+                }
+            }
+            (samples, bad)
+        });
+        Invariant { stop, task }
+    }
+
+    async fn finish(self) -> Samples {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// A client in its own namespace that starts a connection to the VIP's
+/// frontend every 10 ms and records when each one got the backend's
+/// greeting.
+struct Prober {
+    stop: Arc<AtomicBool>,
+    ok: Arc<Mutex<Vec<Instant>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Prober {
+    fn start(w: &World) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(Mutex::new(Vec::new()));
+        let ns = format!("/var/run/netns/{}", w.client.ns);
+        let (flag, got) = (stop.clone(), ok.clone());
+        let thread = std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let f = std::fs::File::open(&ns).unwrap();
+            // SAFETY: setns on this thread only, with a namespace fd we hold.
+            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let to = SocketAddr::from((VIP, FRONT));
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                while !flag.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let got = got.clone();
+                    tokio::spawn(async move {
+                        let attempt = async {
+                            let mut s = tokio::net::TcpStream::connect(to).await.ok()?;
+                            let mut b = [0u8; 64];
+                            (s.read(&mut b).await.ok()? > 0).then_some(())
+                        };
+                        let r = tokio::time::timeout(Duration::from_millis(500), attempt).await;
+                        if let Ok(Some(())) = r {
+                            got.lock().unwrap().push(Instant::now());
+                        }
+                    });
+                }
+            });
+        });
+        Prober {
+            stop,
+            ok,
+            thread: Some(thread),
+        }
+    }
+
+    fn successes_after(&self, t: Instant) -> usize {
+        self.ok.lock().unwrap().iter().filter(|s| **s > t).count()
+    }
+
+    async fn wait_success_after(&self, t: Instant, what: &str) {
+        wait_until(what, DEADLINE, || async { self.successes_after(t) > 0 }).await;
+    }
+
+    /// The longest time without a success around `t`: from the last
+    /// success before it to the first after it.
+    fn gap_around(&self, t: Instant) -> Duration {
+        let ok = self.ok.lock().unwrap();
+        let before = ok.iter().filter(|s| **s <= t).max().copied();
+        let after = ok.iter().filter(|s| **s > t).min().copied();
+        match (before, after) {
+            (Some(b), Some(a)) => a - b,
+            _ => panic!("no success on both sides of the fault"),
+        }
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn ip_out(args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn mac_of(h: &Host) -> String {
+    let link = ip_out(&["-n", &h.ns, "-o", "link", "show", IFACE]);
+    link.split("link/ether ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string()
+}
+
+/// The MAC the client's neighbour table has for the VIP, if any.
+fn client_sees(w: &World) -> Option<String> {
+    let n = ip_out(&["-n", &w.client.ns, "neigh", "show", &VIP.to_string()]);
+    n.split("lladdr ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .map(str::to_string)
+}
+
+fn only(h: &[u64]) -> u64 {
+    assert_eq!(h.len(), 1, "exactly one holder: {h:?}");
+    h[0]
+}
+
+/// Brings node `id` back (link up, `raftlb run` on its data dir) and waits
+/// until the cluster counts it again.
+async fn revive(w: &mut World, id: u64) {
+    w.lab.heal(w.host(id));
+    w.spawn(id, &["run"]);
+    w.wait_voters(id, 3).await;
+    let others: Vec<u64> = (1..=3).filter(|o| *o != id).collect();
+    wait_until("the revived node is caught up", DEADLINE, || async {
+        w.status(others[0]).is_some_and(|s| {
+            s["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().all(|m| m["lag"].as_u64().is_none_or(|l| l == 0)))
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_death_moves_the_vip_and_the_client_follows_its_new_mac() {
+    let mut w = cluster([(100, true), (100, true), (100, true)]).await;
+    let holders = Holders::new(&w);
+    let prober = Prober::start(&w);
+    let mut gaps = Vec::new();
+    for trial in 1..=10 {
+        let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
+        prober
+            .wait_success_after(Instant::now(), "the client reaches the VIP")
+            .await;
+        assert_eq!(client_sees(&w), Some(mac_of(w.host(holder))));
+        // The machine dies: the process and the link at once.
+        w.kill(holder);
+        w.lab.cut(w.host(holder));
+        let died = Instant::now();
+        // The dead machine's namespace keeps the address (a dead machine
+        // answers nothing): only the living count.
+        let living =
+            |h: &[u64]| -> Vec<u64> { h.iter().copied().filter(|n| *n != holder).collect() };
+        let new = only(&living(
+            &holders
+                .wait("another node takes the VIP", |h| !living(h).is_empty())
+                .await,
+        ));
+        prober
+            .wait_success_after(died, "the client reaches the VIP again")
+            .await;
+        let gap = prober.gap_around(died);
+        gaps.push(gap);
+        assert_eq!(
+            client_sees(&w),
+            Some(mac_of(w.host(new))),
+            "the client's neighbour entry follows the new holder"
+        );
+        let connected = w
+            .lab
+            .connect(&w.client, SocketAddr::from((VIP, FRONT)))
+            .await
+            .expect("a TCP connect to the VIP succeeds");
+        assert_eq!(connected.server, "a");
+        eprintln!(
+            "trial {trial}: node {holder} died, node {new} holds the VIP; client outage {gap:?}"
+        );
+        revive(&mut w, holder).await;
+    }
+    gaps.sort();
+    eprintln!(
+        "machine death, 10 trials: outage p50 {:?}, max {:?}",
+        gaps[gaps.len() / 2],
+        gaps.last().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_leader_drops_the_vip_before_another_node_takes_it() {
+    let w = cluster([(100, true), (100, true), (100, true)]).await;
+    let holders = Holders::new(&w);
+    let check = Invariant::start(Holders::new(&w));
+    for trial in 1..=20 {
+        let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
+        let others: Vec<u64> = (1..=3).filter(|o| *o != holder).collect();
+        // Odd trials take the link down; even ones drop its packets to
+        // the peers (the link stays up: only the lease can tell).
+        let by_link = trial % 2 == 1;
+        if by_link {
+            w.lab.cut(w.host(holder));
+        } else {
+            for o in &others {
+                w.lab.drop_between(w.host(holder), w.host(*o));
+            }
+        }
+        let new = only(
+            &holders
+                .wait("a node of the majority takes the VIP", |h| {
+                    h.len() == 1 && h[0] != holder
+                })
+                .await,
+        );
+        let before = w.status(new).unwrap()["vips_here"]["vips"][0]["announcements"]
+            .as_u64()
+            .unwrap();
+        if by_link {
+            w.lab.heal(w.host(holder));
+        } else {
+            w.lab.heal_drops(w.host(holder));
+        }
+        w.wait_voters(holder, 3).await;
+        wait_until(
+            "the holder announces the VIP again after heal",
+            DEADLINE,
+            || async {
+                w.status(new).is_some_and(|s| {
+                    s["vips_here"]["vips"][0]["announcements"].as_u64() > Some(before)
+                })
+            },
+        )
+        .await;
+        let after = holders.now().await;
+        assert_eq!(after.len(), 1, "one holder after heal: {after:?}");
+        eprintln!(
+            "trial {trial}: node {holder} cut off ({}), node {new} took the VIP",
+            if by_link {
+                "link down"
+            } else {
+                "packets dropped"
+            }
+        );
+    }
+    let (samples, bad) = check.finish().await;
+    eprintln!("{samples} samples of every namespace, 10 ms apart");
+    assert!(samples > 100);
+    assert!(bad.is_empty(), "two holders at once: {bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_quorum_holds_no_vip() {
+    let mut w = cluster([(100, true), (100, true), (100, true)]).await;
+    let holders = Holders::new(&w);
+    let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
+    for o in (1..=3).filter(|o| *o != holder) {
+        w.kill(o);
+    }
+    holders
+        .wait("the survivor drops the VIP", |h| h.is_empty())
+        .await;
+    let s = w.status(holder).unwrap();
+    assert_eq!(s["lease"], false);
+    let reason = s["vips_here"]["vips"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("lease lost"), "{reason}");
+    // It stays without: sampled for three election timeouts' worth.
+    let end = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < end {
+        assert_eq!(holders.now().await, Vec::<u64>::new());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preferred_node_takes_the_vip_back_only_with_preempt() {
+    let mut w = cluster([(200, true), (100, true), (50, true)]).await;
+    let holders = Holders::new(&w);
+    holders
+        .wait("the preferred node holds the VIP", |h| h == [1])
+        .await;
+    // (The dead machine's namespace keeps the address: only the living count.)
+    let living = |h: &[u64]| -> Vec<u64> { h.iter().copied().filter(|n| *n != 1).collect() };
+    w.kill(1);
+    w.lab.cut(w.host(1));
+    holders
+        .wait("the next node in priority takes it", |h| living(h) == [2])
+        .await;
+    revive(&mut w, 1).await;
+    holders
+        .wait("back on the preferred node (preempt = true)", |h| h == [1])
+        .await;
+
+    // Now without preemption: the holder keeps it.
+    w.kill(1);
+    w.lab.cut(w.host(1));
+    let holder = only(&living(
+        &holders
+            .wait("the next node in priority takes it", |h| living(h) == [2])
+            .await,
+    ));
+    w.extra.insert(1, vip_section(200, false));
+    revive(&mut w, 1).await;
+    wait_until("node 1 reports nopreempt", DEADLINE, || async {
+        w.status(holder)
+            .is_some_and(|s| s["nodes"]["1"]["preempt"] == false)
+    })
+    .await;
+    // Longer than the preemption delay, with node 1 caught up.
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        assert_eq!(
+            holders.now().await,
+            vec![holder],
+            "nopreempt: the holder keeps it"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_process_leaves_the_vip_and_raftlb_removes_it_when_it_starts() {
+    let mut w = cluster([(100, true), (100, true), (100, true)]).await;
+    let holders = Holders::new(&w);
+    let prober = Prober::start(&w);
+    let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
+    prober
+        .wait_success_after(Instant::now(), "the client reaches the VIP")
+        .await;
+    // The process crashes; the machine lives on, with the VIP on its
+    // interface, answering ARP for it.
+    w.kill(holder);
+    let died = Instant::now();
+    let both = holders
+        .wait("another node takes the VIP as well", |h| h.len() == 2)
+        .await;
+    let new = *both.iter().find(|n| **n != holder).unwrap();
+    prober
+        .wait_success_after(died, "the client reaches the VIP again")
+        .await;
+    wait_until(
+        "the client's neighbour entry follows the new holder",
+        DEADLINE,
+        || async { client_sees(&w) == Some(mac_of(w.host(new))) },
+    )
+    .await;
+    eprintln!("process crash: client outage {:?}", prober.gap_around(died));
+    // `Restart=always`: raftlb starts again there and removes it.
+    w.spawn(holder, &["run"]);
+    holders
+        .wait("the restarted node removes its stale VIP", |h| h == [new])
+        .await;
+    w.wait_voters(holder, 3).await;
+
+    // A VIP added by hand to a follower goes when raftlb starts there;
+    // `raftlb vip release` removes it on demand.
+    let follower = (1..=3).find(|f| *f != new).unwrap();
+    let h = w.host(follower).clone();
+    w.kill(follower);
+    let add = |w: &World| {
+        let out = std::process::Command::new("ip")
+            .args([
+                "-n",
+                &h.ns,
+                "addr",
+                "add",
+                &format!("{VIP}/24"),
+                "dev",
+                IFACE,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = w;
+    };
+    add(&w);
+    let node = w.node_file(follower);
+    let out = w
+        .lab
+        .command(&h, std::path::Path::new(BIN))
+        .args(["vip", "release", "--node"])
+        .arg(&node)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("removed {VIP}/24 from {IFACE}")),
+        "{text}"
+    );
+    assert_eq!(holders.now().await, vec![new]);
+    add(&w);
+    w.spawn(follower, &["run"]);
+    holders
+        .wait("raftlb starting as a follower removes it", |h| h == [new])
+        .await;
+    w.wait_voters(follower, 3).await;
+    assert_eq!(holders.now().await, vec![new]);
+}
