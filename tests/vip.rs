@@ -253,6 +253,12 @@ async fn revive(w: &mut World, id: u64) {
     w.lab.heal(w.host(id));
     w.spawn(id, &["run"]);
     w.wait_voters(id, 3).await;
+    wait_until("the leader reaches the revived node", DEADLINE, || async {
+        w.status(id).is_some_and(|s| {
+            s["role"] == "follower" && s["leader"].as_u64().is_some_and(|l| l != id)
+        })
+    })
+    .await;
     let others: Vec<u64> = (1..=3).filter(|o| *o != id).collect();
     wait_until("the revived node is caught up", DEADLINE, || async {
         w.status(others[0]).is_some_and(|s| {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod election;
 mod lease;
 pub mod net;
 mod replica;

@@ -35,8 +35,14 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            heartbeat: Duration::from_millis(80),
-            election: (Duration::from_millis(300), Duration::from_millis(500)),
+            // A follower campaigns once its leader was silent for max
+            // (+ 10 ms + a random 0-60 ms; see election.rs): a new leader
+            // about 0.2 s after the old one's death. The leader's lease
+            // (min) lapses at least max - min = 60 ms before any other node
+            // can be elected. Heartbeats every 1.5 x 25 ms: three or four
+            // chances to renew the lease.
+            heartbeat: Duration::from_millis(25),
+            election: (Duration::from_millis(90), Duration::from_millis(150)),
             write_timeout: Duration::from_secs(5),
             join_timeout: Duration::from_secs(30),
             snapshot_every: 1000,
@@ -205,20 +211,40 @@ impl<T: Transport> RaftCluster<T> {
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
         let contacts = Contacts::default();
         let network = Network::new(id, transport.clone(), contacts.clone());
+        let last_log = log.last_log();
         let raft = Raft::new(id, Arc::new(config), network, log, sm)
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let service = Arc::new(Service {
-            raft: raft.clone(),
-            contacts: contacts.clone(),
-            write_timeout: opts.write_timeout,
-            join_timeout: opts.join_timeout,
-            lease: opts.election.0,
-            reporter: Default::default(),
-        });
+        let incoming = Contacts::default();
+        let vote_changed: crate::election::VoteClock = Arc::new(std::sync::Mutex::new((
+            raft.metrics().borrow().vote,
+            std::time::Instant::now(),
+        )));
+        tokio::spawn(crate::election::drive(
+            id,
+            raft.clone(),
+            incoming.clone(),
+            vote_changed.clone(),
+            transport.clone(),
+            last_log.clone(),
+            opts.election.1,
+        ));
         // The lease: a quorum heard within the shortest election timeout.
         let (lease_tx, lease) = watch::channel(false);
         tokio::spawn(crate::lease::track(raft.clone(), opts.election.0, lease_tx));
+        let service = Arc::new(Service {
+            raft: raft.clone(),
+            contacts: contacts.clone(),
+            incoming,
+            write_timeout: opts.write_timeout,
+            join_timeout: opts.join_timeout,
+            lease: opts.election.0,
+            voter_lease: opts.election.1,
+            holds_lease: lease.clone(),
+            vote_changed,
+            last_log,
+            reporter: Default::default(),
+        });
         Ok(RaftCluster {
             id,
             raft,
@@ -481,7 +507,16 @@ impl<T: Transport> RaftCluster<T> {
             let m = self.raft.metrics().borrow().clone();
             let membership = m.membership_config.membership();
             let in_voters = membership.voter_ids().any(|v| v == self.id);
+            // A removed node hears no leader any more; it does not campaign
+            // either (no quorum passes its pre-vote).
+            let silent = m.current_leader.filter(|l| *l != self.id).is_some_and(|l| {
+                self.service
+                    .incoming
+                    .last(l)
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
+            });
             let leaderless = m.current_leader.is_none()
+                || silent
                 || m.state == ServerState::Candidate
                 || m.current_leader == Some(self.id) && m.state != ServerState::Leader;
             if m.state == ServerState::Leader || (in_voters && !leaderless) {

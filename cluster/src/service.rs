@@ -15,12 +15,23 @@ use std::time::Duration;
 pub struct Service {
     pub(crate) raft: Raft,
     pub(crate) contacts: Contacts,
+    /// When each peer last sent this node a request (incoming only).
+    pub(crate) incoming: Contacts,
     pub(crate) write_timeout: Duration,
     pub(crate) join_timeout: Duration,
     /// A leader answers "is X a member?" only if a quorum acknowledged it
     /// within this (the shortest election timeout): a deposed leader cut
     /// off from the majority must not tell a new member it is not one.
     pub(crate) lease: Duration,
+    /// openraft's `election_timeout_max`: voters refuse candidates this long
+    /// after hearing their leader.
+    pub(crate) voter_lease: Duration,
+    /// Whether this node holds the leader's lease.
+    pub(crate) holds_lease: tokio::sync::watch::Receiver<bool>,
+    /// When this node's vote last changed (kept by the election loop).
+    pub(crate) vote_changed: crate::election::VoteClock,
+    /// This node's last log id.
+    pub(crate) last_log: crate::store::LastLog,
     /// Fills the answer to [`Request::Report`].
     pub(crate) reporter: std::sync::OnceLock<Reporter>,
 }
@@ -29,6 +40,29 @@ pub struct Service {
 pub type Reporter = Box<dyn Fn() -> Vec<u8> + Send + Sync>;
 
 impl Service {
+    /// Whether this node would vote for a candidate whose log ends at
+    /// `last_log`: it leads no quorum, has neither heard a leader nor voted
+    /// (for itself or another) within the voters' lease, and the candidate's log is at least as recent as its own.
+    pub(crate) fn pre_vote(&self, last_log: Option<openraft::LogId<NodeId>>) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let recent =
+            |t: Option<std::time::Instant>| t.is_some_and(|t| t.elapsed() <= self.voter_lease);
+        // A leader that holds its lease. (A restarted node that believes
+        // it leads an old term holds none, and says yes. A candidate's own
+        // campaign counts as a recent vote, below.)
+        let busy = *self.holds_lease.borrow();
+        let hears_leader = recent(
+            m.current_leader
+                .filter(|l| *l != m.id)
+                .and_then(|l| self.incoming.last(l)),
+        );
+        // A vote the election loop has not seen yet is the most recent.
+        let voted = {
+            let (vote, at) = *self.vote_changed.lock().expect("vote clock");
+            vote != m.vote || recent(Some(at))
+        };
+        !busy && !hears_leader && !voted && last_log >= self.last_log.get()
+    }
     /// This node's report (empty without a reporter).
     pub(crate) fn report(&self) -> Vec<u8> {
         self.reporter.get().map(|f| f()).unwrap_or_default()
@@ -39,6 +73,7 @@ impl Handler for Service {
     fn handle(&self, from: NodeId, req: Request) -> BoxFuture<'_, Response> {
         Box::pin(async move {
             self.contacts.touch(from);
+            self.incoming.touch(from);
             match req {
                 Request::Append(r) => Response::Append(self.raft.append_entries(r).await),
                 Request::Vote(r) => Response::Vote(self.raft.vote(r).await),
@@ -70,6 +105,7 @@ impl Handler for Service {
                     )
                 }
                 Request::Report => Response::Report(self.report()),
+                Request::PreVote { last_log } => Response::PreVote(self.pre_vote(last_log)),
             }
         })
     }

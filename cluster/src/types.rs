@@ -89,6 +89,14 @@ pub enum Request {
     /// The answering node's own report (opaque to the cluster: the node
     /// fills it, e.g. with the VIPs it holds).
     Report,
+    /// Would you vote for a candidate with this last log entry? Asked
+    /// before campaigning, so that a node that cannot win (its log is
+    /// behind, or the others still hear their leader) does not depose the
+    /// leader with its higher term.
+    PreVote {
+        /// The would-be candidate's last log id.
+        last_log: Option<openraft::LogId<NodeId>>,
+    },
 }
 
 /// The answer to a [`Request`], in the same order.
@@ -110,6 +118,25 @@ pub enum Response {
     Members(Option<Vec<crate::MemberStatus>>),
     /// To [`Request::Report`]: empty if the node set no reporter.
     Report(Vec<u8>),
+    /// To [`Request::PreVote`]: whether it would vote.
+    PreVote(bool),
+}
+
+impl Response {
+    /// The answer's name, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Append(_) => "Append",
+            Response::Vote(_) => "Vote",
+            Response::Snapshot(_) => "Snapshot",
+            Response::Write(_) => "Write",
+            Response::Membership(_) => "Membership",
+            Response::IsMember(_) => "IsMember",
+            Response::Members(_) => "Members",
+            Response::Report(_) => "Report",
+            Response::PreVote(_) => "PreVote",
+        }
+    }
 }
 
 /// Why a write (or membership change) did not commit.

@@ -52,11 +52,14 @@ pub struct ClusterSection {
     pub listen: Option<SocketAddr>,
     /// Address other nodes reach this one at (defaults to `listen`).
     pub advertise: Option<SocketAddr>,
-    /// Raft leader heartbeat (default `80ms`).
+    /// Raft leader heartbeat (default `25ms`).
     pub heartbeat: Option<String>,
-    /// Shortest election timeout (default `300ms`).
+    /// Shortest election timeout (default `90ms`): the leader holds its
+    /// lease (and the VIP) while a quorum acknowledged it within this.
     pub election_timeout_min: Option<String>,
-    /// Longest election timeout (default `500ms`).
+    /// Longest election timeout (default `150ms`): how long voters refuse a
+    /// new candidate after hearing their leader, and how long a follower
+    /// waits for a silent leader before it campaigns.
     pub election_timeout_max: Option<String>,
     /// How long a write waits for a quorum before it fails (default `5s`).
     pub write_timeout: Option<String>,

@@ -209,7 +209,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A temporary directory removed on drop.
+/// A temporary directory removed on drop (kept when `KEEP_TEST_DIRS` is
+/// set, to read the logs of a failed run).
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
@@ -231,7 +232,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::env::var_os("KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 

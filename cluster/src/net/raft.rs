@@ -104,13 +104,13 @@ impl<T: Transport> Peer<T> {
         {
             Ok(resp) => {
                 self.contacts.touch(self.target);
-                let text = format!("{resp:?}");
+                let kind = resp.kind();
                 match pick(resp) {
                     Some(Ok(r)) => Ok(r),
                     Some(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
                     None => Err(RPCError::Network(NetworkError::new(&WrongAnswer(
                         self.target,
-                        text.chars().take(80).collect(),
+                        kind.to_string(),
                     )))),
                 }
             }
@@ -129,6 +129,18 @@ impl<T: Transport> Peer<T> {
 }
 
 impl<T: Transport> RaftNetwork<TypeConfig> for Peer<T> {
+    /// After an unreachable peer, try again soon: 25, 50, then every 100 ms
+    /// (openraft's 500 ms is longer than an election timeout, so a restarted
+    /// peer would campaign, deposing a healthy leader, before it heard it).
+    fn backoff(&self) -> openraft::network::Backoff {
+        let ms = std::time::Duration::from_millis;
+        openraft::network::Backoff::new(
+            [ms(25), ms(50)]
+                .into_iter()
+                .chain(std::iter::repeat(ms(100))),
+        )
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

@@ -30,6 +30,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// send on it).
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
+/// The longest a TCP connect to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// Idle connections kept per target.
 const POOL_MAX: usize = 4;
 
@@ -59,6 +62,9 @@ struct Inner {
     idle: Mutex<HashMap<(NodeId, String), Vec<Idle>>>,
     /// Connections dialled so far.
     dials: AtomicU64,
+    /// Targets being dialled now: one dial at a time per target (a peer
+    /// whose link is down must not collect a pending dial per heartbeat).
+    dialing: Mutex<std::collections::HashSet<(NodeId, String)>>,
 }
 
 impl std::fmt::Debug for TcpTransport {
@@ -78,6 +84,7 @@ impl TcpTransport {
                 secret,
                 idle: Mutex::new(HashMap::new()),
                 dials: AtomicU64::new(0),
+                dialing: Mutex::new(Default::default()),
             }),
         }
     }
@@ -133,9 +140,18 @@ impl TcpTransport {
             reason,
         };
         self.inner.dials.fetch_add(1, Ordering::Relaxed);
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| unreachable(format!("cannot connect to {addr}: {e}")))?;
+        // A SYN lost to a dead link is only retried after a second: give up
+        // sooner and let the next call dial afresh.
+        let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await
+        {
+            Ok(c) => c.map_err(|e| unreachable(format!("cannot connect to {addr}: {e}")))?,
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "cannot connect to {addr}: no answer within {} ms",
+                    CONNECT_TIMEOUT.as_millis()
+                )))
+            }
+        };
         stream
             .set_nodelay(true)
             .map_err(|e| unreachable(format!("{addr}: {e}")))?;
@@ -189,17 +205,54 @@ impl Transport for TcpTransport {
         let mut stream = match self.take_idle(target, addr) {
             Some(s) => s,
             None => {
-                let limit = timeout.min(HANDSHAKE_TIMEOUT);
-                match tokio::time::timeout(limit, self.dial(target, addr)).await {
-                    Ok(dialled) => dialled?,
-                    Err(_) => {
+                // The dial has its own time limit, not the call's: Raft's
+                // heartbeat timeout (tens of ms) can be shorter than a
+                // connect and handshake on a busy machine. A connection
+                // that arrives too late for this call waits in the pool
+                // for the next one, instead of being dialled again forever.
+                let key = (target, addr.to_string());
+                let first = {
+                    let mut d = self.inner.dialing.lock().unwrap_or_else(|e| e.into_inner());
+                    d.insert(key.clone())
+                };
+                if !first {
+                    return Err(CallError::Unreachable {
+                        node: target,
+                        reason: format!("{addr}: still connecting"),
+                    });
+                }
+                let me = self.clone();
+                let mut dial = tokio::spawn(async move {
+                    let r = tokio::time::timeout(HANDSHAKE_TIMEOUT, me.dial(target, &key.1)).await;
+                    let mut d = me.inner.dialing.lock().unwrap_or_else(|e| e.into_inner());
+                    d.remove(&key);
+                    r
+                });
+                match tokio::time::timeout(timeout, &mut dial).await {
+                    Ok(Ok(Ok(dialled))) => dialled?,
+                    Ok(Ok(Err(_))) | Ok(Err(_)) => {
                         return Err(CallError::Unreachable {
                             node: target,
                             reason: format!(
                                 "{addr}: no authenticated connection within {} ms",
-                                limit.as_millis()
+                                HANDSHAKE_TIMEOUT.as_millis()
                             ),
                         })
+                    }
+                    Err(_) => {
+                        let (me, to) = (self.clone(), addr.to_string());
+                        tokio::spawn(async move {
+                            if let Ok(Ok(Ok(stream))) = dial.await {
+                                me.put_idle(target, &to, stream);
+                            }
+                        });
+                        return Err(CallError::Unreachable {
+                            node: target,
+                            reason: format!(
+                                "{addr}: still connecting after {} ms",
+                                timeout.as_millis()
+                            ),
+                        });
                     }
                 }
             }

@@ -149,6 +149,26 @@ impl RaftLogReader<TypeConfig> for LogReader {
     }
 }
 
+/// The last log id of a [`LogStore`], readable while Raft owns the store.
+#[derive(Clone)]
+pub struct LastLog(Arc<Mutex<Shared>>);
+
+impl LastLog {
+    /// The last entry's id (or the last purged one), as readable now.
+    pub fn get(&self) -> Option<LogId> {
+        let shared = lock(&self.0);
+        let last = shared.log.last_key_value().map(|(_, e)| e.log_id);
+        last.or(shared.last_purged)
+    }
+}
+
+impl LogStore {
+    /// A handle on the last log id.
+    pub fn last_log(&self) -> LastLog {
+        LastLog(self.shared.clone())
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,

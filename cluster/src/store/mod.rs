@@ -14,7 +14,7 @@ mod wal;
 #[cfg(test)]
 mod tests;
 
-pub use log::{LogReader, LogStore};
+pub use log::{LastLog, LogReader, LogStore};
 pub use sm::{Applied, SnapshotBuilder, StateMachine};
 
 use std::io;

@@ -1,0 +1,179 @@
+//! When a follower campaigns. openraft 0.9 draws each node's election
+//! timeout once, at start: two followers that drew close values campaign
+//! together after every failure and split the vote again and again (seen
+//! here: three split rounds, 0.6 s without a leader). Its own timer also
+//! only runs every 1.5 heartbeats. So openraft's timer is off, and this
+//! loop decides instead, every few milliseconds, with a fresh random delay
+//! for every campaign.
+//!
+//! A follower campaigns once its leader has been silent for
+//! `election_timeout_max` (the time openraft's voters refuse other
+//! candidates after hearing their leader) plus a margin plus a random delay,
+//! and only after a pre-vote: a quorum says it would vote for it (they do
+//! not hear a leader either, and its log is as recent as theirs). openraft
+//! 0.9 has no pre-vote of its own; without one, a node that cannot win (it
+//! restarted, or was cut off, and its log is behind) would still depose a
+//! healthy leader with the higher term of its campaign.
+
+use crate::net::raft::Contacts;
+use crate::net::Transport;
+use crate::store::LastLog;
+use crate::types::{Raft, Request, Response};
+use openraft::ServerState;
+use raftlb_proto::NodeId;
+use rand::Rng;
+use std::time::{Duration, Instant};
+
+/// How often the loop looks.
+const CHECK: Duration = Duration::from_millis(5);
+
+/// Added to the voters' lease, for the leader's last message reaching the
+/// other voter a little after this one.
+const MARGIN: Duration = Duration::from_millis(10);
+
+/// Random delays are drawn from `[0, SPREAD)`: far wider than a round trip,
+/// so that two followers rarely campaign together.
+const SPREAD: Duration = Duration::from_millis(60);
+
+/// This node's vote and when it last changed, as the election loop saw it.
+pub(crate) type VoteClock = std::sync::Arc<std::sync::Mutex<(openraft::Vote<NodeId>, Instant)>>;
+
+/// How long a pre-vote waits for the answers.
+const PRE_VOTE_TIMEOUT: Duration = Duration::from_millis(50);
+
+fn jitter() -> Duration {
+    rand::rng().random_range(Duration::ZERO..SPREAD)
+}
+
+/// Whether a quorum of the voters (this node included) would vote for it.
+async fn pre_vote<T: Transport>(
+    id: NodeId,
+    raft: &Raft,
+    transport: &T,
+    last_log: &LastLog,
+) -> bool {
+    let (voters, quorum) = {
+        let m = raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: Vec<(NodeId, String)> = membership
+            .voter_ids()
+            .filter(|v| *v != id)
+            .filter_map(|v| Some((v, membership.get_node(&v)?.addr.clone())))
+            .collect();
+        let quorum = membership.voter_ids().count() / 2 + 1;
+        (voters, quorum)
+    };
+    let mine = last_log.get();
+    let asks = voters.iter().map(|(v, addr)| {
+        transport.call(
+            *v,
+            addr,
+            Request::PreVote { last_log: mine },
+            PRE_VOTE_TIMEOUT,
+        )
+    });
+    let granted = futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(Response::PreVote(true))))
+        .count();
+    1 + granted >= quorum
+}
+
+/// Runs until Raft shuts down. `voter_lease` is openraft's
+/// `election_timeout_max`; `incoming` records requests from each peer.
+pub(crate) async fn drive<T: Transport>(
+    id: NodeId,
+    raft: Raft,
+    incoming: Contacts,
+    vote_clock: VoteClock,
+    transport: T,
+    last_log: LastLog,
+    voter_lease: Duration,
+) {
+    raft.runtime_config().elect(false);
+    let start = Instant::now();
+    let metrics = raft.metrics();
+    let mut last_campaign: Option<Instant> = None;
+    // When this node's vote last changed (it voted, or learned of a newer
+    // term or leader): like openraft's own timer, that restarts the wait.
+    let mut vote = metrics.borrow().vote;
+    let mut vote_changed = start;
+    let mut delay = jitter();
+    let mut tick = tokio::time::interval(CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (state, leader, is_voter, voters) = {
+            let m = metrics.borrow();
+            if m.vote != vote {
+                vote = m.vote;
+                vote_changed = Instant::now();
+                *vote_clock.lock().expect("vote clock") = (vote, vote_changed);
+            }
+            let membership = m.membership_config.membership();
+            (
+                m.state,
+                m.current_leader,
+                membership.voter_ids().any(|v| v == id),
+                membership.voter_ids().count(),
+            )
+        };
+        match state {
+            ServerState::Shutdown => return,
+            ServerState::Leader => {
+                last_campaign = None;
+                continue;
+            }
+            _ if !is_voter => continue,
+            _ => {}
+        }
+        let now = Instant::now();
+        if voters == 1 {
+            // The only voter: it is its own quorum.
+            if state != ServerState::Candidate
+                && last_campaign.is_none_or(|t| now - t >= voter_lease)
+            {
+                last_campaign = Some(now);
+                let _ = raft.trigger().elect().await;
+            }
+            continue;
+        }
+        let heard = leader.filter(|l| *l != id).and_then(|l| incoming.last(l));
+        let quiet_since = [heard, last_campaign, Some(vote_changed)]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(start);
+        let due = quiet_since + voter_lease + MARGIN + delay;
+        if now < due {
+            continue;
+        }
+        last_campaign = Some(now);
+        delay = jitter();
+        let silent_ms = (now - quiet_since).as_millis() as u64;
+        if !pre_vote(id, &raft, &transport, &last_log).await {
+            tracing::debug!(
+                silent_ms,
+                "no word from a leader, but no quorum would vote for this node"
+            );
+            continue;
+        }
+        // Meanwhile this node may have voted for another, or heard a leader.
+        let now_vote = metrics.borrow().vote;
+        let heard_now = metrics
+            .borrow()
+            .current_leader
+            .filter(|l| *l != id)
+            .and_then(|l| incoming.last(l));
+        if now_vote != vote || heard_now > heard {
+            continue;
+        }
+        // Seen by this node's own pre-vote answers from now on.
+        *vote_clock.lock().expect("vote clock") = (vote, Instant::now());
+        tracing::info!(silent_ms, "no word from a leader: campaigning");
+        if raft.trigger().elect().await.is_err() {
+            return;
+        }
+    }
+}
