@@ -367,3 +367,45 @@ async fn a_restarted_node_starts_from_the_health_view_the_cluster_kept() {
     )
     .await;
 }
+
+/// Holding a VIP needs CAP_NET_ADMIN and CAP_NET_RAW: a node with `[vip]
+/// interface` set and one of them missing refuses to start, and says which;
+/// `raftlb vip release` likewise.
+#[test]
+fn a_vip_node_without_net_admin_refuses_to_start_and_says_why() {
+    let dir = TempDir::new("raftlb-vip-caps");
+    let node = dir.path("node.toml");
+    std::fs::write(
+        &node,
+        format!(
+            "id = 1\nname = \"n1\"\ndata_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[vip]\ninterface = \"lo\"\n",
+            dir.path("data").display()
+        ),
+    )
+    .unwrap();
+    let lb = dir.path("lb.toml");
+    std::fs::write(&lb, "").unwrap();
+    for (args, what) in [
+        (vec!["run", "--lb", lb.to_str().unwrap()], "run"),
+        (vec!["vip", "release"], "vip release"),
+    ] {
+        // The bounding set without CAP_NET_ADMIN: root's effective set at
+        // exec lacks it too.
+        let out = Command::new("setpriv")
+            .args(["--bounding-set", "-net_admin", "--", BIN])
+            .env_remove("RAFTLB_ADMIN")
+            .env_remove("RAFTLB_LOG")
+            .args(&args)
+            .arg("--node")
+            .arg(&node)
+            .output()
+            .expect("setpriv (util-linux)");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what} must fail: {err}");
+        assert!(
+            err.contains("holding a VIP needs CAP_NET_ADMIN")
+                && err.contains("AmbientCapabilities"),
+            "{what}: {err}"
+        );
+    }
+}

@@ -387,9 +387,29 @@ async fn a_cut_off_leader_drops_the_vip_before_another_node_takes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_a_quorum_holds_no_vip() {
-    let mut w = cluster([(100, true), (100, true), (100, true)]).await;
+    let mut w = World::new(3, &["a"]);
+    // Every node runs `notify`, which appends its arguments to a file.
+    let events = |w: &World, id: u64| w.dir.path(&format!("notify{id}"));
+    for id in 1..=3 {
+        let cmd = format!("printf '%s %s %s\\n' >> {}", events(&w, id).display());
+        let text = format!("{}notify = \"{cmd}\"\n", vip_section(100, true));
+        w.extra.insert(id, text);
+    }
+    let doc = lb(&w);
+    w.init(&doc).await;
+    w.join(2, 2).await;
+    w.join(3, 3).await;
     let holders = Holders::new(&w);
     let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
+    let file = events(&w, holder);
+    let notified = move || std::fs::read_to_string(&file).unwrap_or_default();
+    wait_until("notify ran on the holder's take", DEADLINE, || async {
+        notified()
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with(&format!("MASTER {VIP}/24 took")))
+    })
+    .await;
     for o in (1..=3).filter(|o| *o != holder) {
         w.kill(o);
     }
@@ -403,6 +423,13 @@ async fn a_node_without_a_quorum_holds_no_vip() {
         .unwrap()
         .to_string();
     assert!(reason.contains("lease lost"), "{reason}");
+    wait_until("notify ran on the release", DEADLINE, || async {
+        notified()
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with(&format!("BACKUP {VIP}/24 lease lost")))
+    })
+    .await;
     // It stays without: sampled for three election timeouts' worth.
     let end = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < end {
@@ -543,4 +570,65 @@ async fn a_crashed_process_leaves_the_vip_and_raftlb_removes_it_when_it_starts()
         .await;
     w.wait_voters(follower, 3).await;
     assert_eq!(holders.now().await, vec![new]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_serve_hands_the_vip_on() {
+    let w = cluster([(100, true), (100, true), (100, true)]).await;
+    let holders = Holders::new(&w);
+    let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
+    // A new frontend whose port is taken on the holder only: the config
+    // commits everywhere and fails to apply there.
+    let taken = w
+        .lab
+        .inside(w.host(holder), || {
+            std::net::TcpListener::bind(("0.0.0.0", 8082))
+        })
+        .unwrap();
+    let doc = format!(
+        "{}\n[frontends.more]\nbind = \"0.0.0.0:8082\"\ndefault_backend = \"web\"\n",
+        lb(&w)
+    );
+    let out = w.apply(holder, &doc, "more.toml");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = only(
+        &holders
+            .wait("a fit node takes leadership and the VIP", |h| {
+                h.len() == 1 && h[0] != holder
+            })
+            .await,
+    );
+    let s = w.status(new).unwrap();
+    assert_eq!(s["role"], "leader");
+    let why = s["nodes"][holder.to_string()]["unfit"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(why.contains("config not applied"), "{why}");
+    // Once the port is free and a config applies there, it is fit again.
+    drop(taken);
+    let out = w.apply(new, &format!("{doc}\n# again\n"), "again.toml");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(
+        "the old holder reports itself fit again",
+        DEADLINE,
+        || async {
+            w.status(new)
+                .is_some_and(|s| s["nodes"][holder.to_string()]["unfit"].is_null())
+        },
+    )
+    .await;
+    assert_eq!(
+        holders.now().await,
+        vec![new],
+        "equal priorities: no preemption"
+    );
 }
