@@ -70,6 +70,10 @@ async fn wait_admin(admin: SocketAddr, within: Duration) -> bool {
 /// Runs the demo until Ctrl-C. `admin` is node 1's admin API; nodes 2 and 3
 /// take the next two ports.
 pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), NodeError> {
+    // Ctrl-C, or SIGTERM (a supervisor, `kill`), even during start-up: the
+    // nodes go with the demo.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a signal handler");
     let any: SocketAddr = ([127, 0, 0, 1], 0).into();
     let io = |what: &'static str| {
         move |source| NodeError::Listen {
@@ -158,12 +162,15 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), NodeError>
          raftlb server drain demo/demo-1 --admin {}     # every node stops sending it new connections\n  \
          kill -9 <the leader's pid>                                # a new leader within a second; curl still works\n  \
          {} run --node {}   # bring a killed node back from its disk\n\n\
-         Ctrl-C stops everything.\n",
+         Ctrl-C (or SIGTERM) stops everything.\n",
         pids[0], admins[0], pids[1], admins[1], pids[2], admins[2], dir.display(),
         admins[0], admins[1], admins[1], admins[2],
         exe.display(), dir.join("node1.toml").display(),
     );
-    let _ = tokio::signal::ctrl_c().await;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
