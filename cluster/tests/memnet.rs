@@ -382,3 +382,36 @@ async fn without_a_quorum_nobody_holds_the_lease() {
     let got = tokio::time::timeout_at(alone_until.into(), rx.wait_for(|held| *held)).await;
     assert!(got.is_err(), "a lone node of three took the lease");
 }
+
+/// Without pre-vote, a follower cut off for a while would campaign alone,
+/// raising its term again and again, and on heal its term would depose the
+/// healthy leader. With it, the cut-off node never campaigns (nobody would
+/// vote), and the leader and its term stay through the cut and the heal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_follower_does_not_depose_the_leader_when_it_comes_back() {
+    let lab = Lab::three().await;
+    let leader = lab.leader(&[1, 2, 3]).await;
+    let term = lab.node(leader).status().term;
+    let follower = [1, 2, 3].into_iter().find(|i| *i != leader).unwrap();
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != follower).collect();
+    lab.net.isolate(follower, &others);
+    // Ten times the longest election timeout alone.
+    tokio::time::sleep(lab.opts.election.1 * 10).await;
+    assert_eq!(
+        lab.node(follower).status().term,
+        term,
+        "it never campaigned"
+    );
+    lab.net.heal_all();
+    assert_eq!(
+        lab.node(leader).write(apply(3000)).await,
+        Ok(Outcome::ConfigCommitted { version: 2 })
+    );
+    lab.converged(&[1, 2, 3], 2).await;
+    let s = lab.node(leader).status();
+    assert_eq!(
+        (s.role, s.term),
+        ("leader", term),
+        "the same leader, the same term"
+    );
+}
