@@ -632,3 +632,74 @@ async fn a_leader_that_cannot_serve_hands_the_vip_on() {
         "equal priorities: no preemption"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_vip_moves_with_the_leader_and_clients_reach_it() {
+    const VIP6: &str = "2001:db8::50";
+    let mut w = World::new(3, &["a"]);
+    for id in 1..=3 {
+        w.extra.insert(id, vip_section(100, true));
+    }
+    let doc = format!(
+        "{}\n[frontends.v6]\nbind = \"[::]:8086\"\ndefault_backend = \"web\"\n\n[[vips]]\naddress = \"{VIP6}/64\"\n",
+        lb(&w)
+    );
+    w.init(&doc).await;
+    w.join(2, 2).await;
+    w.join(3, 3).await;
+    // The client on the VIP's IPv6 network.
+    let out = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &w.client.ns,
+            "addr",
+            "add",
+            "2001:db8::100/64",
+            "dev",
+            IFACE,
+            "nodad",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nss: Vec<String> = (1..=3).map(|id| w.host(id).ns.clone()).collect();
+    let holders_v6 = move || -> Vec<u64> {
+        (1..=3u64)
+            .filter(|id| {
+                ip_out(&[
+                    "-n",
+                    &nss[*id as usize - 1],
+                    "-o",
+                    "addr",
+                    "show",
+                    "dev",
+                    IFACE,
+                ])
+                .contains(VIP6)
+            })
+            .collect()
+    };
+    let to: SocketAddr = format!("[{VIP6}]:8086").parse().unwrap();
+    wait_until(
+        "one node holds the IPv6 VIP, and a client connects",
+        DEADLINE,
+        || async { holders_v6().len() == 1 && w.lab.connect(&w.client, to).await.is_ok() },
+    )
+    .await;
+    let first = holders_v6()[0];
+    w.kill(first);
+    w.lab.cut(w.host(first));
+    wait_until(
+        "another node takes it and the client reaches it",
+        DEADLINE,
+        || async {
+            let h: Vec<u64> = holders_v6().into_iter().filter(|n| *n != first).collect();
+            h.len() == 1 && w.lab.connect(&w.client, to).await.is_ok()
+        },
+    )
+    .await;
+}
