@@ -31,9 +31,9 @@ const CHECK: Duration = Duration::from_millis(5);
 /// other voter a little after this one.
 const MARGIN: Duration = Duration::from_millis(10);
 
-/// Random delays are drawn from `[0, SPREAD)`: far wider than a round trip,
-/// so that two followers rarely campaign together.
-const SPREAD: Duration = Duration::from_millis(60);
+/// Random delays are drawn from `[0, SPREAD)`, on top of the node's own
+/// campaign delay (its rank: see [`crate::RaftCluster::set_campaign_delay`]).
+const SPREAD: Duration = Duration::from_millis(20);
 
 /// This node's vote and when it last changed, as the election loop saw it.
 pub(crate) type VoteClock = std::sync::Arc<std::sync::Mutex<(openraft::Vote<NodeId>, Instant)>>;
@@ -80,17 +80,33 @@ async fn pre_vote<T: Transport>(
     1 + granted >= quorum
 }
 
-/// Runs until Raft shuts down. `voter_lease` is openraft's
-/// `election_timeout_max`; `incoming` records requests from each peer.
-pub(crate) async fn drive<T: Transport>(
-    id: NodeId,
-    raft: Raft,
-    incoming: Contacts,
-    vote_clock: VoteClock,
-    transport: T,
-    last_log: LastLog,
-    voter_lease: Duration,
-) {
+/// What the election loop needs.
+pub(crate) struct Election<T> {
+    pub(crate) id: NodeId,
+    pub(crate) raft: Raft,
+    /// When each peer last sent this node a request.
+    pub(crate) incoming: Contacts,
+    pub(crate) vote_clock: VoteClock,
+    pub(crate) transport: T,
+    pub(crate) last_log: LastLog,
+    /// openraft's `election_timeout_max`.
+    pub(crate) voter_lease: Duration,
+    /// This node's rank delay, in ms (set by the node).
+    pub(crate) campaign_delay: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Runs until Raft shuts down.
+pub(crate) async fn drive<T: Transport>(e: Election<T>) {
+    let Election {
+        id,
+        raft,
+        incoming,
+        vote_clock,
+        transport,
+        last_log,
+        voter_lease,
+        campaign_delay,
+    } = e;
     raft.runtime_config().elect(false);
     let start = Instant::now();
     let metrics = raft.metrics();
@@ -145,7 +161,8 @@ pub(crate) async fn drive<T: Transport>(
             .flatten()
             .max()
             .unwrap_or(start);
-        let due = quiet_since + voter_lease + MARGIN + delay;
+        let rank = Duration::from_millis(campaign_delay.load(std::sync::atomic::Ordering::Relaxed));
+        let due = quiet_since + voter_lease + MARGIN + rank + delay;
         if now < due {
             continue;
         }
@@ -159,14 +176,17 @@ pub(crate) async fn drive<T: Transport>(
             );
             continue;
         }
-        // Meanwhile this node may have voted for another, or heard a leader.
+        // Meanwhile another node may have asked for votes (recorded as the
+        // request arrives, before Raft's metrics show any vote), or a
+        // leader may have spoken.
         let now_vote = metrics.borrow().vote;
         let heard_now = metrics
             .borrow()
             .current_leader
             .filter(|l| *l != id)
             .and_then(|l| incoming.last(l));
-        if now_vote != vote || heard_now > heard {
+        let asked = vote_clock.lock().expect("vote clock").1;
+        if now_vote != vote || heard_now > heard || asked > now {
             continue;
         }
         // Seen by this node's own pre-vote answers from now on.

@@ -124,6 +124,7 @@ pub struct RaftCluster<T: Transport> {
     contacts: Contacts,
     opts: Options,
     lease: watch::Receiver<bool>,
+    campaign_delay: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The members as this node sees them: replication progress (if it leads)
@@ -216,19 +217,21 @@ impl<T: Transport> RaftCluster<T> {
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
         let incoming = Contacts::default();
+        let campaign_delay = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let vote_changed: crate::election::VoteClock = Arc::new(std::sync::Mutex::new((
             raft.metrics().borrow().vote,
             std::time::Instant::now(),
         )));
-        tokio::spawn(crate::election::drive(
+        tokio::spawn(crate::election::drive(crate::election::Election {
             id,
-            raft.clone(),
-            incoming.clone(),
-            vote_changed.clone(),
-            transport.clone(),
-            last_log.clone(),
-            opts.election.1,
-        ));
+            raft: raft.clone(),
+            incoming: incoming.clone(),
+            vote_clock: vote_changed.clone(),
+            transport: transport.clone(),
+            last_log: last_log.clone(),
+            voter_lease: opts.election.1,
+            campaign_delay: campaign_delay.clone(),
+        }));
         // The lease: a quorum heard within the shortest election timeout.
         let (lease_tx, lease) = watch::channel(false);
         tokio::spawn(crate::lease::track(raft.clone(), opts.election.0, lease_tx));
@@ -250,6 +253,7 @@ impl<T: Transport> RaftCluster<T> {
             raft,
             transport,
             service,
+            campaign_delay,
             applied,
             contacts,
             opts,
@@ -468,6 +472,17 @@ impl<T: Transport> RaftCluster<T> {
             status.members_from = leader;
         }
         status
+    }
+
+    /// How much longer than others this node waits before it campaigns for
+    /// a silent leader's place: the node sets it from its rank (priority,
+    /// fitness), so that the preferred node is the first to campaign and
+    /// two nodes do not split the vote.
+    pub fn set_campaign_delay(&self, delay: Duration) {
+        self.campaign_delay.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Sets what this node answers when a peer asks for its report (once;

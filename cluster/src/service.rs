@@ -76,7 +76,12 @@ impl Handler for Service {
             self.incoming.touch(from);
             match req {
                 Request::Append(r) => Response::Append(self.raft.append_entries(r).await),
-                Request::Vote(r) => Response::Vote(self.raft.vote(r).await),
+                Request::Vote(r) => {
+                    // Someone campaigns: this node neither campaigns nor
+                    // grants pre-votes for a while (see election.rs).
+                    self.vote_changed.lock().expect("vote clock").1 = std::time::Instant::now();
+                    Response::Vote(self.raft.vote(r).await)
+                }
                 Request::Snapshot(r) => Response::Snapshot(self.raft.install_snapshot(r).await),
                 Request::Write(cmd) => {
                     Response::Write(local_write(&self.raft, cmd, self.write_timeout).await)
