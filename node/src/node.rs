@@ -190,9 +190,7 @@ impl Node {
         }
         // A VIP left on the interface by a crashed process goes first; and
         // without the rights to hold a VIP, say so now.
-        for vip in crate::vip::release_recorded(node).await? {
-            tracing::warn!(vip = %vip, "removed a VIP an earlier process left on the interface");
-        }
+        crate::vip::release_recorded(node).await?;
         let secret_path = dir.join(SECRET_FILE);
         let secret = match &startup {
             Startup::Join { secret, .. } => secret.clone(),

@@ -628,14 +628,20 @@ async fn standing(cluster: Arc<Cluster>, fitness: Arc<Fitness>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut better_since: Option<(NodeId, Instant)> = None;
     let mut last_report = Instant::now() - Duration::from_secs(3600);
+    // The configured VIPs, parsed once per config version.
+    let mut cache: (u64, Vec<Vip>) = (0, Vec::new());
     loop {
         tick.tick().await;
         let state = cluster.watch().borrow().state.clone();
-        let vips = state.parsed_config().map(|c| c.vips).unwrap_or_default();
+        if state.config_version() != cache.0 {
+            let parsed = state.parsed_config().map(|c| c.vips).unwrap_or_default();
+            cache = (state.config_version(), parsed);
+        }
+        let vips = &cache.1;
         let view = NodeView {
             priority: settings.priority,
             preempt: settings.preempt,
-            unfit: fitness.unfit(&vips),
+            unfit: fitness.unfit(vips),
         };
         let known = state.nodes.get(&me);
         if known != Some(&view) && last_report.elapsed() >= Duration::from_secs(1) {
