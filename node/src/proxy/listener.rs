@@ -107,7 +107,14 @@ async fn accept_loop(
                 let limits = global.clone();
                 limits.active.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    super::session::serve(stream, peer, fe).await;
+                    match fe.cfg.mode {
+                        raftlb_proto::config::Mode::Tcp => {
+                            super::session::serve(stream, peer, fe).await
+                        }
+                        raftlb_proto::config::Mode::Http => {
+                            super::http::serve(stream, peer, fe).await
+                        }
+                    }
                     drop(fe_permit);
                     drop(global_permit);
                     limits.active.fetch_sub(1, Ordering::Relaxed);

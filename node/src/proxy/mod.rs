@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod balance;
+pub mod http;
 pub mod listener;
 pub mod relay;
 pub mod server;

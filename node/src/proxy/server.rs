@@ -28,6 +28,8 @@ pub struct ServerState {
     /// Wakes connections waiting in the backend's queue when this server
     /// frees a slot or comes up.
     pub(crate) slot_freed: std::sync::Arc<Notify>,
+    /// Idle upstream connections (HTTP mode).
+    pub http_pool: super::http::Pool,
 }
 
 #[derive(Debug)]
@@ -81,6 +83,7 @@ impl ServerState {
             }),
             recheck: Notify::new(),
             slot_freed,
+            http_pool: Default::default(),
         }
     }
 

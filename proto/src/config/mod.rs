@@ -113,7 +113,7 @@ impl Vip {
 pub enum Mode {
     /// Layer 4: a full-duplex TCP relay.
     Tcp,
-    /// Layer 7: HTTP/1.1 (not served yet by this version).
+    /// Layer 7: HTTP/1.1.
     Http,
 }
 

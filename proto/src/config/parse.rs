@@ -594,14 +594,6 @@ fn frontend(
             None
         }
     };
-    if mode == Mode::Http {
-        cx.err(
-            &join(path, "mode"),
-            item.line,
-            "mode \"http\" is not available yet in this version; use \"tcp\"",
-        );
-        ok = false;
-    }
     t.finish(cx);
     let default_backend = default_backend?;
     ok.then(|| Frontend {
@@ -674,14 +666,6 @@ fn backend(
         }
     }
     t.finish(cx);
-    if mode == Mode::Http {
-        cx.err(
-            &join(path, "mode"),
-            item.line,
-            "mode \"http\" is not available yet in this version; use \"tcp\"",
-        );
-        ok = false;
-    }
     let backend = ok.then(|| Backend {
         name: name.to_string(),
         mode,

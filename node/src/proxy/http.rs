@@ -1,0 +1,355 @@
+//! One client connection in HTTP mode (HTTP/1.1, hyper): each request is
+//! routed to a backend, takes a server slot (`maxconn` counts concurrent
+//! requests, as in HAProxy), and goes over a pooled upstream connection. An
+//! upstream connection goes back to its server's pool only once its response
+//! was read to the end; one that failed or whose body was left unread is
+//! closed.
+//!
+//! This is the first step of the L7 proxy: routing to the default backend,
+//! keep-alive on both sides, the upstream pool, hop-by-hop headers removed,
+//! `X-Forwarded-For`/`-Proto`, `Host` kept, 502/503/504. ACL routing,
+//! cookies, upgrades and the httplog line come next.
+
+use super::backend::{BackendRt, Slot};
+use super::FrontendRt;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// Idle upstream connections kept per server.
+const POOL_MAX: usize = 64;
+
+/// An idle upstream connection older than this is closed, not reused.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+
+/// A server's idle upstream connections (kept across reloads with its
+/// live state).
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<Vec<(SendRequest<Incoming>, Instant)>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.idle.lock().map_or(0, |v| v.len());
+        write!(f, "Pool({n} idle)")
+    }
+}
+
+impl Pool {
+    fn take(&self) -> Option<SendRequest<Incoming>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((s, since)) = idle.pop() {
+            if since.elapsed() < POOL_IDLE && !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put(&self, s: SendRequest<Incoming>) {
+        if s.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|(s, since)| since.elapsed() < POOL_IDLE && !s.is_closed());
+        if idle.len() < POOL_MAX {
+            idle.push((s, Instant::now()));
+        }
+    }
+
+    /// Idle connections now.
+    pub fn idle(&self) -> usize {
+        self.idle.lock().map_or(0, |v| v.len())
+    }
+}
+
+/// The body of a response to the client: a server's, or one of ours.
+pub enum ProxyBody {
+    /// Relayed from a server.
+    Upstream(Upstream),
+    /// Made here (errors).
+    Local(Full<Bytes>),
+}
+
+/// A server's response body; at its end, the connection goes back to the
+/// server's pool and the request's slot is released.
+pub struct Upstream {
+    body: Incoming,
+    /// The connection and the pool it returns to, until the body ends.
+    conn: Option<(SendRequest<Incoming>, Arc<super::server::ServerState>)>,
+    /// The request's server slot, held until the response is done.
+    _slot: Slot,
+}
+
+impl Drop for Upstream {
+    /// The connection goes back to the pool only if the response was read
+    /// to its end (hyper stops reading once the announced length arrived,
+    /// so the end is what the body says, not a last poll).
+    fn drop(&mut self) {
+        if let Some((conn, server)) = self.conn.take() {
+            if self.body.is_end_stream() {
+                server.http_pool.put(conn);
+            }
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Local(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            ProxyBody::Upstream(u) => {
+                let r = Pin::new(&mut u.body).poll_frame(cx);
+                if let Poll::Ready(Some(Err(_))) = &r {
+                    // Never reused after an error.
+                    u.conn.take();
+                }
+                r
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Local(b) => b.is_end_stream(),
+            ProxyBody::Upstream(u) => u.body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Local(b) => b.size_hint(),
+            ProxyBody::Upstream(u) => u.body.size_hint(),
+        }
+    }
+}
+
+/// A short response made here, as HAProxy's error pages.
+fn error(status: StatusCode, why: &str) -> Response<ProxyBody> {
+    let body = format!(
+        "<html><body><h1>{} {}</h1>\n{why}\n</body></html>\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut r = Response::new(ProxyBody::Local(Full::new(Bytes::from(body))));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// Serves one accepted client connection in HTTP mode until the client
+/// closes it (keep-alive) or a timeout ends it.
+pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
+    let _ = client.set_nodelay(true);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new());
+    if let Some(t) = fe.cfg.timeout_client {
+        builder.header_read_timeout(t);
+    }
+    let service = hyper::service::service_fn(move |req| {
+        let fe = fe.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(req, peer, fe).await) }
+    });
+    if let Err(e) = builder
+        .serve_connection(TokioIo::new(client), service)
+        .await
+    {
+        tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
+    }
+}
+
+/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes the hop-by-hop headers, and those the `Connection` header names.
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        h.remove(n);
+    }
+}
+
+async fn handle(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    fe: Arc<FrontendRt>,
+) -> Response<ProxyBody> {
+    let be = fe.backend.clone();
+    let slot = match take_slot(&be, peer).await {
+        Ok(s) => s,
+        Err(why) => return error(StatusCode::SERVICE_UNAVAILABLE, why),
+    };
+    // The request as the server gets it: origin-form, HTTP/1.1, this hop's
+    // headers gone, the client's address appended.
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    *req.uri_mut() = path.parse().unwrap_or_default();
+    *req.version_mut() = hyper::Version::HTTP_11;
+    let h = req.headers_mut();
+    strip_hop_by_hop(h);
+    if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
+        h.append(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    h.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+
+    let server = be.servers[slot.idx].state.clone();
+    let mut sender = None;
+    while let Some(mut s) = server.http_pool.take() {
+        // Ready once its previous exchange is wholly done; an error means
+        // the server closed it meanwhile.
+        if s.ready().await.is_ok() {
+            sender = Some(s);
+            break;
+        }
+    }
+    let mut sender = match sender {
+        Some(s) => s,
+        None => match connect(&be, slot.idx).await {
+            Ok(s) => s,
+            Err(why) => return error(StatusCode::BAD_GATEWAY, &why),
+        },
+    };
+    let sent = sender.send_request(req);
+    let resp = match be.cfg.timeout.server {
+        Some(t) => match tokio::time::timeout(t, sent).await {
+            Ok(r) => r,
+            Err(_) => {
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "The server didn't respond in time.",
+                )
+            }
+        },
+        None => sent.await,
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(server = %server.id, error = %e, "bad response from the server");
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "The server returned an invalid or incomplete response.",
+            );
+        }
+    };
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let body = ProxyBody::Upstream(Upstream {
+        body,
+        conn: Some((sender, server)),
+        _slot: slot,
+    });
+    Response::from_parts(parts, body)
+}
+
+/// A slot on a server for this request: at once, or in the backend's queue
+/// until `timeout queue`. The reason when none comes.
+async fn take_slot(be: &BackendRt, peer: SocketAddr) -> Result<Slot, &'static str> {
+    let order = be.order(peer.ip());
+    if order.is_empty() {
+        return Err("No server is available to handle this request.");
+    }
+    let queue = &be.queue;
+    if queue.waiting.load(std::sync::atomic::Ordering::Acquire) == 0 {
+        if let Some(slot) = be.try_take(&order) {
+            return Ok(slot);
+        }
+    }
+    queue
+        .waiting
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    let wait = async {
+        loop {
+            let notified = queue.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let order = be.order(peer.ip());
+            if order.is_empty() {
+                return Err("No server is available to handle this request.");
+            }
+            if let Some(slot) = be.try_take(&order) {
+                return Ok(slot);
+            }
+            notified.await;
+        }
+    };
+    let res = match be.cfg.timeout.queue {
+        Some(limit) => tokio::time::timeout(limit, wait)
+            .await
+            .unwrap_or(Err("The request waited too long for a free server.")),
+        None => wait.await,
+    };
+    queue
+        .waiting
+        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    if res.is_ok() && queue.waiting.load(std::sync::atomic::Ordering::Acquire) > 0 {
+        queue.notify.notify_one();
+    }
+    res
+}
+
+/// A new upstream connection to the slot's server.
+async fn connect(be: &BackendRt, idx: usize) -> Result<SendRequest<Incoming>, String> {
+    let srv = &be.servers[idx];
+    let attempt = TcpStream::connect(srv.cfg.address);
+    let stream = match be.cfg.timeout.connect {
+        Some(limit) => tokio::time::timeout(limit, attempt)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+        None => attempt.await,
+    }
+    .map_err(|e| format!("cannot connect to the server: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("cannot talk to the server: {e}"))?;
+    let id = srv.state.id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(server = %id, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}

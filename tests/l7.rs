@@ -1,0 +1,308 @@
+//! L7 (HTTP mode) over real sockets on loopback: keep-alive on both sides,
+//! one upstream connection carrying many requests, hop-by-hop headers,
+//! `X-Forwarded-For`, and the 502/503/504 paths.
+
+mod common;
+
+use common::TestNode;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How an [`HttpBackend`] answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    /// 200 with its name, and the request's headers echoed in the body.
+    Answer,
+    /// Never answers.
+    Silent,
+    /// Answers with something that is not HTTP.
+    Garbage,
+}
+
+/// A small HTTP/1.1 server: counts its connections, records each request's
+/// head, keeps connections open between requests.
+struct HttpBackend {
+    addr: SocketAddr,
+    conns: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HttpBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HttpBackend {
+    async fn start(name: &'static str, behaviour: Behaviour) -> HttpBackend {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (c, h) = (conns.clone(), heads.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = l.accept().await else { return };
+                c.fetch_add(1, Ordering::SeqCst);
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    let mut r = BufReader::new(r);
+                    loop {
+                        let mut head = String::new();
+                        loop {
+                            let mut line = String::new();
+                            match r.read_line(&mut line).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            head.push_str(&line);
+                        }
+                        h.lock().unwrap().push(head.clone());
+                        let reply = match behaviour {
+                            Behaviour::Silent => {
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                                return;
+                            }
+                            Behaviour::Garbage => "this is not HTTP\r\n\r\n".to_string(),
+                            Behaviour::Answer => {
+                                let body = format!("{name}\n{head}");
+                                format!(
+                                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n{body}",
+                                    body.len()
+                                )
+                            }
+                        };
+                        if w.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        HttpBackend {
+            addr,
+            conns,
+            heads,
+            task,
+        }
+    }
+}
+
+fn http_lb(servers: &[&HttpBackend], server_timeout: &str) -> String {
+    let list: Vec<String> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("{{ name = \"s{i}\", address = \"{}\" }}", b.addr))
+        .collect();
+    format!(
+        r#"
+[defaults]
+mode = "http"
+timeout = {{ connect = "2s", client = "30s", server = "{server_timeout}" }}
+
+[frontends.fe]
+bind = ["127.0.0.1:0"]
+default_backend = "be"
+
+[backends.be]
+servers = [ {} ]
+"#,
+        list.join(", ")
+    )
+}
+
+/// A keep-alive HTTP client on one connection.
+struct Client {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+/// A response: status, headers (lower-case names), body.
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
+        Client {
+            r: BufReader::new(r),
+            w,
+        }
+    }
+
+    async fn send(&mut self, raw: &str) -> Resp {
+        self.w.write_all(raw.as_bytes()).await.unwrap();
+        self.read().await
+    }
+
+    async fn get(&mut self, path: &str, extra: &str) -> Resp {
+        self.send(&format!(
+            "GET {path} HTTP/1.1\r\nHost: example.com\r\n{extra}\r\n"
+        ))
+        .await
+    }
+
+    async fn read(&mut self) -> Resp {
+        let mut line = String::new();
+        self.r.read_line(&mut line).await.unwrap();
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_else(|| panic!("no status line: {line:?}"))
+            .parse()
+            .unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            self.r.read_line(&mut h).await.unwrap();
+            if h == "\r\n" || h.is_empty() {
+                break;
+            }
+            let (n, v) = h.split_once(':').unwrap();
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = vec![0; len];
+        self.r.read_exact(&mut body).await.unwrap();
+        Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_requests_over_one_client_connection_reuse_one_upstream_connection() {
+    let b = HttpBackend::start("a", Behaviour::Answer).await;
+    let n = TestNode::start(&http_lb(&[&b], "30s")).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    for i in 0..20 {
+        let r = c.get(&format!("/page/{i}?q=1"), "").await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.starts_with("a\n"), "{}", r.body);
+        assert!(
+            r.body.contains(&format!("GET /page/{i}?q=1 HTTP/1.1")),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(
+        b.conns.load(Ordering::SeqCst),
+        1,
+        "one upstream connection carried all 20 requests"
+    );
+    // A second client is served over the same pooled connection.
+    let mut c2 = Client::connect(n.addr("fe")).await;
+    assert_eq!(c2.get("/", "").await.status, 200);
+    assert_eq!(b.conns.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_appended_host_kept_and_hop_by_hop_headers_dropped() {
+    let b = HttpBackend::start("a", Behaviour::Answer).await;
+    let n = TestNode::start(&http_lb(&[&b], "30s")).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    let r = c
+        .get(
+            "/",
+            "X-Forwarded-For: 203.0.113.9\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=9\r\nX-Kept: yes\r\n",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let head = b.heads.lock().unwrap()[0].to_ascii_lowercase();
+    let xff: Vec<&str> = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("x-forwarded-for: "))
+        .collect();
+    assert_eq!(xff, ["203.0.113.9", "127.0.0.1"], "{head}");
+    assert!(head.contains("host: example.com"), "{head}");
+    assert!(head.contains("x-forwarded-proto: http"), "{head}");
+    assert!(head.contains("x-kept: yes"), "{head}");
+    for gone in ["x-secret", "keep-alive:", "connection:"] {
+        assert!(!head.contains(gone), "{gone} reached the server: {head}");
+    }
+    // The server's own hop-by-hop headers do not reach the client.
+    assert_eq!(r.header("keep-alive"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_server_is_503_a_broken_response_502_and_a_silent_server_504() {
+    // 503: the only server is down (nothing listens there).
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = free.local_addr().unwrap();
+    drop(free);
+    let doc = format!(
+        r#"
+[frontends.fe]
+bind = ["127.0.0.1:0"]
+mode = "http"
+default_backend = "be"
+
+[backends.be]
+mode = "http"
+timeout = {{ connect = "1s", server = "300ms" }}
+servers = [ {{ name = "s", address = "{dead}", check = true, inter = "100ms", fall = 1 }} ]
+"#
+    );
+    let n = TestNode::start(&doc).await;
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = Client::connect(n.addr("fe")).await;
+        let r = c.get("/", "").await;
+        if r.status == 503 {
+            break;
+        }
+        assert_eq!(
+            r.status, 502,
+            "before the check marks it down: connect fails"
+        );
+        assert!(
+            std::time::Instant::now() < end,
+            "the server never went down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 502: the server answers with something that is not HTTP.
+    let garbage = HttpBackend::start("g", Behaviour::Garbage).await;
+    let n = TestNode::start(&http_lb(&[&garbage], "2s")).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    let r = c.get("/", "").await;
+    assert_eq!(r.status, 502);
+    assert!(r.body.contains("502 Bad Gateway"), "{}", r.body);
+
+    // 504: the server says nothing within `timeout server`.
+    let silent = HttpBackend::start("s", Behaviour::Silent).await;
+    let n = TestNode::start(&http_lb(&[&silent], "300ms")).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    let r = c.get("/", "").await;
+    assert_eq!(r.status, 504);
+    // The client's connection stays usable after an error page.
+    assert_eq!(c.get("/again", "").await.status, 504);
+    assert_eq!(silent.heads.lock().unwrap().len(), 2);
+}
