@@ -2,6 +2,7 @@
 //! Words follow HAProxy's so an operator's knowledge carries over. Parse with
 //! [`ClusterConfig::parse`]; every mistake in a document is reported at once.
 
+pub mod acl;
 mod duration;
 mod error;
 mod parse;
