@@ -409,3 +409,37 @@ fn a_vip_node_without_net_admin_refuses_to_start_and_says_why() {
         );
     }
 }
+
+/// A bad ACL or condition is refused by `check` with the rule's path, its
+/// line, and the column in the rule.
+#[test]
+fn check_refuses_a_bad_acl_with_its_position() {
+    let dir = TempDir::new("raftlb-check-acl");
+    let bad = dir.path("acl.toml");
+    std::fs::write(
+        &bad,
+        r#"[defaults]
+mode = "http"
+
+[frontends.web]
+bind = ["127.0.0.1:8080"]
+default_backend = "web"
+acl = { is_blog = "path_bgn /blog", is_post = "method POST" }
+use_backend = [ { backend = "web", if = "is_post or is_pots" } ]
+
+[backends.web]
+servers = [ { name = "s1", address = "127.0.0.1:9001" } ]
+"#,
+    )
+    .unwrap();
+    let out = raftlb().args(["check", "-c"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let shown = bad.display().to_string();
+    for want in [
+        format!("{shown}:7: frontends.web.acl.is_blog: column 1: unknown fetch \"path_bgn\""),
+        format!("{shown}:8: frontends.web.use_backend[0].if: column 12: unknown ACL \"is_pots\" (did you mean \"is_post\"?)"),
+    ] {
+        assert!(err.contains(&want), "want {want:?} in:\n{err}");
+    }
+}

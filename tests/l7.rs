@@ -1,4 +1,5 @@
-//! L7 (HTTP mode) over real sockets on loopback: keep-alive on both sides,
+//! L7 (HTTP mode) over real sockets on loopback: ACL routing (each fetch and
+//! flag, rule order, negation, default and 503), keep-alive on both sides,
 //! one upstream connection carrying many requests, hop-by-hop headers,
 //! `X-Forwarded-For`, and the 502/503/504 paths.
 
@@ -112,6 +113,7 @@ timeout = {{ connect = "2s", client = "30s", server = "{server_timeout}" }}
 [frontends.fe]
 bind = ["127.0.0.1:0"]
 default_backend = "be"
+forwardfor = true
 
 [backends.be]
 servers = [ {} ]
@@ -305,4 +307,96 @@ servers = [ {{ name = "s", address = "{dead}", check = true, inter = "100ms", fa
     // The client's connection stays usable after an error page.
     assert_eq!(c.get("/again", "").await.status, 504);
     assert_eq!(silent.heads.lock().unwrap().len(), 2);
+}
+
+/// Backends blog, api, web, each answering with its name; a frontend with
+/// the issue's example rules plus one per fetch.
+async fn routed(extra_rules: &str, default: bool) -> (TestNode, Vec<HttpBackend>) {
+    let names = ["blog", "api", "web", "img", "admin", "office"];
+    let mut backends = Vec::new();
+    let mut doc = String::from(
+        "[defaults]\nmode = \"http\"\ntimeout = { connect = \"2s\", client = \"30s\", server = \"30s\" }\n\n",
+    );
+    for name in names {
+        let b = HttpBackend::start(name, Behaviour::Answer).await;
+        doc.push_str(&format!(
+            "[backends.{name}]\nservers = [ {{ name = \"s\", address = \"{}\" }} ]\n\n",
+            b.addr
+        ));
+        backends.push(b);
+    }
+    doc.push_str(&format!(
+        r#"[frontends.fe]
+bind = ["127.0.0.1:0"]
+{}
+acl = {{ is_blog = "path_beg /blog", is_api = "hdr(host) -i api.example.com", is_post = "method POST", office = "src 127.0.0.0/8", img = ["path_end .png .jpg", "path_reg ^/pics/"], adm = "hdr_dom(host) -i admin" }}
+use_backend = [
+  {extra_rules}
+  {{ backend = "blog", if = "is_blog" }},
+  {{ backend = "api", if = "is_api !is_post or img adm" }},
+  {{ backend = "img", if = "img" }},
+]
+"#,
+        if default { "default_backend = \"web\"" } else { "" }
+    ));
+    (TestNode::start(&doc).await, backends)
+}
+
+async fn via(c: &mut Client, method: &str, path: &str, host: &str) -> (u16, String) {
+    let r = c
+        .send(&format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+        ))
+        .await;
+    (r.status, r.body.lines().next().unwrap_or("").to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_backend_rules_route_in_order_with_negation_or_and_the_default() {
+    let (n, _b) = routed("", true).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    let cases = [
+        ("GET", "/blog/post/1", "www.example.com", "blog"),
+        ("GET", "/blogroll", "www.example.com", "blog"),
+        ("GET", "/x", "API.Example.com", "api"),
+        // is_api but POST: the first group fails, the second (img adm) too.
+        ("POST", "/x", "api.example.com", "web"),
+        // First match wins: a blog path on the API host goes to blog.
+        ("GET", "/blog/a", "api.example.com", "blog"),
+        ("GET", "/a/b.png", "www.example.com", "img"),
+        ("GET", "/pics/1", "www.example.com", "img"),
+        ("GET", "/pics/1.gif?x=1", "www.example.com", "img"),
+        // `or`: img AND adm picks api, before the img rule.
+        ("GET", "/a.jpg", "admin.example.com", "api"),
+        ("GET", "/other", "www.example.com", "web"),
+    ];
+    for (method, path, host, want) in cases {
+        assert_eq!(
+            via(&mut c, method, path, host).await,
+            (200, want.to_string()),
+            "{method} {path} Host: {host}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_default_backend_a_request_no_rule_matches_gets_503() {
+    let (n, _b) = routed(
+        r#"{ backend = "office", unless = "!office" }, { backend = "admin", if = "{ path_beg /never }" },"#,
+        false,
+    )
+    .await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    // `unless !office` from 127.0.0.1: the office rule applies first.
+    assert_eq!(
+        via(&mut c, "GET", "/blog", "x").await,
+        (200, "office".into())
+    );
+    let (n, _b) = routed("", false).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    assert_eq!(via(&mut c, "GET", "/blog", "x").await, (200, "blog".into()));
+    let (status, _) = via(&mut c, "GET", "/nothing", "x").await;
+    assert_eq!(status, 503);
+    // The connection stays usable.
+    assert_eq!(via(&mut c, "GET", "/blog", "x").await, (200, "blog".into()));
 }

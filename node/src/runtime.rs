@@ -238,7 +238,12 @@ impl Runtime {
             fe_limits.insert(fe.name.clone(), limit.clone());
             let rt = Arc::new(FrontendRt {
                 cfg: fe.clone(),
-                backend: backends[&fe.default_backend].clone(),
+                backend: fe.default_backend.as_ref().map(|b| backends[b].clone()),
+                rules: fe
+                    .use_backend
+                    .iter()
+                    .map(|r| (r.clone(), backends[&r.backend].clone()))
+                    .collect(),
                 maxconn: limit,
             });
             for &addr in &fe.bind {

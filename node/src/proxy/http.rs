@@ -5,10 +5,11 @@
 //! was read to the end; one that failed or whose body was left unread is
 //! closed.
 //!
-//! This is the first step of the L7 proxy: routing to the default backend,
-//! keep-alive on both sides, the upstream pool, hop-by-hop headers removed,
-//! `X-Forwarded-For`/`-Proto`, `Host` kept, 502/503/504. ACL routing,
-//! cookies, upgrades and the httplog line come next.
+//! What is here: `use_backend` rules over HAProxy ACLs (first match wins,
+//! then the default backend, else 503), keep-alive on both sides, the
+//! upstream pool, hop-by-hop headers removed, `forwardfor`, `Host` kept,
+//! 502/503/504. Cookies, `uri`/`hdr` hashing, upgrades, request-smuggling
+//! checks and the httplog line come next.
 
 use super::backend::{BackendRt, Slot};
 use super::FrontendRt;
@@ -19,6 +20,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use raftlb_proto::config::acl::RequestView;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -210,7 +212,12 @@ async fn handle(
     peer: SocketAddr,
     fe: Arc<FrontendRt>,
 ) -> Response<ProxyBody> {
-    let be = fe.backend.clone();
+    let Some(be) = route(&fe, &req, peer) else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No backend serves this request.",
+        );
+    };
     let slot = match take_slot(&be, peer).await {
         Ok(s) => s,
         Err(why) => return error(StatusCode::SERVICE_UNAVAILABLE, why),
@@ -226,13 +233,16 @@ async fn handle(
     *req.version_mut() = hyper::Version::HTTP_11;
     let h = req.headers_mut();
     strip_hop_by_hop(h);
-    if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
-        h.append(HeaderName::from_static("x-forwarded-for"), v);
+    if fe.cfg.forwardfor {
+        // A new header line, as HAProxy adds it: servers read the last one.
+        if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
+            h.append(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        h.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("http"),
+        );
     }
-    h.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
-    );
 
     let server = be.servers[slot.idx].state.clone();
     let mut sender = None;
@@ -282,6 +292,27 @@ async fn handle(
         _slot: slot,
     });
     Response::from_parts(parts, body)
+}
+
+/// The backend for `req`: the first `use_backend` rule that applies, else
+/// the default backend, else none.
+fn route(fe: &FrontendRt, req: &Request<Incoming>, peer: SocketAddr) -> Option<Arc<BackendRt>> {
+    if !fe.rules.is_empty() {
+        let headers = req.headers();
+        let lookup = |name: &str, f: &mut dyn FnMut(&[u8]) -> bool| {
+            headers.get_all(name).iter().any(|v| f(v.as_bytes()))
+        };
+        let view = RequestView {
+            method: req.method().as_str(),
+            uri: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+            headers: &lookup,
+            src: peer.ip(),
+        };
+        if let Some((_, be)) = fe.rules.iter().find(|(r, _)| r.applies(&view)) {
+            return Some(be.clone());
+        }
+    }
+    fe.backend.clone()
 }
 
 /// A slot on a server for this request: at once, or in the backend's queue

@@ -20,8 +20,10 @@ use tokio::sync::Semaphore;
 pub struct FrontendRt {
     /// Settings.
     pub cfg: Frontend,
-    /// The backend every connection goes to.
-    pub backend: Arc<BackendRt>,
+    /// The default backend (always there in TCP mode).
+    pub backend: Option<Arc<BackendRt>>,
+    /// HTTP mode: the `use_backend` rules with their backends, in order.
+    pub rules: Vec<(raftlb_proto::config::UseBackend, Arc<BackendRt>)>,
     /// Frontend `maxconn`, shared with the snapshots that keep the same limit.
     pub maxconn: Arc<Semaphore>,
 }

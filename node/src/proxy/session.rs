@@ -28,7 +28,8 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Serves one accepted client connection to the end.
 pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     let start = Instant::now();
-    let be = fe.backend.clone();
+    // A TCP frontend always has its default backend (the config says so).
+    let Some(be) = fe.backend.clone() else { return };
     let _ = client.set_nodelay(true);
 
     let (slot, tw) = match take_slot(&be, peer).await {

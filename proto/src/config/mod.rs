@@ -127,12 +127,39 @@ pub struct Frontend {
     pub bind: Vec<SocketAddr>,
     /// Proxy mode.
     pub mode: Mode,
-    /// Backend used for every connection.
-    pub default_backend: String,
+    /// Backend used when no `use_backend` rule matches (required in TCP
+    /// mode; in HTTP mode, without one a request no rule matches gets 503).
+    pub default_backend: Option<String>,
     /// Most concurrent connections; the excess waits in the kernel's listen queue.
     pub maxconn: u32,
     /// Client-side inactivity timeout (`None`: no limit).
     pub timeout_client: Option<Duration>,
+    /// HTTP mode: the named ACLs (`acl = { name = "fetch patterns" }`).
+    pub acls: acl::AclSet,
+    /// HTTP mode: `use_backend` rules, in order; the first that matches wins.
+    pub use_backend: Vec<UseBackend>,
+    /// HTTP mode: append `X-Forwarded-For: <client>` (and set
+    /// `X-Forwarded-Proto`) to requests, as HAProxy's `option forwardfor`.
+    pub forwardfor: bool,
+}
+
+/// A `use_backend` rule: `{ backend = "api", if = "is_api !is_post" }` (or
+/// `unless = "…"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UseBackend {
+    /// The backend.
+    pub backend: String,
+    /// The condition.
+    pub cond: acl::Condition,
+    /// `unless`: the rule applies when the condition is false.
+    pub unless: bool,
+}
+
+impl UseBackend {
+    /// Whether this rule sends `req` to its backend.
+    pub fn applies(&self, req: &acl::RequestView<'_>) -> bool {
+        self.cond.eval(req) != self.unless
+    }
 }
 
 /// Balance algorithm of a backend.

@@ -573,29 +573,155 @@ fn frontend(
         .or(global.maxconn)
         .unwrap_or(defaults::FRONTEND_MAXCONN);
     let tos = timeouts(cx, &mut t, FRONTEND_TIMEOUTS, &defaults.timeouts);
-    let default_backend = match t.str(cx, "default_backend") {
-        Some((bpath, line, b)) => match backends.get(b) {
-            Some(be_mode) if *be_mode != mode => {
-                cx.err(&bpath, line, format!("backend {b:?} is in {be_mode:?} mode but this frontend is in {mode:?} mode"));
-                None
-            }
-            Some(_) => Some(b.to_string()),
-            None => {
-                cx.err(&bpath, line, format!("unknown backend {b:?}"));
-                None
-            }
-        },
+    let known_backend = |cx: &mut Cx, bpath: &str, line: Option<u32>, b: &str| match backends.get(b)
+    {
+        Some(be_mode) if *be_mode != mode => {
+            cx.err(
+                bpath,
+                line,
+                format!(
+                    "backend {b:?} is in {be_mode:?} mode but this frontend is in {mode:?} mode"
+                ),
+            );
+            false
+        }
+        Some(_) => true,
         None => {
+            cx.err(bpath, line, format!("unknown backend {b:?}"));
+            false
+        }
+    };
+    let default_backend = match t.str(cx, "default_backend") {
+        Some((bpath, line, b)) => {
+            if !known_backend(cx, &bpath, line, b) {
+                ok = false;
+            }
+            Some(b.to_string())
+        }
+        None if mode == Mode::Tcp => {
             cx.err(
                 &join(path, "default_backend"),
                 item.line,
                 "missing: name the backend that serves this frontend",
             );
+            ok = false;
             None
         }
+        None => None,
     };
+    let mut acls = acl::AclSet::new();
+    if let Some((apath, aitem)) = t.get("acl") {
+        if mode != Mode::Http {
+            cx.err(&apath, aitem.line, "ACLs need mode \"http\"");
+            ok = false;
+        } else if let Some(at) = Tbl::new(cx, &apath, aitem) {
+            for e in at.entries {
+                let epath = join(&apath, &e.key);
+                let defs: Vec<(&str, Option<u32>)> = match &e.item.val {
+                    Val::Str(s) => vec![(s.as_str(), e.item.line)],
+                    Val::Array(items) => items
+                        .iter()
+                        .filter_map(|i| match &i.val {
+                            Val::Str(s) => Some((s.as_str(), i.line.or(e.item.line))),
+                            _ => None,
+                        })
+                        .collect(),
+                    other => {
+                        cx.err(
+                            &epath,
+                            e.item.line,
+                            format!(
+                                "expected an ACL such as \"path_beg /blog\", found {}",
+                                other.kind()
+                            ),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                };
+                for (text, line) in defs {
+                    if let Err(err) = acls.define(&e.key, text) {
+                        cx.err(&epath, line, format!("{err}: {text:?}"));
+                        ok = false;
+                    }
+                }
+            }
+        }
+    }
+    let mut use_backend = Vec::new();
+    if let Some((upath, uitem)) = t.get("use_backend") {
+        let items: &[Item] = match &uitem.val {
+            Val::Array(items) => items,
+            other => {
+                cx.err(
+                    &upath,
+                    uitem.line,
+                    format!(
+                        "expected a list of rules such as [ {{ backend = \"api\", if = \"is_api\" }} ], found {}",
+                        other.kind()
+                    ),
+                );
+                ok = false;
+                &[]
+            }
+        };
+        if mode != Mode::Http && !items.is_empty() {
+            cx.err(&upath, uitem.line, "use_backend rules need mode \"http\"");
+            ok = false;
+        }
+        for (i, it) in items.iter().enumerate() {
+            let rpath = format!("{upath}[{i}]");
+            let Some(mut r) = Tbl::new(cx, &rpath, it) else {
+                ok = false;
+                continue;
+            };
+            let backend = match r.str(cx, "backend") {
+                Some((bpath, line, b)) => known_backend(cx, &bpath, line, b).then(|| b.to_string()),
+                None => {
+                    cx.err(&rpath, it.line, "missing key `backend`");
+                    None
+                }
+            };
+            let cond_if = r.str(cx, "if");
+            let cond_unless = r.str(cx, "unless");
+            r.finish(cx);
+            let (cpath, line, text, unless) = match (cond_if, cond_unless) {
+                (Some((p, l, c)), None) => (p, l, c, false),
+                (None, Some((p, l, c))) => (p, l, c, true),
+                (Some(_), Some(_)) => {
+                    cx.err(&rpath, it.line, "a rule has `if` or `unless`, not both");
+                    ok = false;
+                    continue;
+                }
+                (None, None) => {
+                    cx.err(
+                        &rpath,
+                        it.line,
+                        "missing `if` (or `unless`): when does this rule apply?",
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            let cond = match acl::Condition::parse(text, &acls) {
+                Ok(c) => Some(c),
+                Err(err) => {
+                    cx.err(&cpath, line, format!("{err}: {text:?}"));
+                    None
+                }
+            };
+            match (backend, cond) {
+                (Some(backend), Some(cond)) => use_backend.push(UseBackend {
+                    backend,
+                    cond,
+                    unless,
+                }),
+                _ => ok = false,
+            }
+        }
+    }
+    let forwardfor = t.bool(cx, "forwardfor").unwrap_or(false);
     t.finish(cx);
-    let default_backend = default_backend?;
     ok.then(|| Frontend {
         name: name.to_string(),
         bind,
@@ -603,6 +729,9 @@ fn frontend(
         default_backend,
         maxconn,
         timeout_client: tos.client,
+        acls,
+        use_backend,
+        forwardfor,
     })
 }
 
