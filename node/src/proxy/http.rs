@@ -14,7 +14,7 @@
 use super::backend::{BackendRt, Slot};
 use super::FrontendRt;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -38,7 +38,7 @@ const POOL_IDLE: Duration = Duration::from_secs(30);
 /// live state).
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<Vec<(SendRequest<Incoming>, Instant)>>,
+    idle: Mutex<Vec<(SendRequest<ReqBody>, Instant)>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -49,7 +49,7 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    fn take(&self) -> Option<SendRequest<Incoming>> {
+    fn take(&self) -> Option<SendRequest<ReqBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((s, since)) = idle.pop() {
             if since.elapsed() < POOL_IDLE && !s.is_closed() {
@@ -59,7 +59,7 @@ impl Pool {
         None
     }
 
-    fn put(&self, s: SendRequest<Incoming>) {
+    fn put(&self, s: SendRequest<ReqBody>) {
         if s.is_closed() {
             return;
         }
@@ -76,6 +76,50 @@ impl Pool {
     }
 }
 
+/// A request body on its way to a server: its first frame (read before a
+/// server was chosen, to refuse a malformed body before anything reaches
+/// one), then the rest as it comes.
+pub struct ReqBody {
+    first: Option<Frame<Bytes>>,
+    rest: Incoming,
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let me = self.get_mut();
+        if let Some(f) = me.first.take() {
+            return Poll::Ready(Some(Ok(f)));
+        }
+        Pin::new(&mut me.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut h = self.rest.size_hint();
+        if let Some(n) = self
+            .first
+            .as_ref()
+            .and_then(|f| f.data_ref())
+            .map(|d| d.len() as u64)
+        {
+            h.set_lower(h.lower() + n);
+            if let Some(u) = h.upper() {
+                h.set_upper(u + n);
+            }
+        }
+        h
+    }
+}
+
 /// The body of a response to the client: a server's, or one of ours.
 pub enum ProxyBody {
     /// Relayed from a server.
@@ -89,7 +133,7 @@ pub enum ProxyBody {
 pub struct Upstream {
     body: Incoming,
     /// The connection and the pool it returns to, until the body ends.
-    conn: Option<(SendRequest<Incoming>, Arc<super::server::ServerState>)>,
+    conn: Option<(SendRequest<ReqBody>, Arc<super::server::ServerState>)>,
     /// The request's server slot, held until the response is done.
     _slot: Slot,
 }
@@ -208,10 +252,33 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 async fn handle(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     peer: SocketAddr,
     fe: Arc<FrontendRt>,
 ) -> Response<ProxyBody> {
+    // hyper refuses (400) differing Content-Lengths, a Transfer-Encoding
+    // that does not end with chunked, obs-fold and bare CRs, an overlong URI
+    // (414) or head (431). The body's first frame before anything else: a malformed chunked body
+    // (a bad chunk size) is refused here, before any server sees the head.
+    let (parts, mut incoming) = req.into_parts();
+    let first = if incoming.is_end_stream() {
+        None
+    } else {
+        match incoming.frame().await {
+            None => None,
+            Some(Ok(f)) => Some(f),
+            Some(Err(_)) => {
+                return error(StatusCode::BAD_REQUEST, "The request body is malformed.")
+            }
+        }
+    };
+    let mut req = Request::from_parts(
+        parts,
+        ReqBody {
+            first,
+            rest: incoming,
+        },
+    );
     let Some(be) = route(&fe, &req, peer) else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -296,7 +363,7 @@ async fn handle(
 
 /// The backend for `req`: the first `use_backend` rule that applies, else
 /// the default backend, else none.
-fn route(fe: &FrontendRt, req: &Request<Incoming>, peer: SocketAddr) -> Option<Arc<BackendRt>> {
+fn route(fe: &FrontendRt, req: &Request<ReqBody>, peer: SocketAddr) -> Option<Arc<BackendRt>> {
     if !fe.rules.is_empty() {
         let headers = req.headers();
         let lookup = |name: &str, f: &mut dyn FnMut(&[u8]) -> bool| {
@@ -362,7 +429,7 @@ async fn take_slot(be: &BackendRt, peer: SocketAddr) -> Result<Slot, &'static st
 }
 
 /// A new upstream connection to the slot's server.
-async fn connect(be: &BackendRt, idx: usize) -> Result<SendRequest<Incoming>, String> {
+async fn connect(be: &BackendRt, idx: usize) -> Result<SendRequest<ReqBody>, String> {
     let srv = &be.servers[idx];
     let attempt = TcpStream::connect(srv.cfg.address);
     let stream = match be.cfg.timeout.connect {
