@@ -11,6 +11,8 @@
 //! 502/503/504. Cookies, `uri`/`hdr` hashing, upgrades, request-smuggling
 //! checks and the httplog line come next.
 
+pub mod scan;
+
 use super::backend::{BackendRt, Slot};
 use super::FrontendRt;
 use bytes::Bytes;
@@ -213,15 +215,84 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     if let Some(t) = fe.cfg.timeout_client {
         builder.header_read_timeout(t);
     }
+    let (scanner, verdicts) = scan::Scanner::new();
     let service = hyper::service::service_fn(move |req| {
         let fe = fe.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(req, peer, fe).await) }
+        let verdict = verdicts.next();
+        async move {
+            if verdict == Some(scan::Verdict::BothLengths) {
+                let mut r = error(
+                    StatusCode::BAD_REQUEST,
+                    "Both Content-Length and Transfer-Encoding.",
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return Ok::<_, std::convert::Infallible>(r);
+            }
+            Ok(handle(req, peer, fe).await)
+        }
     });
+    let client = Scanned {
+        inner: client,
+        scanner,
+    };
     if let Err(e) = builder
         .serve_connection(TokioIo::new(client), service)
         .await
     {
         tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
+    }
+}
+
+/// The client connection, with the [`scan::Scanner`] looking at what is read.
+struct Scanned {
+    inner: TcpStream,
+    scanner: scan::Scanner,
+}
+
+impl tokio::io::AsyncRead for Scanned {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut me.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r {
+            me.scanner.feed(&buf.filled()[before..]);
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Scanned {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -258,7 +329,8 @@ async fn handle(
 ) -> Response<ProxyBody> {
     // hyper refuses (400) differing Content-Lengths, a Transfer-Encoding
     // that does not end with chunked, obs-fold and bare CRs, an overlong URI
-    // (414) or head (431). The body's first frame before anything else: a malformed chunked body
+    // (414) or head (431); the scanner, both lengths at once. The body's
+    // first frame before anything else: a malformed chunked body
     // (a bad chunk size) is refused here, before any server sees the head.
     let (parts, mut incoming) = req.into_parts();
     let first = if incoming.is_end_stream() {
