@@ -78,6 +78,23 @@ impl Scanner {
             let state = std::mem::replace(&mut self.state, State::Stopped);
             self.state = match state {
                 State::Stopped => return,
+                // The common case, a whole head in one read: no copy.
+                State::Head(buf)
+                    if buf.is_empty() && !data.starts_with(b"\r\n") && !data.starts_with(b"\n") =>
+                {
+                    match find_head_end(data) {
+                        Some(end) => {
+                            let next = self.head(&data[..end]);
+                            data = &data[end..];
+                            next
+                        }
+                        None => {
+                            let mut buf = buf;
+                            take_head(&mut buf, &mut data);
+                            State::Head(buf)
+                        }
+                    }
+                }
                 State::Head(mut buf) => match take_head(&mut buf, &mut data) {
                     None if buf.len() > MAX_HEAD => State::Stopped,
                     None => State::Head(buf),
@@ -205,6 +222,19 @@ fn take_head(buf: &mut Vec<u8>, data: &mut &[u8]) -> Option<Vec<u8>> {
     }
     *data = &[];
     None
+}
+
+/// Where the head at the start of `data` ends (after its empty line).
+fn find_head_end(data: &[u8]) -> Option<usize> {
+    let crlf = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
+    let lf = data.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// A chunk-size line's size (hex, extensions ignored).
