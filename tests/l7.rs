@@ -489,3 +489,49 @@ async fn an_overlong_uri_gets_414_and_overlong_headers_431() {
     assert_eq!(raw(n.addr("fe"), long_headers.as_bytes()).await, 431);
     assert_eq!(b.heads.lock().unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowloris_client_is_cut_at_timeout_http_request_while_others_are_served() {
+    let b = HttpBackend::start("a", Behaviour::Answer).await;
+    let doc = http_lb(&[&b], "30s").replace(
+        "forwardfor = true",
+        "forwardfor = true\ntimeout = { http_request = \"300ms\" }",
+    );
+    let n = TestNode::start(&doc).await;
+    let mut slow = TcpStream::connect(n.addr("fe")).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // One more header line every 100 ms, for 10 s: never a whole head. The
+    // proxy closes the connection at 300 ms, and the writes start failing.
+    let drip = async {
+        for i in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if slow
+                .write_all(format!("X-Drip-{i}: 1\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return i;
+            }
+        }
+        100
+    };
+    let served = async {
+        let mut c = Client::connect(n.addr("fe")).await;
+        for _ in 0..5 {
+            assert_eq!(c.get("/", "").await.status, 200);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (dripped, ()) = tokio::join!(drip, served);
+    assert!(dripped < 100, "the slow client was never cut off");
+    assert!(
+        b.heads
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|h| !h.to_ascii_lowercase().contains("x-drip")),
+        "the slow request reached the server"
+    );
+}

@@ -212,7 +212,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     builder
         .keep_alive(true)
         .timer(hyper_util::rt::TokioTimer::new());
-    if let Some(t) = fe.cfg.timeout_client {
+    if let Some(t) = fe.cfg.timeout_http_request.or(fe.cfg.timeout_client) {
         builder.header_read_timeout(t);
     }
     let (scanner, verdicts) = scan::Scanner::new();

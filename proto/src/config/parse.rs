@@ -260,6 +260,7 @@ struct RawTimeouts {
     queue: Option<Duration>,
     tunnel: Option<Duration>,
     check: Option<Duration>,
+    http_request: Option<Duration>,
 }
 
 fn timeouts(cx: &mut Cx, t: &mut Tbl, allowed: &[&'static str], base: &RawTimeouts) -> RawTimeouts {
@@ -279,6 +280,7 @@ fn timeouts(cx: &mut Cx, t: &mut Tbl, allowed: &[&'static str], base: &RawTimeou
             "queue" => &mut out.queue,
             "tunnel" => &mut out.tunnel,
             "check" => &mut out.check,
+            "http_request" => &mut out.http_request,
             _ => unreachable!("timeout keys are listed above"),
         };
         if v.is_some() {
@@ -289,8 +291,16 @@ fn timeouts(cx: &mut Cx, t: &mut Tbl, allowed: &[&'static str], base: &RawTimeou
     out
 }
 
-const ALL_TIMEOUTS: &[&str] = &["connect", "client", "server", "queue", "tunnel", "check"];
-const FRONTEND_TIMEOUTS: &[&str] = &["client"];
+const ALL_TIMEOUTS: &[&str] = &[
+    "connect",
+    "client",
+    "server",
+    "queue",
+    "tunnel",
+    "check",
+    "http_request",
+];
+const FRONTEND_TIMEOUTS: &[&str] = &["client", "http_request"];
 const BACKEND_TIMEOUTS: &[&str] = &["connect", "server", "queue", "tunnel", "check"];
 
 fn build(cx: &mut Cx, root: &Item) -> Option<ClusterConfig> {
@@ -729,6 +739,7 @@ fn frontend(
         default_backend,
         maxconn,
         timeout_client: tos.client,
+        timeout_http_request: tos.http_request,
         acls,
         use_backend,
         forwardfor,
