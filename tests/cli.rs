@@ -443,3 +443,69 @@ servers = [ { name = "s1", address = "127.0.0.1:9001" } ]
         assert!(err.contains(&want), "want {want:?} in:\n{err}");
     }
 }
+
+/// In HTTP mode each request writes one httplog line: client, date,
+/// frontend, backend/server, TR/Tw/Tc/Tr/Ta, status, bytes, termination
+/// state and the request line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mode_writes_one_httplog_line_per_request() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let srv = l.local_addr().unwrap();
+    tokio::spawn(raftlb::demo::http_backend(l, "web-1"));
+    let r = start(
+        |fe| {
+            format!(
+                "[defaults]\nmode = \"http\"\ntimeout = {{ connect = \"2s\", client = \"30s\", server = \"30s\" }}\n\
+                 [frontends.fe]\nbind = [\"{fe}\"]\nacl = {{ never = \"path_beg /never\" }}\n\
+                 use_backend = [ {{ backend = \"be\", if = \"!never\" }} ]\n\
+                 [backends.be]\nservers = [ {{ name = \"s1\", address = \"{srv}\" }} ]\n"
+            )
+        },
+        None,
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(r.fe).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /hello?x=1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let line = |out: &str| {
+        out.lines()
+            .find(|l| l.contains("raftlb::httplog"))
+            .map(str::to_string)
+    };
+    wait_until("the httplog line", DEADLINE, || async {
+        line(&r.proc.output()).is_some()
+    })
+    .await;
+    let l = line(&r.proc.output()).unwrap();
+    assert!(is_httplog_line(&l), "{l}");
+}
+
+/// `127.0.0.1:PORT [DD/Mon/YYYY:HH:MM:SS.mmm] fe be/s1 N/N/N/N/N 200 N - - ---- "GET /hello?x=1 HTTP/1.1"`
+fn is_httplog_line(line: &str) -> bool {
+    let Some(rest) = line.split("127.0.0.1:").nth(1) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split_whitespace().collect();
+    let date_ok = parts.get(1).is_some_and(|d| {
+        d.starts_with('[') && d.ends_with(']') && d.len() == "[21/Nov/2026:22:15:01.123]".len()
+    });
+    let timers_ok = parts.get(4).is_some_and(|t| {
+        let v: Vec<&str> = t.split('/').collect();
+        v.len() == 5 && v.iter().all(|x| x.parse::<i64>().is_ok_and(|n| n >= 0))
+    });
+    date_ok
+        && parts.get(2) == Some(&"fe")
+        && parts.get(3) == Some(&"be/s1")
+        && timers_ok
+        && parts.get(5) == Some(&"200")
+        && parts
+            .get(6)
+            .is_some_and(|b| b.parse::<u64>().is_ok_and(|n| n > 0))
+        && parts.get(9) == Some(&"----")
+        && rest.ends_with("\"GET /hello?x=1 HTTP/1.1\"")
+}

@@ -138,6 +138,8 @@ pub struct Upstream {
     conn: Option<(SendRequest<ReqBody>, Arc<super::server::ServerState>)>,
     /// The request's server slot, held until the response is done.
     _slot: Slot,
+    /// Written when the response is done (or abandoned).
+    log: Option<Box<HttpLog>>,
 }
 
 impl Drop for Upstream {
@@ -145,10 +147,18 @@ impl Drop for Upstream {
     /// to its end (hyper stops reading once the announced length arrived,
     /// so the end is what the body says, not a last poll).
     fn drop(&mut self) {
+        let done = self.body.is_end_stream();
         if let Some((conn, server)) = self.conn.take() {
-            if self.body.is_end_stream() {
+            if done {
                 server.http_pool.put(conn);
             }
+        }
+        if let Some(mut log) = self.log.take() {
+            if !done && log.state == ('-', '-') {
+                // The client left before the whole response was sent.
+                log.state = ('C', 'D');
+            }
+            log.write();
         }
     }
 }
@@ -165,9 +175,20 @@ impl Body for ProxyBody {
             ProxyBody::Local(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
             ProxyBody::Upstream(u) => {
                 let r = Pin::new(&mut u.body).poll_frame(cx);
-                if let Poll::Ready(Some(Err(_))) = &r {
-                    // Never reused after an error.
-                    u.conn.take();
+                match &r {
+                    Poll::Ready(Some(Ok(f))) => {
+                        if let (Some(d), Some(log)) = (f.data_ref(), u.log.as_mut()) {
+                            log.bytes += d.len() as u64;
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => {
+                        // Never reused after an error.
+                        u.conn.take();
+                        if let Some(log) = u.log.as_mut() {
+                            log.state = ('S', 'D');
+                        }
+                    }
+                    _ => {}
                 }
                 r
             }
@@ -187,6 +208,126 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(u) => u.body.size_hint(),
         }
     }
+}
+
+/// One httplog line, filled in as the request goes (HAProxy's `option
+/// httplog`): `client [accept date] frontend backend/server TR/Tw/Tc/Tr/Ta
+/// status bytes - - state "request line"`; -1 for a phase not reached.
+pub struct HttpLog {
+    peer: SocketAddr,
+    fe: Arc<FrontendRt>,
+    start: Instant,
+    date: std::time::SystemTime,
+    /// The request line (only when the log is on: it costs an allocation).
+    request: String,
+    tr_head: Option<Duration>,
+    backend: Option<Arc<BackendRt>>,
+    /// The server's position in `backend`.
+    server: Option<usize>,
+    tw: Option<Duration>,
+    tc: Option<Duration>,
+    tr: Option<Duration>,
+    status: u16,
+    bytes: u64,
+    state: (char, char),
+}
+
+impl HttpLog {
+    fn new(
+        fe: &Arc<FrontendRt>,
+        peer: SocketAddr,
+        req: &Request<Incoming>,
+        head: Option<Duration>,
+    ) -> HttpLog {
+        let enabled = tracing::enabled!(target: "raftlb::httplog", tracing::Level::INFO);
+        HttpLog {
+            peer,
+            fe: fe.clone(),
+            start: Instant::now(),
+            date: std::time::SystemTime::now(),
+            request: if enabled {
+                format!("{} {} {:?}", req.method(), req.uri(), req.version())
+            } else {
+                String::new()
+            },
+            tr_head: head,
+            backend: None,
+            server: None,
+            tw: None,
+            tc: None,
+            tr: None,
+            status: 0,
+            bytes: 0,
+            state: ('-', '-'),
+        }
+    }
+
+    /// An error page, logged with `state`.
+    fn error(&mut self, status: StatusCode, why: &str, state: (char, char)) -> Response<ProxyBody> {
+        let r = error(status, why);
+        self.status = status.as_u16();
+        self.bytes = r.body().size_hint().exact().unwrap_or(0);
+        self.state = state;
+        self.write();
+        r
+    }
+
+    fn write(&self) {
+        if !tracing::enabled!(target: "raftlb::httplog", tracing::Level::INFO) {
+            return;
+        }
+        let ms = |d: Option<Duration>| d.map_or(-1, |d| d.as_millis() as i64);
+        let (st, ph) = self.state;
+        tracing::info!(
+            target: "raftlb::httplog",
+            "{} [{}] {} {}/{} {}/{}/{}/{}/{} {} {} - - {st}{ph}-- \"{}\"",
+            self.peer,
+            log_date(self.date),
+            self.fe.cfg.name,
+            self.backend.as_ref().map_or("<NOSRV>", |b| b.cfg.name.as_str()),
+            self.backend
+                .as_ref()
+                .zip(self.server)
+                .map_or("<NOSRV>", |(b, i)| b.servers[i].cfg.name.as_str()),
+            ms(self.tr_head),
+            ms(self.tw),
+            ms(self.tc),
+            ms(self.tr),
+            self.start.elapsed().as_millis(),
+            self.status,
+            self.bytes,
+            self.request,
+        );
+    }
+}
+
+/// HAProxy's log date, in UTC: `21/Nov/2026:22:15:01.123`.
+fn log_date(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{day:02}/{}/{year}:{:02}:{:02}:{:02}.{:03}",
+        MONTHS[(month - 1) as usize],
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000
+    )
 }
 
 /// A short response made here, as HAProxy's error pages.
@@ -218,18 +359,20 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     let (scanner, verdicts) = scan::Scanner::new();
     let service = hyper::service::service_fn(move |req| {
         let fe = fe.clone();
-        let verdict = verdicts.next();
+        let seen = verdicts.next();
         async move {
-            if verdict == Some(scan::Verdict::BothLengths) {
-                let mut r = error(
+            let mut log = HttpLog::new(&fe, peer, &req, seen.map(|s| s.receive));
+            if seen.map(|s| s.verdict) == Some(scan::Verdict::BothLengths) {
+                let mut r = log.error(
                     StatusCode::BAD_REQUEST,
                     "Both Content-Length and Transfer-Encoding.",
+                    ('P', 'R'),
                 );
                 r.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 return Ok::<_, std::convert::Infallible>(r);
             }
-            Ok(handle(req, peer, fe).await)
+            Ok(handle(req, peer, fe, log).await)
         }
     });
     let client = Scanned {
@@ -326,6 +469,7 @@ async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
     fe: Arc<FrontendRt>,
+    mut log: HttpLog,
 ) -> Response<ProxyBody> {
     // hyper refuses (400) differing Content-Lengths, a Transfer-Encoding
     // that does not end with chunked, obs-fold and bare CRs, an overlong URI
@@ -340,7 +484,11 @@ async fn handle(
             None => None,
             Some(Ok(f)) => Some(f),
             Some(Err(_)) => {
-                return error(StatusCode::BAD_REQUEST, "The request body is malformed.")
+                return log.error(
+                    StatusCode::BAD_REQUEST,
+                    "The request body is malformed.",
+                    ('P', 'R'),
+                )
             }
         }
     };
@@ -352,15 +500,21 @@ async fn handle(
         },
     );
     let Some(be) = route(&fe, &req, peer) else {
-        return error(
+        return log.error(
             StatusCode::SERVICE_UNAVAILABLE,
             "No backend serves this request.",
+            ('P', 'R'),
         );
     };
-    let slot = match take_slot(&be, peer).await {
+    log.backend = Some(be.clone());
+    let queued = Instant::now();
+    let slot = take_slot(&be, peer).await;
+    log.tw = Some(queued.elapsed());
+    let slot = match slot {
         Ok(s) => s,
-        Err(why) => return error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err((why, state)) => return log.error(StatusCode::SERVICE_UNAVAILABLE, why, state),
     };
+    log.server = Some(slot.idx);
     // The request as the server gets it: origin-form, HTTP/1.1, this hop's
     // headers gone, the client's address appended.
     let path = req
@@ -393,21 +547,28 @@ async fn handle(
             break;
         }
     }
+    let connecting = Instant::now();
     let mut sender = match sender {
         Some(s) => s,
         None => match connect(&be, slot.idx).await {
             Ok(s) => s,
-            Err(why) => return error(StatusCode::BAD_GATEWAY, &why),
+            Err(why) => {
+                log.tc = Some(connecting.elapsed());
+                return log.error(StatusCode::BAD_GATEWAY, &why, ('S', 'C'));
+            }
         },
     };
+    log.tc = Some(connecting.elapsed());
+    let waiting = Instant::now();
     let sent = sender.send_request(req);
     let resp = match be.cfg.timeout.server {
         Some(t) => match tokio::time::timeout(t, sent).await {
             Ok(r) => r,
             Err(_) => {
-                return error(
+                return log.error(
                     StatusCode::GATEWAY_TIMEOUT,
                     "The server didn't respond in time.",
+                    ('s', 'H'),
                 )
             }
         },
@@ -417,18 +578,22 @@ async fn handle(
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(server = %server.id, error = %e, "bad response from the server");
-            return error(
+            return log.error(
                 StatusCode::BAD_GATEWAY,
                 "The server returned an invalid or incomplete response.",
+                ('S', 'H'),
             );
         }
     };
+    log.tr = Some(waiting.elapsed());
+    log.status = resp.status().as_u16();
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let body = ProxyBody::Upstream(Upstream {
         body,
         conn: Some((sender, server)),
         _slot: slot,
+        log: Some(Box::new(log)),
     });
     Response::from_parts(parts, body)
 }
@@ -456,10 +621,12 @@ fn route(fe: &FrontendRt, req: &Request<ReqBody>, peer: SocketAddr) -> Option<Ar
 
 /// A slot on a server for this request: at once, or in the backend's queue
 /// until `timeout queue`. The reason when none comes.
-async fn take_slot(be: &BackendRt, peer: SocketAddr) -> Result<Slot, &'static str> {
+async fn take_slot(be: &BackendRt, peer: SocketAddr) -> Result<Slot, (&'static str, (char, char))> {
+    const NO_SERVER: (&str, (char, char)) =
+        ("No server is available to handle this request.", ('S', 'C'));
     let order = be.order(peer.ip());
     if order.is_empty() {
-        return Err("No server is available to handle this request.");
+        return Err(NO_SERVER);
     }
     let queue = &be.queue;
     if queue.waiting.load(std::sync::atomic::Ordering::Acquire) == 0 {
@@ -477,7 +644,7 @@ async fn take_slot(be: &BackendRt, peer: SocketAddr) -> Result<Slot, &'static st
             notified.as_mut().enable();
             let order = be.order(peer.ip());
             if order.is_empty() {
-                return Err("No server is available to handle this request.");
+                return Err((NO_SERVER.0, ('S', 'Q')));
             }
             if let Some(slot) = be.try_take(&order) {
                 return Ok(slot);
@@ -486,9 +653,10 @@ async fn take_slot(be: &BackendRt, peer: SocketAddr) -> Result<Slot, &'static st
         }
     };
     let res = match be.cfg.timeout.queue {
-        Some(limit) => tokio::time::timeout(limit, wait)
-            .await
-            .unwrap_or(Err("The request waited too long for a free server.")),
+        Some(limit) => tokio::time::timeout(limit, wait).await.unwrap_or(Err((
+            "The request waited too long for a free server.",
+            ('s', 'Q'),
+        ))),
         None => wait.await,
     };
     queue
@@ -522,4 +690,19 @@ async fn connect(be: &BackendRt, idx: usize) -> Result<SendRequest<ReqBody>, Str
         }
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_dates_are_haproxys() {
+        let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(ms);
+        assert_eq!(log_date(at(0)), "01/Jan/1970:00:00:00.000");
+        // 2026-11-21T22:15:01.123Z
+        assert_eq!(log_date(at(1_795_299_301_123)), "21/Nov/2026:22:15:01.123");
+        // 2024-02-29T23:59:59.999Z, a leap day.
+        assert_eq!(log_date(at(1_709_251_199_999)), "29/Feb/2024:23:59:59.999");
+    }
 }

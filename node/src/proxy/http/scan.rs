@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A head larger than this is hyper's to refuse (431); the scanner stops.
 const MAX_HEAD: usize = 64 * 1024;
@@ -41,13 +42,22 @@ enum State {
     Stopped,
 }
 
+/// What the scanner saw of one request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// From its first byte to its last (HAProxy's `TR`).
+    pub receive: Duration,
+}
+
 /// The verdicts, shared between the reading side and the handler.
 #[derive(Debug, Clone, Default)]
-pub struct Verdicts(Arc<Mutex<VecDeque<Verdict>>>);
+pub struct Verdicts(Arc<Mutex<VecDeque<Seen>>>);
 
 impl Verdicts {
-    /// The verdict on the next request head, if the scanner had one.
-    pub fn next(&self) -> Option<Verdict> {
+    /// What the scanner saw of the next request head, if it could follow.
+    pub fn next(&self) -> Option<Seen> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
     }
 }
@@ -57,6 +67,8 @@ impl Verdicts {
 pub struct Scanner {
     state: State,
     out: Verdicts,
+    /// When the head being read began.
+    head_start: Option<Instant>,
 }
 
 impl Scanner {
@@ -67,6 +79,7 @@ impl Scanner {
             Scanner {
                 state: State::Head(Vec::new()),
                 out: out.clone(),
+                head_start: None,
             },
             out,
         )
@@ -75,6 +88,9 @@ impl Scanner {
     /// Looks at the next bytes the client sent.
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
+            if matches!(self.state, State::Head(_)) && self.head_start.is_none() {
+                self.head_start = Some(Instant::now());
+            }
             let state = std::mem::replace(&mut self.state, State::Stopped);
             self.state = match state {
                 State::Stopped => return,
@@ -163,11 +179,15 @@ impl Scanner {
         } else {
             Verdict::Clean
         };
+        let receive = self
+            .head_start
+            .take()
+            .map_or(Duration::ZERO, |t| t.elapsed());
         self.out
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push_back(verdict);
+            .push_back(Seen { verdict, receive });
         if has_te {
             // Not chunked at the end: refused anyway (hyper answers 400 and
             // closes the connection).
@@ -256,7 +276,7 @@ mod tests {
         for part in stream.chunks(step) {
             s.feed(part);
         }
-        std::iter::from_fn(|| out.next()).collect()
+        std::iter::from_fn(|| out.next().map(|s| s.verdict)).collect()
     }
 
     #[test]
