@@ -535,3 +535,102 @@ async fn a_slowloris_client_is_cut_at_timeout_http_request_while_others_are_serv
         "the slow request reached the server"
     );
 }
+
+/// A frontend over servers s0..sN (`backends`) with `balance`.
+fn hashed_lb(backends: &[&HttpBackend], balance: &str) -> String {
+    let named: Vec<(usize, &HttpBackend)> = backends.iter().copied().enumerate().collect();
+    named_lb(&named, balance)
+}
+
+/// A frontend over servers `s{i}` with `balance`.
+fn named_lb(backends: &[(usize, &HttpBackend)], balance: &str) -> String {
+    let list: Vec<String> = backends
+        .iter()
+        .map(|(i, b)| format!("{{ name = \"s{i}\", address = \"{}\" }}", b.addr))
+        .collect();
+    format!(
+        "[defaults]\nmode = \"http\"\ntimeout = {{ connect = \"2s\", client = \"30s\", server = \"30s\" }}\n\
+         [frontends.fe]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"be\"\n\
+         [backends.be]\nbalance = \"{balance}\"\nservers = [ {} ]\n",
+        list.join(", ")
+    )
+}
+
+/// Which backend serves each of `paths` (with `Host: host`).
+async fn servers_for(n: &TestNode, paths: &[String], host: &str) -> Vec<String> {
+    let mut c = Client::connect(n.addr("fe")).await;
+    let mut out = Vec::new();
+    for p in paths {
+        let r = c.get(p, &format!("X-Key: {host}\r\n")).await;
+        assert_eq!(r.status, 200);
+        out.push(r.body.lines().next().unwrap().to_string());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uri_hashing_is_stable_and_removing_one_of_four_servers_moves_only_its_share() {
+    let names = ["b0", "b1", "b2", "b3"];
+    let mut backends = Vec::new();
+    for name in names {
+        backends.push(HttpBackend::start(name, Behaviour::Answer).await);
+    }
+    let all: Vec<&HttpBackend> = backends.iter().collect();
+    let n = TestNode::start(&hashed_lb(&all, "uri")).await;
+    let paths: Vec<String> = (0..200).map(|i| format!("/item/{i}?session={i}")).collect();
+    let first = servers_for(&n, &paths, "h").await;
+    assert_eq!(servers_for(&n, &paths, "h").await, first, "stable");
+    let used: std::collections::BTreeSet<&String> = first.iter().collect();
+    assert_eq!(used.len(), 4, "every server gets a share");
+    // The query is not hashed without `whole`: same path, other query.
+    let requery: Vec<String> = (0..200).map(|i| format!("/item/{i}?other")).collect();
+    assert_eq!(servers_for(&n, &requery, "h").await, first);
+    // b2 (server s2) leaves the config: only its keys move.
+    let survivors: Vec<(usize, &HttpBackend)> =
+        [0usize, 1, 3].iter().map(|i| (*i, &backends[*i])).collect();
+    let v = n
+        .node
+        .reload(
+            named_lb(&survivors, "uri"),
+            raftlb_proto::Format::Toml,
+            "three",
+        )
+        .await
+        .unwrap();
+    n.node
+        .wait_applied(v, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let after = servers_for(&n, &paths, "h").await;
+    let moved = first.iter().zip(&after).filter(|(a, b)| a != b).count();
+    let b2_share = first.iter().filter(|s| *s == "b2").count();
+    assert_eq!(moved, b2_share, "only b2's keys moved");
+    assert!(
+        moved * 100 / paths.len() <= 30,
+        "{moved} of {}",
+        paths.len()
+    );
+    assert!(after.iter().all(|s| s != "b2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hdr_hashing_sticks_a_header_value_to_a_server_and_round_robins_without_it() {
+    let (a, b) = (
+        HttpBackend::start("a", Behaviour::Answer).await,
+        HttpBackend::start("b", Behaviour::Answer).await,
+    );
+    let n = TestNode::start(&hashed_lb(&[&a, &b], "hdr(X-Key)")).await;
+    let paths: Vec<String> = (0..20).map(|i| format!("/p/{i}")).collect();
+    for key in ["alice", "bob", "carol", "dave"] {
+        let seen = servers_for(&n, &paths, key).await;
+        assert!(seen.iter().all(|s| *s == seen[0]), "{key}: {seen:?}");
+    }
+    // Without the header: round robin over both.
+    let mut c = Client::connect(n.addr("fe")).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let r = c.get("/", "").await;
+        seen.insert(r.body.lines().next().unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}

@@ -39,6 +39,8 @@ pub struct BackendRt {
     /// The queue, shared with the snapshots before and after this one.
     pub queue: Arc<BackendQueue>,
     lb: Mutex<LbState>,
+    /// `balance uri` / `hdr`: the consistent-hash ring.
+    ring: Option<super::balance::Ring>,
 }
 
 /// A slot taken on a server; gives it back on drop.
@@ -67,11 +69,17 @@ impl BackendRt {
             .map(|(cfg, state)| ServerRt { cfg, state })
             .collect();
         let lb = Mutex::new(LbState::new(servers.len()));
+        let ring = cfg.hash_key.is_some().then(|| {
+            let names: Vec<&str> = servers.iter().map(|s| s.cfg.name.as_str()).collect();
+            let weights: Vec<u32> = servers.iter().map(|s| s.cfg.weight).collect();
+            super::balance::Ring::new(&names, &weights)
+        });
         BackendRt {
             cfg,
             servers,
             queue,
             lb,
+            ring,
         }
     }
 
@@ -123,6 +131,15 @@ impl BackendRt {
             .lock()
             .expect("lb lock")
             .order(self.cfg.balance, &cands, src)
+    }
+
+    /// Servers in the order to try for a request whose hash key (`balance
+    /// uri`/`hdr`) is `key`; without a key, as [`BackendRt::order`].
+    pub fn order_key(&self, src: IpAddr, key: Option<u32>) -> Vec<usize> {
+        match (&self.ring, key) {
+            (Some(ring), Some(key)) => ring.order(key, &self.candidates(Instant::now())),
+            _ => self.order(src),
+        }
     }
 
     /// Takes a slot on the first server of `order` that has one free.

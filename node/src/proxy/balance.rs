@@ -41,7 +41,11 @@ impl LbState {
             return Vec::new();
         }
         match algo {
-            Balance::RoundRobin | Balance::StaticRr => self.round_robin(cands),
+            // uri and hdr without a key (no such header): round robin, as
+            // HAProxy; with a key they go through a [`Ring`].
+            Balance::RoundRobin | Balance::StaticRr | Balance::Uri | Balance::Hdr => {
+                self.round_robin(cands)
+            }
             Balance::LeastConn => self.least_conn(cands),
             Balance::First => cands.iter().map(|c| c.idx).collect(),
             Balance::Source => source(cands, src),
@@ -139,6 +143,71 @@ fn source(cands: &[Candidate], src: IpAddr) -> Vec<usize> {
         slot -= c.weight as u64;
     }
     rotate_from(cands, pick)
+}
+
+/// Points on the ring per unit of weight: enough for an even spread over a
+/// few servers (HAProxy uses 16 per weight unit at its default scale).
+const POINTS_PER_WEIGHT: u32 = 64;
+
+/// A consistent-hash ring over a backend's servers (HAProxy's `hash-type
+/// consistent`): each server owns points in proportion to its configured
+/// weight; a key goes to the server of the first point at or after its hash.
+/// A server that is removed (or down) gives up only its own keys.
+#[derive(Debug, Default)]
+pub struct Ring {
+    points: Vec<(u32, usize)>,
+}
+
+impl Ring {
+    /// A ring over servers named `names` with `weights` (by position).
+    pub fn new(names: &[&str], weights: &[u32]) -> Ring {
+        let mut points = Vec::new();
+        for (idx, (name, w)) in names.iter().zip(weights).enumerate() {
+            for k in 0..(w * POINTS_PER_WEIGHT) {
+                // The server's name, not its position, places its points: a
+                // server keeps its keys when another is removed before it.
+                let h = hash_bytes(format!("{name}#{k}").as_bytes());
+                points.push((h, idx));
+            }
+        }
+        points.sort_unstable();
+        Ring { points }
+    }
+
+    /// The candidates in ring order from `key`'s point: the first is the
+    /// pick, the others (each once) for retries.
+    pub fn order(&self, key: u32, cands: &[Candidate]) -> Vec<usize> {
+        let n = self.points.len();
+        if n == 0 || cands.is_empty() {
+            return cands.iter().map(|c| c.idx).collect();
+        }
+        let start = self.points.partition_point(|(h, _)| *h < key);
+        let mut out: Vec<usize> = Vec::with_capacity(cands.len());
+        for k in 0..n {
+            let idx = self.points[(start + k) % n].1;
+            if !out.contains(&idx) && cands.iter().any(|c| c.idx == idx) {
+                out.push(idx);
+                if out.len() == cands.len() {
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A stable 32-bit hash of bytes (FNV-1a, then a murmur3 finalizer).
+pub fn hash_bytes(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in bytes {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 /// A stable 32-bit hash of an address (FNV-1a, then a murmur3 finalizer).
@@ -271,6 +340,50 @@ mod tests {
         for i in 0..4 {
             assert!(spread.contains(&i));
         }
+    }
+
+    #[test]
+    fn the_ring_is_weighted_and_removing_one_of_four_moves_only_its_keys() {
+        let names = ["s1", "s2", "s3", "s4"];
+        let ring = Ring::new(&names, &[1, 1, 1, 1]);
+        let all = cands(&[1, 1, 1, 1]);
+        let keys: Vec<u32> = (0..10_000)
+            .map(|i| hash_bytes(format!("/page/{i}").as_bytes()))
+            .collect();
+        let before: Vec<usize> = keys.iter().map(|k| ring.order(*k, &all)[0]).collect();
+        let mut count = [0usize; 4];
+        for &s in &before {
+            count[s] += 1;
+        }
+        // An even spread: each of 4 gets 25% ± 5 points.
+        assert!(count.iter().all(|c| (2000..=3000).contains(c)), "{count:?}");
+        // s3 leaves (down, or removed): only its keys move.
+        let without: Vec<Candidate> = all.iter().copied().filter(|c| c.idx != 2).collect();
+        let moved = keys
+            .iter()
+            .zip(&before)
+            .filter(|(k, b)| ring.order(**k, &without)[0] != **b)
+            .count();
+        assert_eq!(moved, count[2], "exactly s3's keys move");
+        assert!(moved * 100 / keys.len() <= 30, "{moved}");
+        // Removed from the config (a ring without it): the same keys move.
+        let ring3 = Ring::new(&["s1", "s2", "s4"], &[1, 1, 1]);
+        let three = cands(&[1, 1, 1]);
+        let idx3 = [0usize, 1, 3];
+        let moved3 = keys
+            .iter()
+            .zip(&before)
+            .filter(|(k, b)| idx3[ring3.order(**k, &three)[0]] != **b)
+            .count();
+        assert_eq!(moved3, count[2]);
+        // Weights: 3:1.
+        let ring = Ring::new(&["a", "b"], &[3, 1]);
+        let two = cands(&[3, 1]);
+        let to_a = keys
+            .iter()
+            .filter(|k| ring.order(**k, &two)[0] == 0)
+            .count();
+        assert!((7000..=8000).contains(&to_a), "{to_a}");
     }
 
     #[test]

@@ -507,8 +507,9 @@ async fn handle(
         );
     };
     log.backend = Some(be.clone());
+    let key = hash_key(&be, &req);
     let queued = Instant::now();
-    let slot = take_slot(&be, peer).await;
+    let slot = take_slot(&be, peer, key).await;
     log.tw = Some(queued.elapsed());
     let slot = match slot {
         Ok(s) => s,
@@ -619,12 +620,44 @@ fn route(fe: &FrontendRt, req: &Request<ReqBody>, peer: SocketAddr) -> Option<Ar
     fe.backend.clone()
 }
 
+/// The request's hash for `balance uri` / `hdr(name)`; `None` for other
+/// algorithms, or without the header.
+fn hash_key(be: &BackendRt, req: &Request<ReqBody>) -> Option<u32> {
+    use raftlb_proto::config::HashKey;
+    match be.cfg.hash_key.as_ref()? {
+        HashKey::Hdr { name } => req
+            .headers()
+            .get(name.as_str())
+            .map(|v| super::balance::hash_bytes(v.as_bytes())),
+        HashKey::Uri { whole, len, depth } => {
+            let pq = req.uri().path_and_query()?;
+            let mut text = if *whole { pq.as_str() } else { pq.path() };
+            if *depth > 0 {
+                // Up to the `depth`th slash after the first.
+                if let Some((i, _)) = text.match_indices('/').nth(*depth as usize) {
+                    text = &text[..i];
+                }
+            }
+            if *len > 0 {
+                if let Some((i, _)) = text.char_indices().nth(*len as usize) {
+                    text = &text[..i];
+                }
+            }
+            Some(super::balance::hash_bytes(text.as_bytes()))
+        }
+    }
+}
+
 /// A slot on a server for this request: at once, or in the backend's queue
 /// until `timeout queue`. The reason when none comes.
-async fn take_slot(be: &BackendRt, peer: SocketAddr) -> Result<Slot, (&'static str, (char, char))> {
+async fn take_slot(
+    be: &BackendRt,
+    peer: SocketAddr,
+    key: Option<u32>,
+) -> Result<Slot, (&'static str, (char, char))> {
     const NO_SERVER: (&str, (char, char)) =
         ("No server is available to handle this request.", ('S', 'C'));
-    let order = be.order(peer.ip());
+    let order = be.order_key(peer.ip(), key);
     if order.is_empty() {
         return Err(NO_SERVER);
     }
@@ -642,7 +675,7 @@ async fn take_slot(be: &BackendRt, peer: SocketAddr) -> Result<Slot, (&'static s
             let notified = queue.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let order = be.order(peer.ip());
+            let order = be.order_key(peer.ip(), key);
             if order.is_empty() {
                 return Err((NO_SERVER.0, ('S', 'Q')));
             }

@@ -183,6 +183,33 @@ pub enum Balance {
     Source,
     /// Power of two random choices, weighted; the less loaded of the two.
     Random,
+    /// HTTP: consistent hash of the request's URI (see [`HashKey::Uri`]).
+    Uri,
+    /// HTTP: consistent hash of a request header (see [`HashKey::Hdr`]);
+    /// round robin for requests without it.
+    Hdr,
+}
+
+/// What `balance uri` / `balance hdr(name)` hash. Both use consistent
+/// hashing (HAProxy's `hash-type consistent`): a server that goes or comes
+/// moves only its own share of the keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HashKey {
+    /// The URI's path (with `whole`, its query too), cut to its first
+    /// `depth` directories and then to `len` characters (0: no limit).
+    Uri {
+        /// Hash the query string too.
+        whole: bool,
+        /// Characters hashed (0: all).
+        len: u32,
+        /// Directories hashed (0: all).
+        depth: u32,
+    },
+    /// The first value of this header (lower-case name).
+    Hdr {
+        /// The header.
+        name: String,
+    },
 }
 
 /// The timeouts that apply to a backend's connections.
@@ -211,6 +238,8 @@ pub struct Backend {
     pub mode: Mode,
     /// Balance algorithm.
     pub balance: Balance,
+    /// What `uri` and `hdr` hash (set for those two only).
+    pub hash_key: Option<HashKey>,
     /// Connect attempts after the first failure.
     pub retries: u32,
     /// Whether the last retry may go to another server.

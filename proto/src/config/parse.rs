@@ -233,6 +233,72 @@ const BALANCES: &[(&str, Balance)] = &[
     ("source", Balance::Source),
     ("random", Balance::Random),
 ];
+/// `balance`: one of [`BALANCES`], or `uri [whole] [len N] [depth N]`, or
+/// `hdr(name)`.
+fn balance(cx: &mut Cx, t: &mut Tbl) -> Option<(Balance, Option<HashKey>)> {
+    let (path, line, text) = t.str(cx, "balance")?;
+    let mut words = text.split_whitespace();
+    let first = words.next().unwrap_or("");
+    if let Some(name) = first.strip_prefix("hdr(").and_then(|r| r.strip_suffix(')')) {
+        if name.is_empty() || words.next().is_some() {
+            cx.err(&path, line, format!("invalid {text:?}: expected hdr(NAME)"));
+            return None;
+        }
+        let name = name.to_ascii_lowercase();
+        return Some((Balance::Hdr, Some(HashKey::Hdr { name })));
+    }
+    if first == "uri" {
+        let (mut whole, mut len, mut depth) = (false, 0, 0);
+        while let Some(w) = words.next() {
+            match w {
+                "whole" => whole = true,
+                "len" | "depth" => match words.next().and_then(|n| n.parse::<u32>().ok()) {
+                    Some(n) if n > 0 => {
+                        if w == "len" {
+                            len = n
+                        } else {
+                            depth = n
+                        }
+                    }
+                    _ => {
+                        cx.err(
+                            &path,
+                            line,
+                            format!("invalid {text:?}: `{w}` takes a number above 0"),
+                        );
+                        return None;
+                    }
+                },
+                other => {
+                    cx.err(
+                        &path,
+                        line,
+                        format!("invalid {text:?}: unknown option `{other}` (expected whole, len N, depth N)"),
+                    );
+                    return None;
+                }
+            }
+        }
+        return Some((Balance::Uri, Some(HashKey::Uri { whole, len, depth })));
+    }
+    match BALANCES.iter().find(|(n, _)| *n == text) {
+        Some((_, b)) => Some((*b, None)),
+        None => {
+            let mut names: Vec<&str> = BALANCES.iter().map(|(n, _)| *n).collect();
+            names.extend(["uri", "hdr(NAME)"]);
+            cx.err(
+                &path,
+                line,
+                format!(
+                    "unknown value {text:?} (expected one of: {})",
+                    names.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
 const OBSERVES: &[(&str, Observe)] = &[("layer4", Observe::Layer4), ("layer7", Observe::Layer7)];
 const ON_ERRORS: &[(&str, OnError)] = &[
     ("fastinter", OnError::FastInter),
@@ -248,7 +314,7 @@ struct Defaults {
     retries: u32,
     redispatch: bool,
     allbackups: bool,
-    balance: Balance,
+    balance: (Balance, Option<HashKey>),
     timeouts: RawTimeouts,
 }
 
@@ -320,7 +386,7 @@ fn build(cx: &mut Cx, root: &Item) -> Option<ClusterConfig> {
         retries: defaults::RETRIES,
         redispatch: false,
         allbackups: false,
-        balance: Balance::RoundRobin,
+        balance: (Balance::RoundRobin, None),
         timeouts: RawTimeouts::default(),
     };
     if let Some((path, item)) = top.get("defaults") {
@@ -330,9 +396,9 @@ fn build(cx: &mut Cx, root: &Item) -> Option<ClusterConfig> {
             defaults.retries = d.uint(cx, "retries", 0, 100).unwrap_or(defaults.retries);
             defaults.redispatch = d.bool(cx, "redispatch").unwrap_or(false);
             defaults.allbackups = d.bool(cx, "allbackups").unwrap_or(false);
-            defaults.balance = d
-                .choice(cx, "balance", BALANCES)
-                .unwrap_or(defaults.balance);
+            if let Some(b) = balance(cx, &mut d) {
+                defaults.balance = b;
+            }
             defaults.timeouts = timeouts(cx, &mut d, ALL_TIMEOUTS, &RawTimeouts::default());
             d.finish(cx);
         }
@@ -757,9 +823,15 @@ fn backend(
         return (defaults.mode, None);
     };
     let mode = t.choice(cx, "mode", MODES).unwrap_or(defaults.mode);
-    let balance = t
-        .choice(cx, "balance", BALANCES)
-        .unwrap_or(defaults.balance);
+    let (balance, hash_key) = balance(cx, &mut t).unwrap_or(defaults.balance.clone());
+    let hash_in_tcp = hash_key.is_some() && mode != Mode::Http;
+    if hash_in_tcp {
+        cx.err(
+            &join(path, "balance"),
+            item.line,
+            "balance uri and hdr(…) need mode \"http\"",
+        );
+    }
     let retries = t.uint(cx, "retries", 0, 100).unwrap_or(defaults.retries);
     let redispatch = t.bool(cx, "redispatch").unwrap_or(defaults.redispatch);
     let allbackups = t.bool(cx, "allbackups").unwrap_or(defaults.allbackups);
@@ -769,7 +841,7 @@ fn backend(
         None => Some(HealthCheck::Tcp),
     };
     let mut servers = Vec::new();
-    let mut ok = health_check.is_some();
+    let mut ok = health_check.is_some() && !hash_in_tcp;
     if let Some((spath, sitem)) = t.get("servers") {
         match &sitem.val {
             Val::Array(items) => {
@@ -810,6 +882,7 @@ fn backend(
         name: name.to_string(),
         mode,
         balance,
+        hash_key,
         retries,
         redispatch,
         allbackups,

@@ -331,3 +331,52 @@ address = "198.51.100.53/24"
     has("vips[4].garp_repeat", 16, "out of range");
     has("vips[5].address", 18, "declared twice");
 }
+
+#[test]
+fn balance_uri_and_hdr_with_their_options() {
+    let doc = |b: &str, mode: &str| {
+        format!(
+            "[defaults]\nmode = \"{mode}\"\n[frontends.f]\nbind = \"127.0.0.1:1\"\ndefault_backend = \"b\"\n[backends.b]\nbalance = \"{b}\"\nservers = [ {{ name = \"s\", address = \"127.0.0.1:2\" }} ]\n"
+        )
+    };
+    let c = ClusterConfig::parse(&doc("uri whole len 10 depth 2", "http"), Format::Toml).unwrap();
+    let b = &c.backends["b"];
+    assert_eq!(b.balance, Balance::Uri);
+    assert_eq!(
+        b.hash_key,
+        Some(HashKey::Uri {
+            whole: true,
+            len: 10,
+            depth: 2
+        })
+    );
+    let c = ClusterConfig::parse(&doc("hdr(Host)", "http"), Format::Toml).unwrap();
+    assert_eq!(
+        c.backends["b"].hash_key,
+        Some(HashKey::Hdr {
+            name: "host".into()
+        })
+    );
+    let c = ClusterConfig::parse(&doc("roundrobin", "http"), Format::Toml).unwrap();
+    assert_eq!(c.backends["b"].hash_key, None);
+    for (bad, why) in [
+        ("uri len", "takes a number"),
+        ("uri deep 2", "unknown option `deep`"),
+        ("hdr()", "expected hdr(NAME)"),
+        ("urii", "unknown value"),
+    ] {
+        let errs = errors(&doc(bad, "http"), Format::Toml);
+        assert!(
+            errs.iter().any(|e| e.path == "backends.b.balance"
+                && e.line == Some(7)
+                && e.message.contains(why)),
+            "{bad}: {errs:?}"
+        );
+    }
+    let errs = errors(&doc("uri", "tcp"), Format::Toml);
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("need mode \"http\"")),
+        "{errs:?}"
+    );
+}
