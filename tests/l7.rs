@@ -634,3 +634,67 @@ async fn hdr_hashing_sticks_a_header_value_to_a_server_and_round_robins_without_
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inserted_cookie_keeps_a_client_on_its_server_and_moves_it_when_the_server_is_down() {
+    let a = HttpBackend::start("a", Behaviour::Answer).await;
+    let b = HttpBackend::start("b", Behaviour::Answer).await;
+    let doc = format!(
+        "[defaults]\nmode = \"http\"\ntimeout = {{ connect = \"2s\", client = \"30s\", server = \"30s\" }}\n\
+         [frontends.fe]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"be\"\n\
+         [backends.be]\ncookie = {{ name = \"SERVERID\", mode = \"insert\", indirect = true, nocache = true }}\n\
+         servers = [ {{ name = \"sa\", address = \"{}\", cookie = \"A\", check = true, inter = \"100ms\", fall = 1 }}, \
+                     {{ name = \"sb\", address = \"{}\", cookie = \"B\", check = true, inter = \"100ms\", fall = 1 }} ]\n",
+        a.addr, b.addr
+    );
+    let n = TestNode::start(&doc).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    // No cookie yet: the balancer picks, and the response sets it.
+    let first = c.get("/", "").await;
+    let set = first.header("set-cookie").expect("Set-Cookie").to_string();
+    let (value, server) = match set.as_str() {
+        "SERVERID=A; path=/" => ("A", "a"),
+        "SERVERID=B; path=/" => ("B", "b"),
+        other => panic!("unexpected Set-Cookie {other:?}"),
+    };
+    assert_eq!(first.body.lines().next(), Some(server));
+    assert_eq!(first.header("cache-control"), Some("private"), "nocache");
+    // With the cookie: always the same server, nothing set again, and the
+    // server never sees the cookie (indirect) but sees the others.
+    for i in 0..10 {
+        let r = c
+            .get(
+                &format!("/{i}"),
+                &format!("Cookie: theme=dark; SERVERID={value}; lang=fr\r\n"),
+            )
+            .await;
+        assert_eq!(r.body.lines().next(), Some(server), "request {i}");
+        assert_eq!(r.header("set-cookie"), None);
+        let head = r.body.to_ascii_lowercase();
+        assert!(head.contains("cookie: theme=dark; lang=fr"), "{head}");
+        assert!(!head.contains("serverid"), "{head}");
+    }
+    // Its server goes down: the client is balanced to the other, which sets
+    // the cookie anew.
+    let (other_value, other) = if server == "a" {
+        ("B", "b")
+    } else {
+        ("A", "a")
+    };
+    let (down, _up) = if server == "a" { (a, b) } else { (b, a) };
+    drop(down);
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = Client::connect(n.addr("fe")).await;
+        let r = c.get("/", &format!("Cookie: SERVERID={value}\r\n")).await;
+        if r.status == 200 && r.body.lines().next() == Some(other) {
+            assert_eq!(
+                r.header("set-cookie"),
+                Some(format!("SERVERID={other_value}; path=/").as_str())
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "never redispatched");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

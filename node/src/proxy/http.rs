@@ -507,9 +507,24 @@ async fn handle(
         );
     };
     log.backend = Some(be.clone());
+    // Cookie persistence: the server the client's cookie names, while it is
+    // up and not in maintenance (a drained server keeps its clients, as in
+    // HAProxy); otherwise the balancer picks, and the response sets the
+    // cookie anew.
+    let sticky = be.cfg.cookie.as_ref().and_then(|c| {
+        let value = find_cookie(req.headers(), &c.name)?;
+        be.servers.iter().position(|s| {
+            s.cfg.cookie.as_deref() == Some(value)
+                && s.state.is_up()
+                && s.state.admin_state() != raftlb_proto::OperatorState::Maint
+        })
+    });
+    if let Some(c) = be.cfg.cookie.as_ref().filter(|c| c.indirect) {
+        strip_cookie(req.headers_mut(), &c.name);
+    }
     let key = hash_key(&be, &req);
     let queued = Instant::now();
-    let slot = take_slot(&be, peer, key).await;
+    let slot = take_slot(&be, peer, key, sticky).await;
     log.tw = Some(queued.elapsed());
     let slot = match slot {
         Ok(s) => s,
@@ -590,6 +605,18 @@ async fn handle(
     log.status = resp.status().as_u16();
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    if let (Some(c), Some(value)) = (&be.cfg.cookie, &be.servers[slot.idx].cfg.cookie) {
+        if sticky != Some(slot.idx) {
+            if let Ok(v) = HeaderValue::from_str(&format!("{}={value}; path=/", c.name)) {
+                parts.headers.append(header::SET_COOKIE, v);
+            }
+            if c.nocache {
+                parts
+                    .headers
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+            }
+        }
+    }
     let body = ProxyBody::Upstream(Upstream {
         body,
         conn: Some((sender, server)),
@@ -618,6 +645,45 @@ fn route(fe: &FrontendRt, req: &Request<ReqBody>, peer: SocketAddr) -> Option<Ar
         }
     }
     fe.backend.clone()
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn find_cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (n, v) = pair.trim().split_once('=')?;
+            (n == name).then_some(v.trim())
+        })
+}
+
+/// Removes cookie `name` from the request (`indirect`); a `Cookie` header
+/// left empty goes.
+fn strip_cookie(h: &mut HeaderMap, name: &str) {
+    if find_cookie(h, name).is_none() {
+        return;
+    }
+    let kept: Vec<String> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|p| p.split_once('=').is_none_or(|(n, _)| n != name))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    h.remove(header::COOKIE);
+    for v in kept {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.append(header::COOKIE, v);
+        }
+    }
 }
 
 /// The request's hash for `balance uri` / `hdr(name)`; `None` for other
@@ -654,10 +720,15 @@ async fn take_slot(
     be: &BackendRt,
     peer: SocketAddr,
     key: Option<u32>,
+    pinned: Option<usize>,
 ) -> Result<Slot, (&'static str, (char, char))> {
+    let order_for = |be: &BackendRt| match pinned {
+        Some(idx) => vec![idx],
+        None => be.order_key(peer.ip(), key),
+    };
     const NO_SERVER: (&str, (char, char)) =
         ("No server is available to handle this request.", ('S', 'C'));
-    let order = be.order_key(peer.ip(), key);
+    let order = order_for(be);
     if order.is_empty() {
         return Err(NO_SERVER);
     }
@@ -675,7 +746,7 @@ async fn take_slot(
             let notified = queue.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let order = be.order_key(peer.ip(), key);
+            let order = order_for(be);
             if order.is_empty() {
                 return Err((NO_SERVER.0, ('S', 'Q')));
             }

@@ -190,6 +190,21 @@ pub enum Balance {
     Hdr,
 }
 
+/// Cookie persistence, HAProxy's `cookie NAME insert [indirect] [nocache]`:
+/// a request carrying `NAME=<a server's cookie value>` goes to that server
+/// while it is up; a response from a server the request was not sent to by
+/// its cookie gets `Set-Cookie: NAME=<value>; path=/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cookie {
+    /// The cookie's name.
+    pub name: String,
+    /// Remove the cookie from requests before they reach the server.
+    pub indirect: bool,
+    /// Mark responses that set it `Cache-Control: private`, so that no
+    /// shared cache hands one client's cookie to others.
+    pub nocache: bool,
+}
+
 /// What `balance uri` / `balance hdr(name)` hash. Both use consistent
 /// hashing (HAProxy's `hash-type consistent`): a server that goes or comes
 /// moves only its own share of the keys.
@@ -240,6 +255,8 @@ pub struct Backend {
     pub balance: Balance,
     /// What `uri` and `hdr` hash (set for those two only).
     pub hash_key: Option<HashKey>,
+    /// HTTP: cookie persistence (HAProxy's `cookie NAME insert …`).
+    pub cookie: Option<Cookie>,
     /// Connect attempts after the first failure.
     pub retries: u32,
     /// Whether the last retry may go to another server.
@@ -332,6 +349,9 @@ pub struct Server {
     pub on_error: OnError,
     /// After recovering, ramp weight and maxconn up over this time.
     pub slowstart: Option<Duration>,
+    /// HTTP: the value of the backend's persistence cookie that sends a
+    /// client to this server (none: this server gets no persistence).
+    pub cookie: Option<String>,
 }
 
 /// Defaults as HAProxy's.

@@ -825,6 +825,7 @@ fn backend(
     let mode = t.choice(cx, "mode", MODES).unwrap_or(defaults.mode);
     let (balance, hash_key) = balance(cx, &mut t).unwrap_or(defaults.balance.clone());
     let hash_in_tcp = hash_key.is_some() && mode != Mode::Http;
+    let mut cookie_failed = false;
     if hash_in_tcp {
         cx.err(
             &join(path, "balance"),
@@ -832,6 +833,62 @@ fn backend(
             "balance uri and hdr(…) need mode \"http\"",
         );
     }
+    let cookie = match t.get("cookie") {
+        None => None,
+        Some((cpath, citem)) => {
+            let c = Tbl::new(cx, &cpath, citem).and_then(|mut ct| {
+                let name = ct.str(cx, "name").map(|(_, _, n)| n.to_string());
+                let mode = ct
+                    .str(cx, "mode")
+                    .map(|(mpath, line, m)| (mpath, line, m.to_string()));
+                let indirect = ct.bool(cx, "indirect").unwrap_or(false);
+                let nocache = ct.bool(cx, "nocache").unwrap_or(false);
+                ct.finish(cx);
+                if let Some((mpath, line, m)) = mode {
+                    if m != "insert" {
+                        cx.err(
+                            &mpath,
+                            line,
+                            format!("unknown cookie mode {m:?}: only \"insert\" is supported"),
+                        );
+                        return None;
+                    }
+                }
+                match name {
+                    Some(n)
+                        if !n.is_empty()
+                            && n.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+                    {
+                        Some(Cookie {
+                            name: n,
+                            indirect,
+                            nocache,
+                        })
+                    }
+                    Some(n) => {
+                        cx.err(
+                            &join(&cpath, "name"),
+                            citem.line,
+                            format!("invalid cookie name {n:?}"),
+                        );
+                        None
+                    }
+                    None => {
+                        cx.err(&cpath, citem.line, "missing `name` (e.g. \"SERVERID\")");
+                        None
+                    }
+                }
+            });
+            if c.is_none() || mode != Mode::Http {
+                if c.is_some() {
+                    cx.err(&cpath, citem.line, "cookie persistence needs mode \"http\"");
+                }
+                cookie_failed = true;
+            }
+            c
+        }
+    };
     let retries = t.uint(cx, "retries", 0, 100).unwrap_or(defaults.retries);
     let redispatch = t.bool(cx, "redispatch").unwrap_or(defaults.redispatch);
     let allbackups = t.bool(cx, "allbackups").unwrap_or(defaults.allbackups);
@@ -841,7 +898,7 @@ fn backend(
         None => Some(HealthCheck::Tcp),
     };
     let mut servers = Vec::new();
-    let mut ok = health_check.is_some() && !hash_in_tcp;
+    let mut ok = health_check.is_some() && !hash_in_tcp && !cookie_failed;
     if let Some((spath, sitem)) = t.get("servers") {
         match &sitem.val {
             Val::Array(items) => {
@@ -883,6 +940,7 @@ fn backend(
         mode,
         balance,
         hash_key,
+        cookie,
         retries,
         redispatch,
         allbackups,
@@ -1046,6 +1104,15 @@ fn server(cx: &mut Cx, path: &str, item: &Item, mode: Mode) -> Option<Server> {
     let on_error = t
         .choice(cx, "on_error", ON_ERRORS)
         .unwrap_or(OnError::FailCheck);
+    let cookie = t.str(cx, "cookie").map(|(cpath, line, v)| {
+        let ok_value = !v.is_empty()
+            && v.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'"' | b'\\'));
+        if !ok_value {
+            cx.err(&cpath, line, format!("invalid cookie value {v:?}: use letters, digits and punctuation other than ; , \" \\"));
+            ok = false;
+        }
+        v.to_string()
+    });
     let slowstart = t.duration(cx, "slowstart");
     t.finish(cx);
     let (name, address) = (name?, address?);
@@ -1066,6 +1133,7 @@ fn server(cx: &mut Cx, path: &str, item: &Item, mode: Mode) -> Option<Server> {
         error_limit,
         on_error,
         slowstart: slowstart.filter(|d| !d.is_zero()),
+        cookie,
     })
 }
 
