@@ -22,6 +22,8 @@ enum Behaviour {
     Silent,
     /// Answers with something that is not HTTP.
     Garbage,
+    /// 500 with its name.
+    Fail,
 }
 
 /// A small HTTP/1.1 server: counts its connections, records each request's
@@ -74,6 +76,10 @@ impl HttpBackend {
                                 return;
                             }
                             Behaviour::Garbage => "this is not HTTP\r\n\r\n".to_string(),
+                            Behaviour::Fail => format!(
+                                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n{name}\n",
+                                name.len() + 1
+                            ),
                             Behaviour::Answer => {
                                 let body = format!("{name}\n{head}");
                                 format!(
@@ -697,4 +703,35 @@ async fn an_inserted_cookie_keeps_a_client_on_its_server_and_moves_it_when_the_s
         assert!(std::time::Instant::now() < end, "never redispatched");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_layer7_marks_a_server_answering_500_down() {
+    let bad = HttpBackend::start("bad", Behaviour::Fail).await;
+    let good = HttpBackend::start("good", Behaviour::Answer).await;
+    let doc = format!(
+        "[defaults]\nmode = \"http\"\ntimeout = {{ connect = \"2s\", client = \"30s\", server = \"30s\" }}\n\
+         [frontends.fe]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"be\"\n\
+         [backends.be]\nservers = [ \
+           {{ name = \"bad\", address = \"{}\", check = true, inter = \"1h\", observe = \"layer7\", error_limit = 3, on_error = \"mark-down\" }}, \
+           {{ name = \"good\", address = \"{}\" }} ]\n",
+        bad.addr, good.addr
+    );
+    let n = TestNode::start(&doc).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    let mut seen = Vec::new();
+    for _ in 0..12 {
+        let r = c.get("/", "").await;
+        seen.push((r.status, r.body.lines().next().unwrap_or("").to_string()));
+    }
+    // Round robin until the third 500, then only the good server.
+    let fails = seen.iter().filter(|(s, _)| *s == 500).count();
+    assert_eq!(fails, 3, "{seen:?}");
+    assert!(
+        seen[6..].iter().all(|(s, b)| *s == 200 && b == "good"),
+        "{seen:?}"
+    );
+    let status = n.node.runtime.status();
+    let text = serde_json::to_string(&status).unwrap();
+    assert!(text.contains("L7STS"), "{text}");
 }

@@ -23,6 +23,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use raftlb_proto::config::acl::RequestView;
+use raftlb_proto::config::Observe;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -570,10 +571,12 @@ async fn handle(
             Ok(s) => s,
             Err(why) => {
                 log.tc = Some(connecting.elapsed());
+                observe(&be.servers[slot.idx], Observe::Layer4, Err("L4CON"));
                 return log.error(StatusCode::BAD_GATEWAY, &why, ('S', 'C'));
             }
         },
     };
+    observe(&be.servers[slot.idx], Observe::Layer4, Ok(()));
     log.tc = Some(connecting.elapsed());
     let waiting = Instant::now();
     let sent = sender.send_request(req);
@@ -581,11 +584,12 @@ async fn handle(
         Some(t) => match tokio::time::timeout(t, sent).await {
             Ok(r) => r,
             Err(_) => {
+                observe(&be.servers[slot.idx], Observe::Layer7, Err("L7TOUT"));
                 return log.error(
                     StatusCode::GATEWAY_TIMEOUT,
                     "The server didn't respond in time.",
                     ('s', 'H'),
-                )
+                );
             }
         },
         None => sent.await,
@@ -594,6 +598,7 @@ async fn handle(
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(server = %server.id, error = %e, "bad response from the server");
+            observe(&be.servers[slot.idx], Observe::Layer7, Err("L7RSP"));
             return log.error(
                 StatusCode::BAD_GATEWAY,
                 "The server returned an invalid or incomplete response.",
@@ -603,6 +608,15 @@ async fn handle(
     };
     log.tr = Some(waiting.elapsed());
     log.status = resp.status().as_u16();
+    observe(
+        &be.servers[slot.idx],
+        Observe::Layer7,
+        if layer7_ok(log.status) {
+            Ok(())
+        } else {
+            Err("L7STS")
+        },
+    );
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if let (Some(c), Some(value)) = (&be.cfg.cookie, &be.servers[slot.idx].cfg.cookie) {
@@ -645,6 +659,33 @@ fn route(fe: &FrontendRt, req: &Request<ReqBody>, peer: SocketAddr) -> Option<Ar
         }
     }
     fe.backend.clone()
+}
+
+/// Passive health (`observe`): what real traffic says of a server, counted
+/// as HAProxy counts it. `layer` is what this outcome is about.
+fn observe(
+    srv: &super::backend::ServerRt,
+    layer: raftlb_proto::config::Observe,
+    outcome: Result<(), &str>,
+) {
+    if srv.cfg.check.is_none() || srv.cfg.observe != Some(layer) {
+        return;
+    }
+    match outcome {
+        Ok(()) => srv.state.observed_ok(),
+        Err(reason) => {
+            let t = srv
+                .state
+                .observed_error(srv.cfg.on_error, srv.cfg.error_limit, reason);
+            crate::health::log_transition(&srv.state, t, reason, "observed traffic");
+        }
+    }
+}
+
+/// Whether HAProxy's `observe layer7` counts a status as valid: 100–499,
+/// 501 and 505.
+fn layer7_ok(status: u16) -> bool {
+    (100..500).contains(&status) || status == 501 || status == 505
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -799,6 +840,16 @@ async fn connect(be: &BackendRt, idx: usize) -> Result<SendRequest<ReqBody>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer7_counts_statuses_as_haproxy() {
+        for ok in [100, 200, 302, 404, 499, 501, 505] {
+            assert!(layer7_ok(ok), "{ok}");
+        }
+        for bad in [500, 502, 503, 504, 506, 599] {
+            assert!(!layer7_ok(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn log_dates_are_haproxys() {
