@@ -49,11 +49,14 @@ impl HttpBackend {
         let heads = Arc::new(Mutex::new(Vec::new()));
         let (c, h) = (conns.clone(), heads.clone());
         let task = tokio::spawn(async move {
+            // Connections live in this set: stopping the backend (dropping
+            // the task) closes them all, as a server that stops would.
+            let mut conns = tokio::task::JoinSet::new();
             loop {
                 let Ok((s, _)) = l.accept().await else { return };
                 c.fetch_add(1, Ordering::SeqCst);
                 let h = h.clone();
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     let (r, mut w) = s.into_split();
                     let mut r = BufReader::new(r);
                     loop {
@@ -734,4 +737,61 @@ async fn observe_layer7_marks_a_server_answering_500_down() {
     let status = n.node.runtime.status();
     let text = serde_json::to_string(&status).unwrap();
     assert!(text.contains("L7STS"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connect_is_retried_and_redispatched_to_another_server() {
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = free.local_addr().unwrap();
+    drop(free);
+    let alive = HttpBackend::start("alive", Behaviour::Answer).await;
+    let doc = format!(
+        "[defaults]\nmode = \"http\"\ntimeout = {{ connect = \"100ms\", client = \"30s\", server = \"30s\" }}\n\
+         [frontends.fe]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"be\"\n\
+         [backends.be]\nbalance = \"first\"\nretries = 2\nredispatch = true\n\
+         servers = [ {{ name = \"dead\", address = \"{dead}\" }}, {{ name = \"alive\", address = \"{}\" }} ]\n",
+        alive.addr
+    );
+    let n = TestNode::start(&doc).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    // `first` picks the dead server; two attempts there, the last on the
+    // other one.
+    let r = c.get("/", "").await;
+    assert_eq!((r.status, r.body.lines().next()), (200, Some("alive")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_the_server_closed_is_replaced_without_an_error() {
+    let b = HttpBackend::start("a", Behaviour::Answer).await;
+    let n = TestNode::start(&http_lb(&[&b], "30s")).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    assert_eq!(c.get("/1", "").await.status, 200);
+    // The server restarts: its connection in the proxy's pool is dead.
+    let addr = b.addr;
+    drop(b);
+    let b2 = {
+        // Same address again, once the old listener is gone.
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(_) if std::time::Instant::now() < end => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(e) => panic!("rebind {addr}: {e}"),
+            }
+        }
+    };
+    let accepts = tokio::spawn(async move {
+        let (mut s, _) = b2.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nnew")
+            .await
+            .unwrap();
+        s
+    });
+    let r = c.get("/2", "").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "new"));
+    drop(accepts.await.unwrap());
 }

@@ -554,58 +554,103 @@ async fn handle(
         );
     }
 
-    let server = be.servers[slot.idx].state.clone();
-    let mut sender = None;
-    while let Some(mut s) = server.http_pool.take() {
-        // Ready once its previous exchange is wholly done; an error means
-        // the server closed it meanwhile.
-        if s.ready().await.is_ok() {
-            sender = Some(s);
-            break;
-        }
-    }
+    // Connect (or reuse), send, and wait for the response head. A connect
+    // that fails is retried `retries` times (nothing was sent: always
+    // safe), the last on another server with `redispatch`. A pooled
+    // connection that the server closed before taking the request is
+    // replaced by a new one at once.
+    let mut slot = slot;
+    let mut req = req;
+    let mut retries_left = be.cfg.retries;
     let connecting = Instant::now();
-    let mut sender = match sender {
-        Some(s) => s,
-        None => match connect(&be, slot.idx).await {
-            Ok(s) => s,
-            Err(why) => {
-                log.tc = Some(connecting.elapsed());
-                observe(&be.servers[slot.idx], Observe::Layer4, Err("L4CON"));
-                return log.error(StatusCode::BAD_GATEWAY, &why, ('S', 'C'));
+    let (resp, sender, waiting) = loop {
+        let srv = &be.servers[slot.idx];
+        let mut pooled = None;
+        while let Some(mut s) = srv.state.http_pool.take() {
+            // Ready once its previous exchange is wholly done; an error
+            // means the server closed it meanwhile.
+            if s.ready().await.is_ok() {
+                pooled = Some(s);
+                break;
             }
-        },
-    };
-    observe(&be.servers[slot.idx], Observe::Layer4, Ok(()));
-    log.tc = Some(connecting.elapsed());
-    let waiting = Instant::now();
-    let sent = sender.send_request(req);
-    let resp = match be.cfg.timeout.server {
-        Some(t) => match tokio::time::timeout(t, sent).await {
-            Ok(r) => r,
-            Err(_) => {
-                observe(&be.servers[slot.idx], Observe::Layer7, Err("L7TOUT"));
-                return log.error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "The server didn't respond in time.",
-                    ('s', 'H'),
-                );
-            }
-        },
-        None => sent.await,
-    };
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(server = %server.id, error = %e, "bad response from the server");
-            observe(&be.servers[slot.idx], Observe::Layer7, Err("L7RSP"));
-            return log.error(
-                StatusCode::BAD_GATEWAY,
-                "The server returned an invalid or incomplete response.",
-                ('S', 'H'),
-            );
+        }
+        let reused = pooled.is_some();
+        let mut sender = match pooled {
+            Some(s) => s,
+            None => match connect(&be, slot.idx).await {
+                Ok(s) => {
+                    observe(srv, Observe::Layer4, Ok(()));
+                    s
+                }
+                Err(why) => {
+                    observe(srv, Observe::Layer4, Err("L4CON"));
+                    if retries_left == 0 {
+                        log.tc = Some(connecting.elapsed());
+                        return log.error(StatusCode::BAD_GATEWAY, &why, ('S', 'C'));
+                    }
+                    retries_left -= 1;
+                    if retries_left == 0 && be.cfg.redispatch {
+                        let others: Vec<usize> = be
+                            .order_key(peer.ip(), key)
+                            .into_iter()
+                            .filter(|&i| i != slot.idx)
+                            .collect();
+                        if let Some(other) = be.try_take(&others) {
+                            slot = other;
+                            log.server = Some(slot.idx);
+                            continue;
+                        }
+                    }
+                    // HAProxy's turn-around: let a restarting server breathe.
+                    let pause = be
+                        .cfg
+                        .timeout
+                        .connect
+                        .map_or(Duration::from_secs(1), |c| c.min(Duration::from_secs(1)));
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            },
+        };
+        log.tc = Some(connecting.elapsed());
+        let waiting = Instant::now();
+        let sent = sender.try_send_request(req);
+        let outcome = match be.cfg.timeout.server {
+            Some(t) => match tokio::time::timeout(t, sent).await {
+                Ok(r) => r,
+                Err(_) => {
+                    observe(srv, Observe::Layer7, Err("L7TOUT"));
+                    return log.error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "The server didn't respond in time.",
+                        ('s', 'H'),
+                    );
+                }
+            },
+            None => sent.await,
+        };
+        match outcome {
+            Ok(r) => break (r, sender, waiting),
+            Err(mut e) => match e.take_message() {
+                // Never sent: a pooled connection the server had closed.
+                Some(unsent) if reused => {
+                    req = unsent;
+                    continue;
+                }
+                _ => {
+                    let e = e.into_error();
+                    tracing::debug!(server = %srv.state.id, error = %e, "bad response from the server");
+                    observe(srv, Observe::Layer7, Err("L7RSP"));
+                    return log.error(
+                        StatusCode::BAD_GATEWAY,
+                        "The server returned an invalid or incomplete response.",
+                        ('S', 'H'),
+                    );
+                }
+            },
         }
     };
+    let server = be.servers[slot.idx].state.clone();
     log.tr = Some(waiting.elapsed());
     log.status = resp.status().as_u16();
     observe(
