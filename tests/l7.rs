@@ -24,6 +24,8 @@ enum Behaviour {
     Garbage,
     /// 500 with its name.
     Fail,
+    /// Accepts `Upgrade: echo` (101), then echoes every byte.
+    Upgrade,
 }
 
 /// A small HTTP/1.1 server: counts its connections, records each request's
@@ -79,6 +81,29 @@ impl HttpBackend {
                                 return;
                             }
                             Behaviour::Garbage => "this is not HTTP\r\n\r\n".to_string(),
+                            Behaviour::Upgrade => {
+                                let ok = head.to_ascii_lowercase().contains("upgrade: echo");
+                                let reply = if ok {
+                                    "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+                                } else {
+                                    "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n"
+                                };
+                                if w.write_all(reply.as_bytes()).await.is_err() || !ok {
+                                    return;
+                                }
+                                let mut r = r.into_inner();
+                                let mut buf = [0u8; 1024];
+                                loop {
+                                    match r.read(&mut buf).await {
+                                        Ok(0) | Err(_) => return,
+                                        Ok(n) => {
+                                            if w.write_all(&buf[..n]).await.is_err() {
+                                                return;
+                                            }
+                                        }
+                                    }
+                                }
+                            }
                             Behaviour::Fail => format!(
                                 "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n{name}\n",
                                 name.len() + 1
@@ -794,4 +819,75 @@ async fn a_pooled_connection_the_server_closed_is_replaced_without_an_error() {
     let r = c.get("/2", "").await;
     assert_eq!((r.status, r.body.as_str()), (200, "new"));
     drop(accepts.await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_becomes_a_tunnel_that_echoes_through_the_proxy() {
+    let b = HttpBackend::start("ws", Behaviour::Upgrade).await;
+    let n = TestNode::start(&http_lb(&[&b], "30s")).await;
+    let mut s = TcpStream::connect(n.addr("fe")).await.unwrap();
+    s.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    // The server saw the upgrade headers and the key.
+    let seen = b.heads.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(
+        seen.contains("upgrade: echo") && seen.contains("connection: upgrade"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("sec-websocket-key: dghlihnhbxbszsbub25jzq=="),
+        "{seen}"
+    );
+    // Now raw bytes both ways.
+    for msg in ["hello", "through the tunnel", "bye"] {
+        s.write_all(msg.as_bytes()).await.unwrap();
+        let mut back = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
+            .await
+            .expect("echo")
+            .unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tunnel_is_closed_at_timeout_tunnel() {
+    let b = HttpBackend::start("ws", Behaviour::Upgrade).await;
+    let doc = http_lb(&[&b], "30s").replace(
+        "server = \"30s\" }",
+        "server = \"30s\", tunnel = \"300ms\" }",
+    );
+    assert!(doc.contains("tunnel = \"300ms\""));
+    let n = TestNode::start(&doc).await;
+    let mut s = TcpStream::connect(n.addr("fe")).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    s.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back).await.unwrap();
+    // Then silence: the proxy closes the tunnel (EOF), well before the
+    // 30 s timeout server would.
+    let mut rest = Vec::new();
+    let eof = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(eof.is_ok(), "the idle tunnel stayed open");
 }

@@ -222,6 +222,8 @@ pub struct HttpLog {
     /// The request line (only when the log is on: it costs an allocation).
     request: String,
     tr_head: Option<Duration>,
+    /// A CONNECT request (known even when the log is off).
+    connect: bool,
     backend: Option<Arc<BackendRt>>,
     /// The server's position in `backend`.
     server: Option<usize>,
@@ -252,6 +254,7 @@ impl HttpLog {
                 String::new()
             },
             tr_head: head,
+            connect: req.method() == hyper::Method::CONNECT,
             backend: None,
             server: None,
             tw: None,
@@ -382,6 +385,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     };
     if let Err(e) = builder
         .serve_connection(TokioIo::new(client), service)
+        .with_upgrades()
         .await
     {
         tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
@@ -534,15 +538,26 @@ async fn handle(
     log.server = Some(slot.idx);
     // The request as the server gets it: origin-form, HTTP/1.1, this hop's
     // headers gone, the client's address appended.
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    *req.uri_mut() = path.parse().unwrap_or_default();
+    // WebSocket and other `Upgrade`s, and CONNECT: once the server agrees
+    // (101, or 2xx to CONNECT) both connections become one tunnel.
+    let upgrade = upgrade_protocol(&req);
+    let tunnel = upgrade.is_some() || req.method() == hyper::Method::CONNECT;
+    if req.method() != hyper::Method::CONNECT {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        *req.uri_mut() = path.parse().unwrap_or_default();
+    }
     *req.version_mut() = hyper::Version::HTTP_11;
+    let client_upgrade = tunnel.then(|| hyper::upgrade::on(&mut req));
     let h = req.headers_mut();
     strip_hop_by_hop(h);
+    if let Some(proto) = upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, proto);
+    }
     if fe.cfg.forwardfor {
         // A new header line, as HAProxy adds it: servers read the last one.
         if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
@@ -566,7 +581,8 @@ async fn handle(
     let (resp, sender, waiting) = loop {
         let srv = &be.servers[slot.idx];
         let mut pooled = None;
-        while let Some(mut s) = srv.state.http_pool.take() {
+        // A tunnel takes its connection for good: a new one.
+        while let Some(mut s) = (!tunnel).then(|| srv.state.http_pool.take()).flatten() {
             // Ready once its previous exchange is wholly done; an error
             // means the server closed it meanwhile.
             if s.ready().await.is_ok() {
@@ -662,6 +678,32 @@ async fn handle(
             Err("L7STS")
         },
     );
+    let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        || (req_was_connect(&log) && resp.status().is_success());
+    if let (true, Some(client_upgrade)) = (tunnel && switched, client_upgrade) {
+        let mut resp = resp;
+        let server_upgrade = hyper::upgrade::on(&mut resp);
+        let idle = be
+            .cfg
+            .timeout
+            .tunnel
+            .or(be.cfg.timeout.server)
+            .or(fe.cfg.timeout_client);
+        let id = be.servers[slot.idx].state.id.clone();
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, server_upgrade) {
+                Ok((c, s)) => {
+                    let (up, down) = splice(TokioIo::new(c), TokioIo::new(s), idle).await;
+                    tracing::debug!(server = %id, up, down, "tunnel closed");
+                }
+                Err(e) => tracing::debug!(server = %id, error = %e, "upgrade failed"),
+            }
+            drop(slot);
+        });
+        let (parts, _) = resp.into_parts();
+        log.write();
+        return Response::from_parts(parts, ProxyBody::Local(Full::new(Bytes::new())));
+    }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if let (Some(c), Some(value)) = (&be.cfg.cookie, &be.servers[slot.idx].cfg.cookie) {
@@ -704,6 +746,65 @@ fn route(fe: &FrontendRt, req: &Request<ReqBody>, peer: SocketAddr) -> Option<Ar
         }
     }
     fe.backend.clone()
+}
+
+/// The `Upgrade` protocol a request asks for (with `Connection: upgrade`).
+fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
+    let asks = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+fn req_was_connect(log: &HttpLog) -> bool {
+    log.connect
+}
+
+/// Copies both ways until both sides are done, or nothing moved for `idle`
+/// (`timeout tunnel`); bytes up and down.
+async fn splice<A, B>(a: A, b: B, idle: Option<Duration>) -> (u64, u64)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let (mut up, mut down) = (0u64, 0u64);
+    let (mut a_open, mut b_open) = (true, true);
+    let mut abuf = vec![0u8; 16 * 1024];
+    let mut bbuf = vec![0u8; 16 * 1024];
+    while a_open || b_open {
+        let wait = async {
+            match idle {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = ar.read(&mut abuf), if a_open => match r {
+                Ok(0) | Err(_) => { a_open = false; let _ = bw.shutdown().await; }
+                Ok(n) => {
+                    if bw.write_all(&abuf[..n]).await.is_err() { break; }
+                    up += n as u64;
+                }
+            },
+            r = br.read(&mut bbuf), if b_open => match r {
+                Ok(0) | Err(_) => { b_open = false; let _ = aw.shutdown().await; }
+                Ok(n) => {
+                    if aw.write_all(&bbuf[..n]).await.is_err() { break; }
+                    down += n as u64;
+                }
+            },
+            _ = wait => break,
+        }
+    }
+    (up, down)
 }
 
 /// Passive health (`observe`): what real traffic says of a server, counted
@@ -875,7 +976,7 @@ async fn connect(be: &BackendRt, idx: usize) -> Result<SendRequest<ReqBody>, Str
         .map_err(|e| format!("cannot talk to the server: {e}"))?;
     let id = srv.state.id.clone();
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(server = %id, error = %e, "upstream connection ended");
         }
     });
