@@ -891,3 +891,33 @@ async fn an_idle_tunnel_is_closed_at_timeout_tunnel() {
     let eof = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
     assert!(eof.is_ok(), "the idle tunnel stayed open");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwardfor_except_networks_a_header_name_and_via() {
+    let b = HttpBackend::start("a", Behaviour::Answer).await;
+    let base = http_lb(&[&b], "30s");
+    // Loopback clients are excepted: no header.
+    let n = TestNode::start(&base.replace(
+        "forwardfor = true",
+        "forwardfor = { except = \"10.0.0.0/8 127.0.0.0/8\" }",
+    ))
+    .await;
+    let r = Client::connect(n.addr("fe")).await.get("/", "").await;
+    assert!(
+        !r.body.to_ascii_lowercase().contains("x-forwarded-for"),
+        "{}",
+        r.body
+    );
+    // Another header name, and Via both ways.
+    let n = TestNode::start(&base.replace(
+        "forwardfor = true",
+        "forwardfor = { header = \"X-Client-IP\" }\nvia = true",
+    ))
+    .await;
+    let r = Client::connect(n.addr("fe")).await.get("/", "").await;
+    let head = r.body.to_ascii_lowercase();
+    assert!(head.contains("x-client-ip: 127.0.0.1"), "{head}");
+    assert!(!head.contains("x-forwarded-for"), "{head}");
+    assert!(head.contains("via: 1.1 raftlb"), "{head}");
+    assert_eq!(r.header("via"), Some("1.1 raftlb"));
+}

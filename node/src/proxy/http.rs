@@ -558,15 +558,32 @@ async fn handle(
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, proto);
     }
-    if fe.cfg.forwardfor {
-        // A new header line, as HAProxy adds it: servers read the last one.
-        if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
-            h.append(HeaderName::from_static("x-forwarded-for"), v);
+    if let Some(ff) = &fe.cfg.forwardfor {
+        let excepted = ff.except.as_ref().is_some_and(|nets| {
+            let none = |_: &str, _: &mut dyn FnMut(&[u8]) -> bool| false;
+            nets.matches(&RequestView {
+                method: "",
+                uri: "",
+                headers: &none,
+                src: peer.ip(),
+            })
+        });
+        if !excepted {
+            // A new header line, as HAProxy adds it: servers read the last.
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(ff.header.as_bytes()),
+                HeaderValue::from_str(&peer.ip().to_string()),
+            ) {
+                h.append(n, v);
+            }
+            h.insert(
+                HeaderName::from_static("x-forwarded-proto"),
+                HeaderValue::from_static("http"),
+            );
         }
-        h.insert(
-            HeaderName::from_static("x-forwarded-proto"),
-            HeaderValue::from_static("http"),
-        );
+    }
+    if fe.cfg.via {
+        h.append(header::VIA, HeaderValue::from_static("1.1 raftlb"));
     }
 
     // Connect (or reuse), send, and wait for the response head. A connect
@@ -706,6 +723,11 @@ async fn handle(
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    if fe.cfg.via {
+        parts
+            .headers
+            .append(header::VIA, HeaderValue::from_static("1.1 raftlb"));
+    }
     if let (Some(c), Some(value)) = (&be.cfg.cookie, &be.servers[slot.idx].cfg.cookie) {
         if sticky != Some(slot.idx) {
             if let Ok(v) = HeaderValue::from_str(&format!("{}={value}; path=/", c.name)) {

@@ -146,7 +146,18 @@ pub struct Frontend {
     pub use_backend: Vec<UseBackend>,
     /// HTTP mode: append `X-Forwarded-For: <client>` (and set
     /// `X-Forwarded-Proto`) to requests, as HAProxy's `option forwardfor`.
-    pub forwardfor: bool,
+    pub forwardfor: Option<ForwardFor>,
+    /// HTTP mode: add `Via: 1.1 raftlb` to requests and responses.
+    pub via: bool,
+}
+
+/// `forwardfor = true`, or `{ except = "10.0.0.0/8", header = "X-Client-IP" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForwardFor {
+    /// Clients from these networks get no header (`src` patterns).
+    pub except: Option<acl::Acl>,
+    /// The header's name (default `X-Forwarded-For`).
+    pub header: String,
 }
 
 /// A `use_backend` rule: `{ backend = "api", if = "is_api !is_post" }` (or

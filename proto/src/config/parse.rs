@@ -796,7 +796,54 @@ fn frontend(
             }
         }
     }
-    let forwardfor = t.bool(cx, "forwardfor").unwrap_or(false);
+    let forwardfor = match t.get("forwardfor") {
+        None => None,
+        Some((fpath, fitem)) => match &fitem.val {
+            Val::Bool(true) => Some(ForwardFor {
+                except: None,
+                header: "X-Forwarded-For".into(),
+            }),
+            Val::Bool(false) => None,
+            Val::Table(_) => Tbl::new(cx, &fpath, fitem).map(|mut ft| {
+                let except = ft.str(cx, "except").and_then(|(epath, line, nets)| {
+                    match acl::Acl::parse(&format!("src {nets}")) {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            cx.err(&epath, line, format!("{}: {nets:?}", e.message));
+                            ok = false;
+                            None
+                        }
+                    }
+                });
+                let header = match ft.str(cx, "header") {
+                    None => "X-Forwarded-For".to_string(),
+                    Some((hpath, line, h)) => {
+                        let token = !h.is_empty()
+                            && h.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+                            });
+                        if !token {
+                            cx.err(&hpath, line, format!("invalid header name {h:?}"));
+                            ok = false;
+                        }
+                        h.to_string()
+                    }
+                };
+                ft.finish(cx);
+                ForwardFor { except, header }
+            }),
+            other => {
+                cx.err(
+                    &fpath,
+                    fitem.line,
+                    format!("expected true, false or {{ except = \"NETS\", header = \"NAME\" }}, found {}", other.kind()),
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    let via = t.bool(cx, "via").unwrap_or(false);
     t.finish(cx);
     ok.then(|| Frontend {
         name: name.to_string(),
@@ -809,6 +856,7 @@ fn frontend(
         acls,
         use_backend,
         forwardfor,
+        via,
     })
 }
 
