@@ -31,14 +31,17 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-/// Idle upstream connections kept per server.
-const POOL_MAX: usize = 64;
+/// Idle upstream connections kept per server: enough for the concurrency
+/// of a busy server (fewer made the proxy close and reopen connections at
+/// each dip in load).
+const POOL_MAX: usize = 1024;
 
-/// An idle upstream connection older than this is closed, not reused.
-const POOL_IDLE: Duration = Duration::from_secs(30);
+/// An idle upstream connection older than this is closed, not reused (as
+/// HAProxy's `pool-purge-delay`; below common server keep-alive timeouts).
+const POOL_IDLE: Duration = Duration::from_secs(5);
 
 /// A server's idle upstream connections (kept across reloads with its
-/// live state).
+/// live state), oldest first.
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<Vec<(SendRequest<ReqBody>, Instant)>>,
@@ -52,10 +55,12 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// The most recently used idle connection (the likeliest still open).
     fn take(&self) -> Option<SendRequest<ReqBody>> {
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((s, since)) = idle.pop() {
-            if since.elapsed() < POOL_IDLE && !s.is_closed() {
+            if now.duration_since(since) < POOL_IDLE && !s.is_closed() {
                 return Some(s);
             }
         }
@@ -66,10 +71,13 @@ impl Pool {
         if s.is_closed() {
             return;
         }
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|(s, since)| since.elapsed() < POOL_IDLE && !s.is_closed());
+        // Oldest first: the expired ones are a prefix.
+        let expired = idle.partition_point(|(_, since)| now.duration_since(*since) >= POOL_IDLE);
+        idle.drain(..expired);
         if idle.len() < POOL_MAX {
-            idle.push((s, Instant::now()));
+            idle.push((s, now));
         }
     }
 
@@ -542,7 +550,9 @@ async fn handle(
     // (101, or 2xx to CONNECT) both connections become one tunnel.
     let upgrade = upgrade_protocol(&req);
     let tunnel = upgrade.is_some() || req.method() == hyper::Method::CONNECT;
-    if req.method() != hyper::Method::CONNECT {
+    // Origin-form for the server (a request in absolute-form loses its
+    // scheme and authority; Host carries the latter).
+    if req.method() != hyper::Method::CONNECT && req.uri().authority().is_some() {
         let path = req
             .uri()
             .path_and_query()
