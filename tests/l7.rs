@@ -921,3 +921,168 @@ async fn forwardfor_except_networks_a_header_name_and_via() {
     assert!(head.contains("via: 1.1 raftlb"), "{head}");
     assert_eq!(r.header("via"), Some("1.1 raftlb"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_kept_alive_connection_is_closed_at_timeout_http_keep_alive_but_not_mid_response() {
+    let b = HttpBackend::start("a", Behaviour::Answer).await;
+    let doc = http_lb(&[&b], "30s").replace(
+        "forwardfor = true",
+        "forwardfor = true\ntimeout = { http_request = \"10s\", http_keep_alive = \"300ms\" }",
+    );
+    let n = TestNode::start(&doc).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    assert_eq!(c.get("/", "").await.status, 200);
+    // Idle after the response: closed at 300 ms, long before the 10 s
+    // http_request.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), c.r.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection stayed open");
+    assert!(rest.is_empty(), "closed silently: {rest:?}");
+
+    // A response that takes longer than the keep-alive timeout is not cut.
+    let silent = HttpBackend::start("s", Behaviour::Silent).await;
+    let doc = http_lb(&[&silent], "900ms").replace(
+        "forwardfor = true",
+        "forwardfor = true\ntimeout = { http_request = \"10s\", http_keep_alive = \"300ms\" }",
+    );
+    let n = TestNode::start(&doc).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    assert_eq!(
+        c.get("/", "").await.status,
+        504,
+        "the 504 came, not a close"
+    );
+}
+
+/// A request: method, path, Host.
+type Req3<'a> = (&'a str, &'a str, &'a str);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fetch_and_match_flag_routes_over_a_real_connection() {
+    let hit = HttpBackend::start("hit", Behaviour::Answer).await;
+    let miss = HttpBackend::start("miss", Behaviour::Answer).await;
+    // (ACL, a request it matches, one it does not): method, path, Host.
+    let cases: &[(&str, Req3, Req3)] = &[
+        (
+            "path /exact",
+            ("GET", "/exact?q=1", "h"),
+            ("GET", "/exact/more", "h"),
+        ),
+        (
+            "path_beg /blog",
+            ("GET", "/blog/x", "h"),
+            ("GET", "/b", "h"),
+        ),
+        (
+            "path_end .css",
+            ("GET", "/a/site.css", "h"),
+            ("GET", "/a/site.js", "h"),
+        ),
+        (
+            "path_sub admin",
+            ("GET", "/x/admin/y", "h"),
+            ("GET", "/x/y", "h"),
+        ),
+        (
+            "path_reg ^/v[0-9]+/",
+            ("GET", "/v2/users", "h"),
+            ("GET", "/vx/users", "h"),
+        ),
+        (
+            "path_dir images",
+            ("GET", "/static/images/a.png", "h"),
+            ("GET", "/imagesx/a", "h"),
+        ),
+        (
+            "hdr(host) -i API.example.com",
+            ("GET", "/", "api.EXAMPLE.com"),
+            ("GET", "/", "www.example.com"),
+        ),
+        (
+            "hdr_beg(host) www.",
+            ("GET", "/", "www.example.com"),
+            ("GET", "/", "api.example.com"),
+        ),
+        (
+            "hdr_end(host) .org",
+            ("GET", "/", "example.org"),
+            ("GET", "/", "example.com"),
+        ),
+        (
+            "hdr_sub(host) ample",
+            ("GET", "/", "example.com"),
+            ("GET", "/", "other.net"),
+        ),
+        (
+            "hdr_dom(host) shop",
+            ("GET", "/", "eu.shop.example.com"),
+            ("GET", "/", "shopping.example.com"),
+        ),
+        (
+            "hdr(host) -m beg www.",
+            ("GET", "/", "www.x"),
+            ("GET", "/", "ww.x"),
+        ),
+        (
+            "hdr(host) -m end .io",
+            ("GET", "/", "a.io"),
+            ("GET", "/", "a.iox"),
+        ),
+        (
+            "hdr(host) -m sub mid",
+            ("GET", "/", "amidb"),
+            ("GET", "/", "ab"),
+        ),
+        (
+            "hdr(host) -m str exact.example",
+            ("GET", "/", "exact.example"),
+            ("GET", "/", "exact.example.com"),
+        ),
+        (
+            "hdr(host) -m reg ^[0-9]+\\.example$",
+            ("GET", "/", "42.example"),
+            ("GET", "/", "x42.example"),
+        ),
+        (
+            "hdr(host) -m dom b",
+            ("GET", "/", "a.b.c"),
+            ("GET", "/", "a.bb.c"),
+        ),
+        (
+            "hdr(x-missing) -m found",
+            ("GET", "/", "h"),
+            ("GET", "/", "h"),
+        ),
+        ("method POST PUT", ("PUT", "/", "h"), ("GET", "/", "h")),
+        ("src 127.0.0.0/8", ("GET", "/", "h"), ("GET", "/", "h")),
+        ("src 10.0.0.0/8", ("GET", "/", "h"), ("GET", "/", "h")),
+    ];
+    for (acl, yes, no) in cases {
+        let doc = format!(
+            "[defaults]\nmode = \"http\"\ntimeout = {{ connect = \"2s\", client = \"30s\", server = \"30s\" }}\n\
+             [frontends.fe]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"miss\"\n\
+             acl = {{ it = {acl:?} }}\nuse_backend = [ {{ backend = \"hit\", if = \"it\" }} ]\n\
+             [backends.hit]\nservers = [ {{ name = \"s\", address = \"{}\" }} ]\n\
+             [backends.miss]\nservers = [ {{ name = \"s\", address = \"{}\" }} ]\n",
+            hit.addr, miss.addr
+        );
+        let n = TestNode::start(&doc).await;
+        let mut c = Client::connect(n.addr("fe")).await;
+        let (want_yes, want_no) = match *acl {
+            // Header absent in both requests; the client is on loopback.
+            "hdr(x-missing) -m found" | "src 10.0.0.0/8" => ("miss", "miss"),
+            "src 127.0.0.0/8" => ("hit", "hit"),
+            _ => ("hit", "miss"),
+        };
+        assert_eq!(
+            via(&mut c, yes.0, yes.1, yes.2).await.1,
+            want_yes,
+            "{acl} on {yes:?}"
+        );
+        assert_eq!(
+            via(&mut c, no.0, no.1, no.2).await.1,
+            want_no,
+            "{acl} on {no:?}"
+        );
+    }
+}

@@ -24,6 +24,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use raftlb_proto::config::acl::RequestView;
 use raftlb_proto::config::Observe;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -365,31 +366,38 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     builder
         .keep_alive(true)
         .timer(hyper_util::rt::TokioTimer::new());
-    if let Some(t) = fe.cfg.timeout_http_request.or(fe.cfg.timeout_client) {
-        builder.header_read_timeout(t);
-    }
     let (scanner, verdicts) = scan::Scanner::new();
+    let conn = Arc::new(ConnState {
+        in_flight: std::sync::atomic::AtomicUsize::new(0),
+        idle_since: Mutex::new(None),
+    });
+    let timers = HeadTimers {
+        request: fe.cfg.timeout_http_request.or(fe.cfg.timeout_client),
+        keep_alive: fe.cfg.timeout_http_keep_alive,
+        accepted: Instant::now(),
+    };
+    let tracked = conn.clone();
     let service = hyper::service::service_fn(move |req| {
         let fe = fe.clone();
         let seen = verdicts.next();
+        let conn = tracked.clone();
+        conn.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let guard = InFlight(conn);
         async move {
-            let mut log = HttpLog::new(&fe, peer, &req, seen.map(|s| s.receive));
-            if seen.map(|s| s.verdict) == Some(scan::Verdict::BothLengths) {
-                let mut r = log.error(
-                    StatusCode::BAD_REQUEST,
-                    "Both Content-Length and Transfer-Encoding.",
-                    ('P', 'R'),
-                );
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return Ok::<_, std::convert::Infallible>(r);
-            }
-            Ok(handle(req, peer, fe, log).await)
+            let resp = serve_one(req, peer, fe, seen).await;
+            Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked {
+                body,
+                _guard: guard,
+            }))
         }
     });
     let client = Scanned {
         inner: client,
         scanner,
+        conn,
+        timers,
+        sleep: None,
     };
     if let Err(e) = builder
         .serve_connection(TokioIo::new(client), service)
@@ -400,10 +408,127 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     }
 }
 
-/// The client connection, with the [`scan::Scanner`] looking at what is read.
+/// One request: refused at once if the scanner saw both lengths, else
+/// handled.
+async fn serve_one(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    fe: Arc<FrontendRt>,
+    seen: Option<scan::Seen>,
+) -> Response<ProxyBody> {
+    let mut log = HttpLog::new(&fe, peer, &req, seen.map(|s| s.receive));
+    if seen.map(|s| s.verdict) == Some(scan::Verdict::BothLengths) {
+        let mut r = log.error(
+            StatusCode::BAD_REQUEST,
+            "Both Content-Length and Transfer-Encoding.",
+            ('P', 'R'),
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    handle(req, peer, fe, log).await
+}
+
+/// What the client connection's timers need to know of its requests.
+struct ConnState {
+    /// Requests whose response is not wholly sent yet.
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// When the last response was wholly sent (`None` before the first).
+    idle_since: Mutex<Option<Instant>>,
+}
+
+/// Counts a request until its response body is gone (sent, or dropped).
+struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let left = self
+            .0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if left == 1 {
+            *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+    }
+}
+
+/// A response body that keeps its request counted until it is done.
+pub struct Tracked {
+    body: ProxyBody,
+    _guard: InFlight,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// `timeout http_request` and `http_keep_alive`, as HAProxy applies them:
+/// the first request's head must arrive within `request` of the accept; a
+/// later one may wait `keep_alive` (default `request`) after the last
+/// response, then its head must be whole within `request` of its first
+/// byte. Expiry closes the connection (silently, between requests).
+struct HeadTimers {
+    request: Option<Duration>,
+    keep_alive: Option<Duration>,
+    accepted: Instant,
+}
+
+/// The client connection, with the [`scan::Scanner`] looking at what is
+/// read, and the head timers.
 struct Scanned {
     inner: TcpStream,
     scanner: scan::Scanner,
+    conn: Arc<ConnState>,
+    timers: HeadTimers,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Scanned {
+    /// When waiting for more bytes must end, if it must.
+    fn deadline(&self) -> Option<Instant> {
+        let started = self.scanner.head_phase()?;
+        if let Some(first_byte) = started {
+            return self.timers.request.map(|t| first_byte + t);
+        }
+        if self
+            .conn
+            .in_flight
+            .load(std::sync::atomic::Ordering::Acquire)
+            > 0
+        {
+            return None; // a response is on its way
+        }
+        let idle = *self
+            .conn
+            .idle_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match idle {
+            None => self.timers.request.map(|t| self.timers.accepted + t),
+            Some(since) => self
+                .timers
+                .keep_alive
+                .or(self.timers.request)
+                .map(|t| since + t),
+        }
+    }
 }
 
 impl tokio::io::AsyncRead for Scanned {
@@ -415,10 +540,31 @@ impl tokio::io::AsyncRead for Scanned {
         let me = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut me.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r {
-            me.scanner.feed(&buf.filled()[before..]);
+        match &r {
+            Poll::Ready(Ok(())) => {
+                me.scanner.feed(&buf.filled()[before..]);
+                r
+            }
+            Poll::Ready(Err(_)) => r,
+            Poll::Pending => {
+                let Some(deadline) = me.deadline() else {
+                    me.sleep = None;
+                    return Poll::Pending;
+                };
+                let deadline = tokio::time::Instant::from_std(deadline);
+                match &mut me.sleep {
+                    Some(s) if s.deadline() == deadline => {}
+                    Some(s) => s.as_mut().reset(deadline),
+                    None => me.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+                let sleep = me.sleep.as_mut().expect("set above");
+                if sleep.as_mut().poll(cx).is_ready() {
+                    me.sleep = None;
+                    return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+                }
+                Poll::Pending
+            }
         }
-        r
     }
 }
 

@@ -134,12 +134,13 @@ pub struct Frontend {
     pub maxconn: u32,
     /// Client-side inactivity timeout (`None`: no limit).
     pub timeout_client: Option<Duration>,
-    /// HTTP mode: most time to receive a request's whole head, from when
-    /// the connection starts waiting for it (slowloris; on a kept-alive
-    /// connection this includes the wait between requests, as HAProxy's
-    /// `timeout http-request` without `http-keep-alive`); `None`:
-    /// `timeout_client`.
+    /// HTTP mode: most time to receive a request's whole head: the first
+    /// from the accept, a later one from its first byte (slowloris);
+    /// `None`: `timeout_client`.
     pub timeout_http_request: Option<Duration>,
+    /// HTTP mode: most time to wait for the next request after a response
+    /// (silently closed then); `None`: `timeout_http_request`.
+    pub timeout_http_keep_alive: Option<Duration>,
     /// HTTP mode: the named ACLs (`acl = { name = "fetch patterns" }`).
     pub acls: acl::AclSet,
     /// HTTP mode: `use_backend` rules, in order; the first that matches wins.

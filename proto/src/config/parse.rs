@@ -327,6 +327,7 @@ struct RawTimeouts {
     tunnel: Option<Duration>,
     check: Option<Duration>,
     http_request: Option<Duration>,
+    http_keep_alive: Option<Duration>,
 }
 
 fn timeouts(cx: &mut Cx, t: &mut Tbl, allowed: &[&'static str], base: &RawTimeouts) -> RawTimeouts {
@@ -347,6 +348,7 @@ fn timeouts(cx: &mut Cx, t: &mut Tbl, allowed: &[&'static str], base: &RawTimeou
             "tunnel" => &mut out.tunnel,
             "check" => &mut out.check,
             "http_request" => &mut out.http_request,
+            "http_keep_alive" => &mut out.http_keep_alive,
             _ => unreachable!("timeout keys are listed above"),
         };
         if v.is_some() {
@@ -365,8 +367,9 @@ const ALL_TIMEOUTS: &[&str] = &[
     "tunnel",
     "check",
     "http_request",
+    "http_keep_alive",
 ];
-const FRONTEND_TIMEOUTS: &[&str] = &["client", "http_request"];
+const FRONTEND_TIMEOUTS: &[&str] = &["client", "http_request", "http_keep_alive"];
 const BACKEND_TIMEOUTS: &[&str] = &["connect", "server", "queue", "tunnel", "check"];
 
 fn build(cx: &mut Cx, root: &Item) -> Option<ClusterConfig> {
@@ -853,6 +856,7 @@ fn frontend(
         maxconn,
         timeout_client: tos.client,
         timeout_http_request: tos.http_request,
+        timeout_http_keep_alive: tos.http_keep_alive,
         acls,
         use_backend,
         forwardfor,

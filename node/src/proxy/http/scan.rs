@@ -85,6 +85,16 @@ impl Scanner {
         )
     }
 
+    /// Whether the connection is between requests or inside a request head
+    /// (`Some(when the head's first byte came)`, or `Some(None)` before
+    /// it); `None` while a body is read or once the scanner stopped.
+    pub fn head_phase(&self) -> Option<Option<Instant>> {
+        match self.state {
+            State::Head(_) => Some(self.head_start),
+            _ => None,
+        }
+    }
+
     /// Looks at the next bytes the client sent.
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
