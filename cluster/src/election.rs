@@ -38,8 +38,11 @@ const SPREAD: Duration = Duration::from_millis(20);
 /// This node's vote and when it last changed, as the election loop saw it.
 pub(crate) type VoteClock = std::sync::Arc<std::sync::Mutex<(openraft::Vote<NodeId>, Instant)>>;
 
-/// How long a pre-vote waits for the answers.
-const PRE_VOTE_TIMEOUT: Duration = Duration::from_millis(50);
+/// How long a pre-vote waits for the answers. Generous: a pre-vote changes
+/// nothing, and an answer that is merely slow (a loaded machine, a
+/// connection being made) must not count as a refusal, or a busy cluster
+/// could stay leaderless.
+const PRE_VOTE_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn jitter() -> Duration {
     rand::rng().random_range(Duration::ZERO..SPREAD)
