@@ -24,7 +24,7 @@ enum Behaviour {
     Garbage,
     /// 500 with its name.
     Fail,
-    /// Accepts `Upgrade: echo` (101), then echoes every byte.
+    /// Accepts `Upgrade: websocket` (101), then echoes every byte.
     Upgrade,
 }
 
@@ -75,6 +75,20 @@ impl HttpBackend {
                             head.push_str(&line);
                         }
                         h.lock().unwrap().push(head.clone());
+                        // A body with a length is read, and shown in the answer.
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        let mut body_in = vec![0u8; len];
+                        if r.read_exact(&mut body_in).await.is_err() {
+                            return;
+                        }
+                        let body_in = String::from_utf8_lossy(&body_in).into_owned();
                         let reply = match behaviour {
                             Behaviour::Silent => {
                                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -82,9 +96,11 @@ impl HttpBackend {
                             }
                             Behaviour::Garbage => "this is not HTTP\r\n\r\n".to_string(),
                             Behaviour::Upgrade => {
-                                let ok = head.to_ascii_lowercase().contains("upgrade: echo");
+                                let ok = head.to_ascii_lowercase().contains("upgrade: websocket");
                                 let reply = if ok {
-                                    "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+                                    // (The accept key is the client's business: the
+                                    // proxy passes the handshake through untouched.)
+                                    "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
                                 } else {
                                     "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n"
                                 };
@@ -109,7 +125,7 @@ impl HttpBackend {
                                 name.len() + 1
                             ),
                             Behaviour::Answer => {
-                                let body = format!("{name}\n{head}");
+                                let body = format!("{name}\n{head}body={body_in}\n");
                                 format!(
                                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n{body}",
                                     body.len()
@@ -822,12 +838,12 @@ async fn a_pooled_connection_the_server_closed_is_replaced_without_an_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upgrade_becomes_a_tunnel_that_echoes_through_the_proxy() {
+async fn a_websocket_upgrade_becomes_a_tunnel_that_echoes_frames_through_the_proxy() {
     let b = HttpBackend::start("ws", Behaviour::Upgrade).await;
     let n = TestNode::start(&http_lb(&[&b], "30s")).await;
     let mut s = TcpStream::connect(n.addr("fe")).await.unwrap();
     s.write_all(
-        b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     )
     .await
     .unwrap();
@@ -839,26 +855,60 @@ async fn an_upgrade_becomes_a_tunnel_that_echoes_through_the_proxy() {
     }
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: echo"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
     // The server saw the upgrade headers and the key.
     let seen = b.heads.lock().unwrap()[0].to_ascii_lowercase();
     assert!(
-        seen.contains("upgrade: echo") && seen.contains("connection: upgrade"),
+        seen.contains("upgrade: websocket") && seen.contains("connection: upgrade"),
         "{seen}"
     );
     assert!(
         seen.contains("sec-websocket-key: dghlihnhbxbszsbub25jzq=="),
         "{seen}"
     );
-    // Now raw bytes both ways.
+    // WebSocket frames (masked text frames, RFC 6455 §5.2) both ways.
     for msg in ["hello", "through the tunnel", "bye"] {
-        s.write_all(msg.as_bytes()).await.unwrap();
-        let mut back = vec![0u8; msg.len()];
+        let mask = [0x11u8, 0x22, 0x33, 0x44];
+        let mut frame = vec![0x81, 0x80 | msg.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(msg.bytes().enumerate().map(|(i, c)| c ^ mask[i % 4]));
+        s.write_all(&frame).await.unwrap();
+        let mut back = vec![0u8; frame.len()];
         tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
             .await
             .expect("echo")
             .unwrap();
-        assert_eq!(back, msg.as_bytes());
+        assert_eq!(back, frame);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    let a = HttpBackend::start("a", Behaviour::Answer).await;
+    let b = HttpBackend::start("b", Behaviour::Answer).await;
+    let n = TestNode::start(&http_lb(&[&a, &b], "30s")).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    // Three requests in one write, one with a body in between.
+    c.w.write_all(
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n\
+POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+GET /three HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for (want, body) in [
+        ("GET /one ", "body=\n"),
+        ("POST /two ", "body=hello\n"),
+        ("GET /three ", "body=\n"),
+    ] {
+        let r = c.read().await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.contains(want), "{want}: {}", r.body);
+        assert!(r.body.ends_with(body), "{want}: {}", r.body);
     }
 }
 
@@ -872,7 +922,7 @@ async fn an_idle_tunnel_is_closed_at_timeout_tunnel() {
     assert!(doc.contains("tunnel = \"300ms\""));
     let n = TestNode::start(&doc).await;
     let mut s = TcpStream::connect(n.addr("fe")).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
         .await
         .unwrap();
     let mut head = Vec::new();

@@ -116,18 +116,18 @@ impl Body for ReqBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let mut h = self.rest.size_hint();
-        if let Some(n) = self
+        let rest = self.rest.size_hint();
+        let n = self
             .first
             .as_ref()
             .and_then(|f| f.data_ref())
-            .map(|d| d.len() as u64)
-        {
-            h.set_lower(h.lower() + n);
-            if let Some(u) = h.upper() {
-                h.set_upper(u + n);
-            }
+            .map_or(0, |d| d.len() as u64);
+        // The upper bound first: `set_lower` asserts lower <= upper.
+        let mut h = SizeHint::new();
+        if let Some(u) = rest.upper() {
+            h.set_upper(u + n);
         }
+        h.set_lower(rest.lower() + n);
         h
     }
 }
