@@ -690,14 +690,14 @@ async fn handle(
         Err((why, state)) => return log.error(StatusCode::SERVICE_UNAVAILABLE, why, state),
     };
     log.server = Some(slot.idx);
-    // The request as the server gets it: origin-form, HTTP/1.1, this hop's
-    // headers gone, the client's address appended.
-    // WebSocket and other `Upgrade`s, and CONNECT: once the server agrees
-    // (101, or 2xx to CONNECT) both connections become one tunnel.
+    // The request as the server gets it: origin-form (a request in
+    // absolute-form loses its scheme and authority; Host carries the
+    // latter), HTTP/1.1, this hop's headers gone, the client's address
+    // appended. WebSocket and other `Upgrade`s, and CONNECT, keep what
+    // they need: once the server agrees (101, or 2xx to CONNECT) both
+    // connections become one tunnel.
     let upgrade = upgrade_protocol(&req);
     let tunnel = upgrade.is_some() || req.method() == hyper::Method::CONNECT;
-    // Origin-form for the server (a request in absolute-form loses its
-    // scheme and authority; Host carries the latter).
     if req.method() != hyper::Method::CONNECT && req.uri().authority().is_some() {
         let path = req
             .uri()
