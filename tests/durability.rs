@@ -225,6 +225,23 @@ impl World {
     /// Node `id`'s committed config, checked against everything seen so far:
     /// a version names one doc on every node, and a process never goes
     /// back to a lower version.
+    /// Every node has applied its whole log, and the logs end at the same
+    /// index: nothing is in flight.
+    async fn settled(&mut self) -> bool {
+        let mut ends = Vec::new();
+        for id in 1..=3 {
+            let Some(v) = self.get(id, "/cluster").await else {
+                return false;
+            };
+            let (last, applied) = (v["last_log_index"].as_u64(), v["applied_index"].as_u64());
+            if last.is_none() || last != applied {
+                return false;
+            }
+            ends.push(last);
+        }
+        ends.windows(2).all(|w| w[0] == w[1])
+    }
+
     async fn config(&mut self, id: u64) -> Option<Config> {
         let v = self.get(id, "/config").await?;
         let seen = Config {
@@ -330,7 +347,10 @@ impl World {
                 let all_same = seen.iter().all(|s| s.as_ref() == Some(&c));
                 let high_enough =
                     c.version >= at_least && self.nodes.iter().all(|n| c.version >= n.max_seen);
-                if all_same && high_enough {
+                // And no write still in flight: an apply that was not
+                // acknowledged (its node was killed) may sit in the leader's
+                // log until a follower acks it, and commit in a later round.
+                if all_same && high_enough && self.settled().await {
                     return c;
                 }
             }
