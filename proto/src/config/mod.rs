@@ -6,6 +6,7 @@ pub mod acl;
 mod duration;
 mod error;
 mod parse;
+mod suggest;
 mod tree;
 
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,7 @@
 //! Turns a document tree into a validated [`ClusterConfig`], collecting every
 //! error with its path and line instead of stopping at the first.
 
+use super::suggest::closest;
 use super::tree::{self, Entry, Item, Val};
 use super::*;
 use std::collections::BTreeSet;
@@ -87,7 +88,7 @@ impl<'a> Tbl<'a> {
             if *used {
                 continue;
             }
-            let hint = match closest(&e.key, &self.known) {
+            let hint = match closest(&e.key, self.known.iter().copied()) {
                 Some(k) => format!(" (did you mean `{k}`?)"),
                 None => format!(" (expected one of: {})", self.known.join(", ")),
             };
@@ -198,30 +199,6 @@ impl<'a> Tbl<'a> {
             }
         }
     }
-}
-
-/// The known key nearest to `key` by edit distance, if it is near enough.
-fn closest(key: &str, known: &[&'static str]) -> Option<&'static str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(key, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 const MODES: &[(&str, Mode)] = &[("tcp", Mode::Tcp), ("http", Mode::Http)];
