@@ -43,6 +43,17 @@ pub struct BackendRt {
     ring: Option<super::balance::Ring>,
 }
 
+/// Why no server slot came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSlot {
+    /// No server was up.
+    NoServer,
+    /// The servers went down while waiting in the queue.
+    NoServerQueued,
+    /// `timeout queue` passed.
+    QueueTimeout,
+}
+
 /// A slot taken on a server; gives it back on drop.
 #[derive(Debug)]
 pub struct Slot {
@@ -140,6 +151,57 @@ impl BackendRt {
             (Some(ring), Some(key)) => ring.order(key, &self.candidates(Instant::now())),
             _ => self.order(src),
         }
+    }
+
+    /// Waits for a slot on a server of `order` (called again after every
+    /// wake-up: servers come and go): at once when one is free and nobody
+    /// queues before, else in the backend's queue until `timeout queue`.
+    /// Shared by the TCP and HTTP paths.
+    pub async fn take_slot(
+        &self,
+        order: impl Fn(&BackendRt) -> Vec<usize>,
+    ) -> Result<Slot, NoSlot> {
+        use std::sync::atomic::Ordering;
+        let first = order(self);
+        if first.is_empty() {
+            return Err(NoSlot::NoServer);
+        }
+        let queue = &self.queue;
+        // Connections already waiting go first.
+        if queue.waiting.load(Ordering::Acquire) == 0 {
+            if let Some(slot) = self.try_take(&first) {
+                return Ok(slot);
+            }
+        }
+        queue.waiting.fetch_add(1, Ordering::AcqRel);
+        let wait = async {
+            loop {
+                let notified = queue.notify.notified();
+                tokio::pin!(notified);
+                // Registered before looking, so no wake-up is lost in between.
+                notified.as_mut().enable();
+                let now = order(self);
+                if now.is_empty() {
+                    return Err(NoSlot::NoServerQueued);
+                }
+                if let Some(slot) = self.try_take(&now) {
+                    return Ok(slot);
+                }
+                notified.await;
+            }
+        };
+        let res = match self.cfg.timeout.queue {
+            Some(limit) => tokio::time::timeout(limit, wait)
+                .await
+                .unwrap_or(Err(NoSlot::QueueTimeout)),
+            None => wait.await,
+        };
+        queue.waiting.fetch_sub(1, Ordering::AcqRel);
+        if res.is_ok() && queue.waiting.load(Ordering::Acquire) > 0 {
+            // Pass the turn on if more slots are free.
+            queue.notify.notify_one();
+        }
+        res
     }
 
     /// Takes a slot on the first server of `order` that has one free.

@@ -13,7 +13,7 @@
 
 pub mod scan;
 
-use super::backend::{BackendRt, Slot};
+use super::backend::{BackendRt, NoSlot, Slot};
 use super::FrontendRt;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -1079,62 +1079,25 @@ fn hash_key(be: &BackendRt, req: &Request<ReqBody>) -> Option<u32> {
     }
 }
 
-/// A slot on a server for this request: at once, or in the backend's queue
-/// until `timeout queue`. The reason when none comes.
+/// A slot on a server for this request (`pinned` by its cookie, else as
+/// the balancer orders them); the reason and state when none comes.
 async fn take_slot(
     be: &BackendRt,
     peer: SocketAddr,
     key: Option<u32>,
     pinned: Option<usize>,
 ) -> Result<Slot, (&'static str, (char, char))> {
-    let order_for = |be: &BackendRt| match pinned {
+    const NO_SERVER: &str = "No server is available to handle this request.";
+    be.take_slot(|be| match pinned {
         Some(idx) => vec![idx],
         None => be.order_key(peer.ip(), key),
-    };
-    const NO_SERVER: (&str, (char, char)) =
-        ("No server is available to handle this request.", ('S', 'C'));
-    let order = order_for(be);
-    if order.is_empty() {
-        return Err(NO_SERVER);
-    }
-    let queue = &be.queue;
-    if queue.waiting.load(std::sync::atomic::Ordering::Acquire) == 0 {
-        if let Some(slot) = be.try_take(&order) {
-            return Ok(slot);
-        }
-    }
-    queue
-        .waiting
-        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    let wait = async {
-        loop {
-            let notified = queue.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let order = order_for(be);
-            if order.is_empty() {
-                return Err((NO_SERVER.0, ('S', 'Q')));
-            }
-            if let Some(slot) = be.try_take(&order) {
-                return Ok(slot);
-            }
-            notified.await;
-        }
-    };
-    let res = match be.cfg.timeout.queue {
-        Some(limit) => tokio::time::timeout(limit, wait).await.unwrap_or(Err((
-            "The request waited too long for a free server.",
-            ('s', 'Q'),
-        ))),
-        None => wait.await,
-    };
-    queue
-        .waiting
-        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    if res.is_ok() && queue.waiting.load(std::sync::atomic::Ordering::Acquire) > 0 {
-        queue.notify.notify_one();
-    }
-    res
+    })
+    .await
+    .map_err(|why| match why {
+        NoSlot::NoServer => (NO_SERVER, ('S', 'C')),
+        NoSlot::NoServerQueued => (NO_SERVER, ('S', 'Q')),
+        NoSlot::QueueTimeout => ("The request waited too long for a free server.", ('s', 'Q')),
+    })
 }
 
 /// A new upstream connection to the slot's server.

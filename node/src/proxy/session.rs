@@ -1,12 +1,11 @@
 //! One client connection in TCP mode: pick a server (queueing when all are
 //! full), connect with retries and redispatch, relay, and log one tcplog line.
 
-use super::backend::{BackendRt, Slot};
+use super::backend::{BackendRt, NoSlot, Slot};
 use super::relay::{self, End, Side};
 use super::FrontendRt;
 use raftlb_proto::config::Observe;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -100,50 +99,16 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     );
 }
 
-/// Waits for a server slot: at once when one is free, else in the backend's
-/// queue until `timeout queue`.
+/// Waits for a server slot; the termination state when none comes.
 async fn take_slot(be: &BackendRt, peer: SocketAddr) -> Result<Slot, Termination> {
-    let order = be.order(peer.ip());
-    if order.is_empty() {
-        // No server is up: close at once.
-        return Err(Termination('S', 'C'));
-    }
-    let queue = &be.queue;
-    // Connections already waiting go first.
-    if queue.waiting.load(Ordering::Acquire) == 0 {
-        if let Some(slot) = be.try_take(&order) {
-            return Ok(slot);
-        }
-    }
-    queue.waiting.fetch_add(1, Ordering::AcqRel);
-    let wait = async {
-        loop {
-            let notified = queue.notify.notified();
-            tokio::pin!(notified);
-            // Registered before looking, so no wake-up is lost in between.
-            notified.as_mut().enable();
-            let order = be.order(peer.ip());
-            if order.is_empty() {
-                return Err(Termination('S', 'Q'));
-            }
-            if let Some(slot) = be.try_take(&order) {
-                return Ok(slot);
-            }
-            notified.await;
-        }
-    };
-    let res = match be.cfg.timeout.queue {
-        Some(limit) => tokio::time::timeout(limit, wait)
-            .await
-            .unwrap_or(Err(Termination('s', 'Q'))),
-        None => wait.await,
-    };
-    queue.waiting.fetch_sub(1, Ordering::AcqRel);
-    if res.is_ok() && queue.waiting.load(Ordering::Acquire) > 0 {
-        // Pass the turn on if more slots are free.
-        queue.notify.notify_one();
-    }
-    res
+    be.take_slot(|be| be.order(peer.ip()))
+        .await
+        .map_err(|why| match why {
+            // No server is up: close at once.
+            NoSlot::NoServer => Termination('S', 'C'),
+            NoSlot::NoServerQueued => Termination('S', 'Q'),
+            NoSlot::QueueTimeout => Termination('s', 'Q'),
+        })
 }
 
 /// Connects to the slot's server; on failure retries `retries` times, the
