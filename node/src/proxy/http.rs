@@ -369,12 +369,12 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     let (scanner, verdicts) = scan::Scanner::new();
     let conn = Arc::new(ConnState {
         in_flight: std::sync::atomic::AtomicUsize::new(0),
-        idle_since: Mutex::new(None),
+        idle_since: std::sync::atomic::AtomicU64::new(0),
+        accepted: Instant::now(),
     });
     let timers = HeadTimers {
         request: fe.cfg.timeout_http_request.or(fe.cfg.timeout_client),
         keep_alive: fe.cfg.timeout_http_keep_alive,
-        accepted: Instant::now(),
     };
     let tracked = conn.clone();
     let service = hyper::service::service_fn(move |req| {
@@ -434,8 +434,11 @@ async fn serve_one(
 struct ConnState {
     /// Requests whose response is not wholly sent yet.
     in_flight: std::sync::atomic::AtomicUsize,
-    /// When the last response was wholly sent (`None` before the first).
-    idle_since: Mutex<Option<Instant>>,
+    /// When the last response was wholly sent, in ns after `accepted` (0:
+    /// not yet). An atomic: the reader looks at it on every wait.
+    idle_since: std::sync::atomic::AtomicU64,
+    /// When the connection was accepted.
+    accepted: Instant,
 }
 
 /// Counts a request until its response body is gone (sent, or dropped).
@@ -448,7 +451,10 @@ impl Drop for InFlight {
             .in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         if left == 1 {
-            *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            let ns = self.0.accepted.elapsed().as_nanos().max(1) as u64;
+            self.0
+                .idle_since
+                .store(ns, std::sync::atomic::Ordering::Release);
         }
     }
 }
@@ -487,7 +493,6 @@ impl Body for Tracked {
 struct HeadTimers {
     request: Option<Duration>,
     keep_alive: Option<Duration>,
-    accepted: Instant,
 }
 
 /// The client connection, with the [`scan::Scanner`] looking at what is
@@ -515,18 +520,17 @@ impl Scanned {
         {
             return None; // a response is on its way
         }
-        let idle = *self
+        let idle = self
             .conn
             .idle_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .load(std::sync::atomic::Ordering::Acquire);
         match idle {
-            None => self.timers.request.map(|t| self.timers.accepted + t),
-            Some(since) => self
+            0 => self.timers.request.map(|t| self.conn.accepted + t),
+            ns => self
                 .timers
                 .keep_alive
                 .or(self.timers.request)
-                .map(|t| since + t),
+                .map(|t| self.conn.accepted + Duration::from_nanos(ns) + t),
         }
     }
 }
