@@ -27,6 +27,8 @@ use raftlb_proto::config::Observe;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use futures_util::task::AtomicWaker;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -224,9 +226,11 @@ impl Body for ProxyBody {
 /// httplog`): `client [accept date] frontend backend/server TR/Tw/Tc/Tr/Ta
 /// status bytes - - state "request line"`; -1 for a phase not reached.
 pub struct HttpLog {
+    /// Whether the line is written: without it, no clock is read either.
+    on: bool,
     peer: SocketAddr,
     fe: Arc<FrontendRt>,
-    start: Instant,
+    start: Option<Instant>,
     date: std::time::SystemTime,
     /// The request line (only when the log is on: it costs an allocation).
     request: String,
@@ -253,10 +257,15 @@ impl HttpLog {
     ) -> HttpLog {
         let enabled = tracing::enabled!(target: "raftlb::httplog", tracing::Level::INFO);
         HttpLog {
+            on: enabled,
             peer,
             fe: fe.clone(),
-            start: Instant::now(),
-            date: std::time::SystemTime::now(),
+            start: enabled.then(Instant::now),
+            date: if enabled {
+                std::time::SystemTime::now()
+            } else {
+                std::time::UNIX_EPOCH
+            },
             request: if enabled {
                 format!("{} {} {:?}", req.method(), req.uri(), req.version())
             } else {
@@ -285,8 +294,13 @@ impl HttpLog {
         r
     }
 
+    /// Now, when the line is written (a phase's start).
+    fn clock(&self) -> Option<Instant> {
+        self.on.then(Instant::now)
+    }
+
     fn write(&self) {
-        if !tracing::enabled!(target: "raftlb::httplog", tracing::Level::INFO) {
+        if !self.on {
             return;
         }
         let ms = |d: Option<Duration>| d.map_or(-1, |d| d.as_millis() as i64);
@@ -306,7 +320,7 @@ impl HttpLog {
             ms(self.tw),
             ms(self.tc),
             ms(self.tr),
-            self.start.elapsed().as_millis(),
+            ms(self.start.map(|t| t.elapsed())),
             self.status,
             self.bytes,
             self.request,
@@ -363,26 +377,33 @@ fn error(status: StatusCode, why: &str) -> Response<ProxyBody> {
 pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     let _ = client.set_nodelay(true);
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // No timer for hyper: the head timers are ours (`Scanned`), and hyper's
+    // own 30 s header timeout would arm one more timer per request.
+    // One write per response, not `writev`: the head and a short body are
+    // copied into one buffer and go out by `send`, which costs the kernel
+    // less than a vectored write (the same call HAProxy makes).
     builder
         .keep_alive(true)
-        .timer(hyper_util::rt::TokioTimer::new());
+        .header_read_timeout(None)
+        .writev(false);
     let (scanner, verdicts) = scan::Scanner::new();
     let conn = Arc::new(ConnState {
-        in_flight: std::sync::atomic::AtomicUsize::new(0),
-        idle_since: std::sync::atomic::AtomicU64::new(0),
+        in_flight: AtomicUsize::new(0),
+        idle_since: AtomicU64::new(0),
         accepted: Instant::now(),
+        timers: HeadTimers {
+            request: fe.cfg.timeout_http_request.or(fe.cfg.timeout_client),
+            keep_alive: fe.cfg.timeout_http_keep_alive,
+        },
+        armed: AtomicU64::new(NOT_ARMED),
+        reader: AtomicWaker::new(),
     });
-    let timers = HeadTimers {
-        request: fe.cfg.timeout_http_request.or(fe.cfg.timeout_client),
-        keep_alive: fe.cfg.timeout_http_keep_alive,
-    };
     let tracked = conn.clone();
     let service = hyper::service::service_fn(move |req| {
         let fe = fe.clone();
         let seen = verdicts.next();
         let conn = tracked.clone();
-        conn.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
         let guard = InFlight(conn);
         async move {
             let resp = serve_one(req, peer, fe, seen).await;
@@ -396,7 +417,6 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
         inner: client,
         scanner,
         conn,
-        timers,
         sleep: None,
     };
     if let Err(e) = builder
@@ -430,31 +450,53 @@ async fn serve_one(
     handle(req, peer, fe, log).await
 }
 
+/// `ConnState::armed` when no timer is armed.
+const NOT_ARMED: u64 = u64::MAX;
+
 /// What the client connection's timers need to know of its requests.
 struct ConnState {
     /// Requests whose response is not wholly sent yet.
-    in_flight: std::sync::atomic::AtomicUsize,
+    in_flight: AtomicUsize,
     /// When the last response was wholly sent, in ns after `accepted` (0:
     /// not yet). An atomic: the reader looks at it on every wait.
-    idle_since: std::sync::atomic::AtomicU64,
+    idle_since: AtomicU64,
     /// When the connection was accepted.
     accepted: Instant,
+    timers: HeadTimers,
+    /// The deadline the reader's timer is armed at, in ns after
+    /// `accepted` ([`NOT_ARMED`]: none).
+    armed: AtomicU64,
+    /// The reader, when it waits while a response is on its way: woken
+    /// when the connection turns idle and its timer would fire too late.
+    reader: AtomicWaker,
+}
+
+impl ConnState {
+    /// `t` in ns after the accept.
+    fn ns(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.accepted).as_nanos() as u64
+    }
 }
 
 /// Counts a request until its response body is gone (sent, or dropped).
 struct InFlight(Arc<ConnState>);
 
 impl Drop for InFlight {
+    /// The last response done: the connection is idle from now on, and the
+    /// reader must wait no longer than the keep-alive timeout. If its timer
+    /// is armed later than that (or not at all), the reader is woken to arm
+    /// it; otherwise the timer, when it fires, finds the new deadline.
     fn drop(&mut self) {
-        let left = self
-            .0
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        if left == 1 {
-            let ns = self.0.accepted.elapsed().as_nanos().max(1) as u64;
-            self.0
-                .idle_since
-                .store(ns, std::sync::atomic::Ordering::Release);
+        let conn = &self.0;
+        if conn.in_flight.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let now = conn.ns(Instant::now()).max(1);
+        conn.idle_since.store(now, Ordering::Release);
+        if let Some(t) = conn.timers.idle() {
+            if conn.armed.load(Ordering::Acquire) > now.saturating_add(t.as_nanos() as u64) {
+                conn.reader.wake();
+            }
         }
     }
 }
@@ -495,13 +537,20 @@ struct HeadTimers {
     keep_alive: Option<Duration>,
 }
 
+impl HeadTimers {
+    /// How long an idle connection may wait for its next request.
+    fn idle(&self) -> Option<Duration> {
+        self.keep_alive.or(self.request)
+    }
+}
+
 /// The client connection, with the [`scan::Scanner`] looking at what is
 /// read, and the head timers.
 struct Scanned {
     inner: TcpStream,
     scanner: scan::Scanner,
     conn: Arc<ConnState>,
-    timers: HeadTimers,
+    /// Armed at `conn.armed`, never later than the deadline.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -509,29 +558,51 @@ impl Scanned {
     /// When waiting for more bytes must end, if it must.
     fn deadline(&self) -> Option<Instant> {
         let started = self.scanner.head_phase()?;
+        let (conn, timers) = (&self.conn, &self.conn.timers);
         if let Some(first_byte) = started {
-            return self.timers.request.map(|t| first_byte + t);
+            return timers.request.map(|t| first_byte + t);
         }
-        if self
-            .conn
-            .in_flight
-            .load(std::sync::atomic::Ordering::Acquire)
-            > 0
-        {
+        if conn.in_flight.load(Ordering::Acquire) > 0 {
             return None; // a response is on its way
         }
-        let idle = self
-            .conn
-            .idle_since
-            .load(std::sync::atomic::Ordering::Acquire);
-        match idle {
-            0 => self.timers.request.map(|t| self.conn.accepted + t),
-            ns => self
-                .timers
-                .keep_alive
-                .or(self.timers.request)
-                .map(|t| self.conn.accepted + Duration::from_nanos(ns) + t),
+        match conn.idle_since.load(Ordering::Acquire) {
+            0 => timers.request.map(|t| conn.accepted + t),
+            ns => timers
+                .idle()
+                .map(|t| conn.accepted + Duration::from_nanos(ns) + t),
         }
+    }
+
+    /// Waits for `deadline` on the armed timer: a timeout once it passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        let at = tokio::time::Instant::from_std(deadline);
+        let sleep = match &mut self.sleep {
+            Some(s) => {
+                if s.deadline() > at {
+                    s.as_mut().reset(at);
+                    self.conn.armed.store(self.conn.ns(deadline), Ordering::Release);
+                }
+                s
+            }
+            None => {
+                self.conn.armed.store(self.conn.ns(deadline), Ordering::Release);
+                self.sleep.insert(Box::pin(tokio::time::sleep_until(at)))
+            }
+        };
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // Fired at an earlier deadline: the real one moved on since.
+        if tokio::time::Instant::now() < at {
+            sleep.as_mut().reset(at);
+            self.conn.armed.store(self.conn.ns(deadline), Ordering::Release);
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        self.sleep = None;
+        self.conn.armed.store(NOT_ARMED, Ordering::Release);
+        Poll::Ready(())
     }
 }
 
@@ -550,24 +621,28 @@ impl tokio::io::AsyncRead for Scanned {
                 r
             }
             Poll::Ready(Err(_)) => r,
-            Poll::Pending => {
-                let Some(deadline) = me.deadline() else {
-                    me.sleep = None;
-                    return Poll::Pending;
-                };
-                let deadline = tokio::time::Instant::from_std(deadline);
-                match &mut me.sleep {
-                    Some(s) if s.deadline() == deadline => {}
-                    Some(s) => s.as_mut().reset(deadline),
-                    None => me.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            // The timer is armed lazily, as HAProxy's task timers: it stays
+            // at an earlier deadline while the real one moves later (each
+            // response moves it), and when it fires, the deadline is looked
+            // at again. One timer reset per timeout period, not one per
+            // request.
+            Poll::Pending => match me.deadline() {
+                Some(deadline) => match me.poll_deadline(cx, deadline) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+                    Poll::Pending => Poll::Pending,
+                },
+                None => {
+                    // Nothing to time while a response is on its way (or a
+                    // body comes); its end wakes us if the timer would be
+                    // late. A timer that fired meanwhile is dropped.
+                    me.conn.reader.register(cx.waker());
+                    if me.sleep.as_ref().is_some_and(|s| s.is_elapsed()) {
+                        me.sleep = None;
+                        me.conn.armed.store(NOT_ARMED, Ordering::Release);
+                    }
+                    Poll::Pending
                 }
-                let sleep = me.sleep.as_mut().expect("set above");
-                if sleep.as_mut().poll(cx).is_ready() {
-                    me.sleep = None;
-                    return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
-                }
-                Poll::Pending
-            }
+            },
         }
     }
 }
@@ -603,7 +678,7 @@ impl tokio::io::AsyncWrite for Scanned {
 }
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -615,16 +690,38 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Removes the hop-by-hop headers, and those the `Connection` header names.
+/// Once per message each way: one pass over the names first, and only the
+/// headers present are removed (most messages carry at most `Connection`).
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for v in h.get_all(header::CONNECTION) {
+        for token in v.to_str().unwrap_or("").split(',') {
+            let token = token.trim();
+            // The common tokens name no header but a hop-by-hop one.
+            if ["close", "keep-alive", "upgrade", ""]
+                .iter()
+                .any(|t| token.eq_ignore_ascii_case(t))
+            {
+                continue;
+            }
+            if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                named.push(n);
+            }
+        }
+    }
+    let mut present = 0u8;
+    for name in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == name) {
+            present |= 1 << i;
+        }
+    }
+    for n in &named {
         h.remove(n);
+    }
+    for (i, n) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            h.remove(n);
+        }
     }
 }
 
@@ -686,9 +783,9 @@ async fn handle(
         strip_cookie(req.headers_mut(), &c.name);
     }
     let key = hash_key(&be, &req);
-    let queued = Instant::now();
+    let queued = log.clock();
     let slot = take_slot(&be, peer, key, sticky).await;
-    log.tw = Some(queued.elapsed());
+    log.tw = queued.map(|t| t.elapsed());
     let slot = match slot {
         Ok(s) => s,
         Err((why, state)) => return log.error(StatusCode::SERVICE_UNAVAILABLE, why, state),
@@ -754,7 +851,7 @@ async fn handle(
     let mut slot = slot;
     let mut req = req;
     let mut retries_left = be.cfg.retries;
-    let connecting = Instant::now();
+    let connecting = log.clock();
     let (resp, sender, waiting) = loop {
         let srv = &be.servers[slot.idx];
         let mut pooled = None;
@@ -778,7 +875,7 @@ async fn handle(
                 Err(why) => {
                     observe(srv, Observe::Layer4, Err("L4CON"));
                     if retries_left == 0 {
-                        log.tc = Some(connecting.elapsed());
+                        log.tc = connecting.map(|t| t.elapsed());
                         return log.error(StatusCode::BAD_GATEWAY, &why, ('S', 'C'));
                     }
                     retries_left -= 1;
@@ -805,8 +902,8 @@ async fn handle(
                 }
             },
         };
-        log.tc = Some(connecting.elapsed());
-        let waiting = Instant::now();
+        log.tc = connecting.map(|t| t.elapsed());
+        let waiting = log.clock();
         let sent = sender.try_send_request(req);
         let outcome = match be.cfg.timeout.server {
             Some(t) => match tokio::time::timeout(t, sent).await {
@@ -844,7 +941,7 @@ async fn handle(
         }
     };
     let server = be.servers[slot.idx].state.clone();
-    log.tr = Some(waiting.elapsed());
+    log.tr = waiting.map(|t| t.elapsed());
     log.status = resp.status().as_u16();
     observe(
         &be.servers[slot.idx],
@@ -1116,7 +1213,10 @@ async fn connect(be: &BackendRt, idx: usize) -> Result<SendRequest<ReqBody>, Str
     }
     .map_err(|e| format!("cannot connect to the server: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    // One `send` per request, as on the client side.
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("cannot talk to the server: {e}"))?;
     let id = srv.state.id.clone();

@@ -98,9 +98,6 @@ impl Scanner {
     /// Looks at the next bytes the client sent.
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
-            if matches!(self.state, State::Head(_)) && self.head_start.is_none() {
-                self.head_start = Some(Instant::now());
-            }
             let state = std::mem::replace(&mut self.state, State::Stopped);
             self.state = match state {
                 State::Stopped => return,
@@ -160,25 +157,34 @@ impl Scanner {
                 },
             };
         }
+        // A head begun but not whole: its time starts now. (A head whole in
+        // one read took no time to receive, and costs no clock reading.)
+        if matches!(&self.state, State::Head(b) if !b.is_empty()) && self.head_start.is_none() {
+            self.head_start = Some(Instant::now());
+        }
     }
 
-    /// Judges a complete head and says what follows it.
+    /// Judges a complete head and says what follows it. Only the header
+    /// names matter here: hyper parses the same bytes and refuses a
+    /// malformed head itself (then closes the connection), so a plain look
+    /// at each line's name agrees with it on every head it accepts.
     fn head(&mut self, head: &[u8]) -> State {
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let mut req = httparse::Request::new(&mut headers);
-        if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
-            return State::Stopped;
-        }
         let (mut cl, mut te_chunked, mut has_te, mut has_cl) = (None, false, false, false);
-        for h in req.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
+        // The request line first, then a header per line to the empty one.
+        for line in head.split(|&b| b == b'\n').skip(1) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue; // the empty line, or one hyper refuses
+            };
+            let (name, value) = (&line[..colon], &line[colon + 1..]);
+            if name.eq_ignore_ascii_case(b"content-length") {
                 has_cl = true;
-                cl = std::str::from_utf8(h.value)
+                cl = std::str::from_utf8(value)
                     .ok()
                     .and_then(|v| v.trim().parse::<u64>().ok());
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 has_te = true;
-                te_chunked = std::str::from_utf8(h.value)
+                te_chunked = std::str::from_utf8(value)
                     .ok()
                     .and_then(|v| v.rsplit(',').next())
                     .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
@@ -245,7 +251,7 @@ fn take_head(buf: &mut Vec<u8>, data: &mut &[u8]) -> Option<Vec<u8>> {
             buf.clear();
             continue;
         }
-        if buf.ends_with(b"\r\n\r\n") || buf.ends_with(b"\n\n") {
+        if buf.ends_with(b"\n\r\n") || buf.ends_with(b"\n\n") {
             *data = &data[i + 1..];
             return Some(std::mem::take(buf));
         }
@@ -254,17 +260,20 @@ fn take_head(buf: &mut Vec<u8>, data: &mut &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// Where the head at the start of `data` ends (after its empty line).
+/// Where the head at the start of `data` ends (after its empty line): at
+/// the first line end followed by an empty line, CRLF or bare LF, as
+/// httparse (and so hyper) reads it.
 fn find_head_end(data: &[u8]) -> Option<usize> {
-    let crlf = data
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4);
-    let lf = data.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    let mut from = 0;
+    while let Some(i) = data[from..].iter().position(|&b| b == b'\n') {
+        let at = from + i;
+        match (data.get(at + 1), data.get(at + 2)) {
+            (Some(b'\n'), _) => return Some(at + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(at + 3),
+            _ => from = at + 1,
+        }
     }
+    None
 }
 
 /// A chunk-size line's size (hex, extensions ignored).
@@ -320,6 +329,26 @@ GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
             verdicts(stream.as_bytes(), 5),
             [Verdict::Clean, Verdict::Clean]
         );
+    }
+
+    #[test]
+    fn a_head_ends_where_httparse_ends_it() {
+        // CRLF, bare LF, and a bare LF line followed by a CRLF empty line:
+        // the body after each is skipped, not read as a head.
+        let body = "GET /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for (eol, end) in [("\r\n", "\r\n"), ("\n", "\n"), ("\n", "\r\n")] {
+            let stream = format!(
+                "POST / HTTP/1.1{eol}Content-Length: {}{eol}{end}{body}GET /y HTTP/1.1\r\n\r\n",
+                body.len()
+            );
+            for step in [1, 3, stream.len()] {
+                assert_eq!(
+                    verdicts(stream.as_bytes(), step),
+                    [Verdict::Clean, Verdict::Clean],
+                    "{eol:?} {end:?} step {step}"
+                );
+            }
+        }
     }
 
     #[test]
