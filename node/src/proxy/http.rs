@@ -16,6 +16,7 @@ pub mod scan;
 use super::backend::{BackendRt, NoSlot, Slot};
 use super::FrontendRt;
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
@@ -27,7 +28,6 @@ use raftlb_proto::config::Observe;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use futures_util::task::AtomicWaker;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -580,12 +580,16 @@ impl Scanned {
             Some(s) => {
                 if s.deadline() > at {
                     s.as_mut().reset(at);
-                    self.conn.armed.store(self.conn.ns(deadline), Ordering::Release);
+                    self.conn
+                        .armed
+                        .store(self.conn.ns(deadline), Ordering::Release);
                 }
                 s
             }
             None => {
-                self.conn.armed.store(self.conn.ns(deadline), Ordering::Release);
+                self.conn
+                    .armed
+                    .store(self.conn.ns(deadline), Ordering::Release);
                 self.sleep.insert(Box::pin(tokio::time::sleep_until(at)))
             }
         };
@@ -595,7 +599,9 @@ impl Scanned {
         // Fired at an earlier deadline: the real one moved on since.
         if tokio::time::Instant::now() < at {
             sleep.as_mut().reset(at);
-            self.conn.armed.store(self.conn.ns(deadline), Ordering::Release);
+            self.conn
+                .armed
+                .store(self.conn.ns(deadline), Ordering::Release);
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
