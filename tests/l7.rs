@@ -26,6 +26,8 @@ enum Behaviour {
     Fail,
     /// Accepts `Upgrade: websocket` (101), then echoes every byte.
     Upgrade,
+    /// As `Answer`, after this long.
+    Slow(Duration),
 }
 
 /// A small HTTP/1.1 server: counts its connections, records each request's
@@ -124,7 +126,10 @@ impl HttpBackend {
                                 "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n{name}\n",
                                 name.len() + 1
                             ),
-                            Behaviour::Answer => {
+                            Behaviour::Answer | Behaviour::Slow(_) => {
+                                if let Behaviour::Slow(d) = behaviour {
+                                    tokio::time::sleep(d).await;
+                                }
                                 let body = format!("{name}\n{head}body={body_in}\n");
                                 format!(
                                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n{body}",
@@ -1002,6 +1007,28 @@ async fn an_idle_kept_alive_connection_is_closed_at_timeout_http_keep_alive_but_
         504,
         "the 504 came, not a close"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keep_alive_timeout_holds_after_responses_longer_than_itself() {
+    // Each response takes longer than the idle timeout (http_request,
+    // 300 ms, stands for it): the head timer armed before a response fires
+    // while it is on its way, which must neither cut the response nor leave
+    // the connection without a timer once it is idle.
+    let b = HttpBackend::start("slow", Behaviour::Slow(Duration::from_millis(700))).await;
+    let doc = http_lb(&[&b], "5s").replace(
+        "forwardfor = true",
+        "forwardfor = true\ntimeout = { http_request = \"300ms\" }",
+    );
+    let n = TestNode::start(&doc).await;
+    let mut c = Client::connect(n.addr("fe")).await;
+    for round in 0..2 {
+        assert_eq!(c.get("/", "").await.status, 200, "response {round}");
+    }
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), c.r.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection stayed open");
+    assert!(rest.is_empty(), "closed silently: {rest:?}");
 }
 
 /// A request: method, path, Host.

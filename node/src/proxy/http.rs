@@ -484,8 +484,9 @@ struct InFlight(Arc<ConnState>);
 impl Drop for InFlight {
     /// The last response done: the connection is idle from now on, and the
     /// reader must wait no longer than the keep-alive timeout. If its timer
-    /// is armed later than that (or not at all), the reader is woken to arm
-    /// it; otherwise the timer, when it fires, finds the new deadline.
+    /// is armed later than that, or not at all, or already fired, the reader
+    /// is woken to arm it; otherwise the timer, when it fires, finds the new
+    /// deadline.
     fn drop(&mut self) {
         let conn = &self.0;
         if conn.in_flight.fetch_sub(1, Ordering::AcqRel) != 1 {
@@ -494,7 +495,8 @@ impl Drop for InFlight {
         let now = conn.ns(Instant::now()).max(1);
         conn.idle_since.store(now, Ordering::Release);
         if let Some(t) = conn.timers.idle() {
-            if conn.armed.load(Ordering::Acquire) > now.saturating_add(t.as_nanos() as u64) {
+            let armed = conn.armed.load(Ordering::Acquire);
+            if armed <= now || armed > now.saturating_add(t.as_nanos() as u64) {
                 conn.reader.wake();
             }
         }
