@@ -6,10 +6,12 @@
 //! closed.
 //!
 //! What is here: `use_backend` rules over HAProxy ACLs (first match wins,
-//! then the default backend, else 503), keep-alive on both sides, the
-//! upstream pool, hop-by-hop headers removed, `forwardfor`, `Host` kept,
-//! 502/503/504. Cookies, `uri`/`hdr` hashing, upgrades, request-smuggling
-//! checks and the httplog line come next.
+//! then the default backend, else 503), cookie persistence and `uri`/`hdr`
+//! hashing, keep-alive on both sides, the upstream pool with retries,
+//! hop-by-hop headers removed, `forwardfor`, `via`, `Host` kept, upgrades
+//! and CONNECT as tunnels, the head timers (`timeout http_request` and
+//! `http_keep_alive`, armed lazily), request-smuggling checks with the
+//! [`scan`]ner below hyper, 502/503/504, and the httplog line.
 
 pub mod scan;
 
