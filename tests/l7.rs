@@ -177,6 +177,15 @@ servers = [ {} ]
     )
 }
 
+/// As [`http_lb`], with the frontend's own `timeout = { .. }` entries
+/// (`timeouts`, e.g. `http_request = "300ms"`).
+fn http_lb_fe_timeouts(servers: &[&HttpBackend], server_timeout: &str, timeouts: &str) -> String {
+    http_lb(servers, server_timeout).replace(
+        "forwardfor = true",
+        &format!("forwardfor = true\ntimeout = {{ {timeouts} }}"),
+    )
+}
+
 /// A keep-alive HTTP client on one connection.
 struct Client {
     r: BufReader<tokio::net::tcp::OwnedReadHalf>,
@@ -548,10 +557,7 @@ async fn an_overlong_uri_gets_414_and_overlong_headers_431() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slowloris_client_is_cut_at_timeout_http_request_while_others_are_served() {
     let b = HttpBackend::start("a", Behaviour::Answer).await;
-    let doc = http_lb(&[&b], "30s").replace(
-        "forwardfor = true",
-        "forwardfor = true\ntimeout = { http_request = \"300ms\" }",
-    );
+    let doc = http_lb_fe_timeouts(&[&b], "30s", "http_request = \"300ms\"");
     let n = TestNode::start(&doc).await;
     let mut slow = TcpStream::connect(n.addr("fe")).await.unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
@@ -980,9 +986,10 @@ async fn forwardfor_except_networks_a_header_name_and_via() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_kept_alive_connection_is_closed_at_timeout_http_keep_alive_but_not_mid_response() {
     let b = HttpBackend::start("a", Behaviour::Answer).await;
-    let doc = http_lb(&[&b], "30s").replace(
-        "forwardfor = true",
-        "forwardfor = true\ntimeout = { http_request = \"10s\", http_keep_alive = \"300ms\" }",
+    let doc = http_lb_fe_timeouts(
+        &[&b],
+        "30s",
+        "http_request = \"10s\", http_keep_alive = \"300ms\"",
     );
     let n = TestNode::start(&doc).await;
     let mut c = Client::connect(n.addr("fe")).await;
@@ -996,9 +1003,10 @@ async fn an_idle_kept_alive_connection_is_closed_at_timeout_http_keep_alive_but_
 
     // A response that takes longer than the keep-alive timeout is not cut.
     let silent = HttpBackend::start("s", Behaviour::Silent).await;
-    let doc = http_lb(&[&silent], "900ms").replace(
-        "forwardfor = true",
-        "forwardfor = true\ntimeout = { http_request = \"10s\", http_keep_alive = \"300ms\" }",
+    let doc = http_lb_fe_timeouts(
+        &[&silent],
+        "900ms",
+        "http_request = \"10s\", http_keep_alive = \"300ms\"",
     );
     let n = TestNode::start(&doc).await;
     let mut c = Client::connect(n.addr("fe")).await;
@@ -1016,10 +1024,7 @@ async fn the_keep_alive_timeout_holds_after_responses_longer_than_itself() {
     // while it is on its way, which must neither cut the response nor leave
     // the connection without a timer once it is idle.
     let b = HttpBackend::start("slow", Behaviour::Slow(Duration::from_millis(700))).await;
-    let doc = http_lb(&[&b], "5s").replace(
-        "forwardfor = true",
-        "forwardfor = true\ntimeout = { http_request = \"300ms\" }",
-    );
+    let doc = http_lb_fe_timeouts(&[&b], "5s", "http_request = \"300ms\"");
     let n = TestNode::start(&doc).await;
     let mut c = Client::connect(n.addr("fe")).await;
     for round in 0..2 {
