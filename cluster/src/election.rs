@@ -48,23 +48,25 @@ fn jitter() -> Duration {
     rand::rng().random_range(Duration::ZERO..SPREAD)
 }
 
-/// Whether a quorum of the voters (this node included) would vote for it.
+fn quorum_of(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
+/// The other voters that would vote for this node.
 async fn pre_vote<T: Transport>(
     id: NodeId,
     raft: &Raft,
     transport: &T,
     last_log: &LastLog,
-) -> bool {
-    let (voters, quorum) = {
+) -> Vec<NodeId> {
+    let voters: Vec<(NodeId, String)> = {
         let m = raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
-        let voters: Vec<(NodeId, String)> = membership
+        membership
             .voter_ids()
             .filter(|v| *v != id)
             .filter_map(|v| Some((v, membership.get_node(&v)?.addr.clone())))
-            .collect();
-        let quorum = membership.voter_ids().count() / 2 + 1;
-        (voters, quorum)
+            .collect()
     };
     let mine = last_log.get();
     let asks = voters.iter().map(|(v, addr)| {
@@ -75,12 +77,13 @@ async fn pre_vote<T: Transport>(
             PRE_VOTE_TIMEOUT,
         )
     });
-    let granted = futures_util::future::join_all(asks)
+    futures_util::future::join_all(asks)
         .await
         .into_iter()
-        .filter(|r| matches!(r, Ok(Response::PreVote(true))))
-        .count();
-    1 + granted >= quorum
+        .zip(&voters)
+        .filter(|(r, _)| matches!(r, Ok(Response::PreVote(true))))
+        .map(|(_, (v, _))| *v)
+        .collect()
 }
 
 /// What the election loop needs.
@@ -121,8 +124,25 @@ pub(crate) async fn drive<T: Transport>(e: Election<T>) {
     let mut delay = jitter();
     let mut tick = tokio::time::interval(CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the loop last looked, and the longest it recently went without
+    // looking (this node's runtime, or the whole process, was held up).
+    let mut looked = Instant::now();
+    let mut stalled = Duration::ZERO;
     loop {
         tick.tick().await;
+        let gap = looked.elapsed();
+        looked = Instant::now();
+        if gap > voter_lease / 2 {
+            tracing::warn!(
+                gap_ms = gap.as_millis() as u64,
+                "the election loop ran late: this node was held up"
+            );
+        }
+        stalled = if gap > stalled {
+            gap
+        } else {
+            stalled.saturating_sub(CHECK)
+        };
         let (state, leader, is_voter, voters) = {
             let m = metrics.borrow();
             if m.vote != vote {
@@ -172,9 +192,12 @@ pub(crate) async fn drive<T: Transport>(e: Election<T>) {
         last_campaign = Some(now);
         delay = jitter();
         let silent_ms = (now - quiet_since).as_millis() as u64;
-        if !pre_vote(id, &raft, &transport, &last_log).await {
+        let granted = pre_vote(id, &raft, &transport, &last_log).await;
+        if granted.len() + 1 < quorum_of(voters) {
             tracing::debug!(
                 silent_ms,
+                stalled_ms = stalled.as_millis() as u64,
+                ?granted,
                 "no word from a leader, but no quorum would vote for this node"
             );
             continue;
@@ -194,7 +217,13 @@ pub(crate) async fn drive<T: Transport>(e: Election<T>) {
         }
         // Seen by this node's own pre-vote answers from now on.
         *vote_clock.lock().expect("vote clock") = (vote, Instant::now());
-        tracing::info!(silent_ms, "no word from a leader: campaigning");
+        tracing::warn!(
+            silent_ms,
+            stalled_ms = stalled.as_millis() as u64,
+            ?granted,
+            leader = ?leader,
+            "no word from a leader: campaigning"
+        );
         if raft.trigger().elect().await.is_err() {
             return;
         }

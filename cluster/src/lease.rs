@@ -4,23 +4,49 @@
 //! quorum acknowledged it within `lease` (shorter than the shortest election
 //! timeout, so it lapses before any other node can be elected).
 //!
+//! A quorum acknowledges a leader in either of two ways:
+//! - openraft's own: its AppendEntries answers (`millis_since_quorum_ack`).
+//!   Every one of those has openraft's heartbeat interval (25 ms) as its hard
+//!   time limit, and a loaded host (a busy disk's writeback, the CPU shared
+//!   with other work) misses it now and then: seen here, the lease lapsing
+//!   every second or so, each lapse a VIP dropped and taken again.
+//! - the lease heartbeats sent here ([`Request::Heartbeat`]), like
+//!   keepalived's adverts and etcd's heartbeats: answered from the follower's
+//!   clock and vote alone, without Raft's core or its disk, and each allowed
+//!   up to the whole lease to arrive. A follower that answers yes promises to
+//!   vote for no one else for the voters' lease from its answer on (see
+//!   `Service::refuse_vote`), as openraft's voters do after AppendEntries.
+//!
+//! The heartbeats stand for a live Raft core only while openraft itself saw
+//! a quorum within [`CORE_TOLERANCE`]: a leader whose core is stuck stops
+//! sending them and loses its lease, and the others elect a new one.
+//!
 //! The lease is computed against this node's own clock from the moment a
-//! metrics value was seen, and a timer ends it when it lapses: stale metrics
-//! never extend it.
+//! metrics value was seen (or a heartbeat sent), and a timer ends it when it
+//! lapses: stale metrics never extend it.
 
-use crate::types::Raft;
+use crate::net::Transport;
+use crate::types::{Raft, Request, Response};
 use openraft::ServerState;
+use raftlb_proto::NodeId;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+/// How long openraft may go without a quorum's AppendEntries answers before
+/// the lease heartbeats stop standing in for them: a stuck Raft core loses
+/// its lease (and its VIP) after this.
+pub(crate) const CORE_TOLERANCE: Duration = Duration::from_secs(2);
+
+type Metrics = openraft::RaftMetrics<u64, crate::types::PeerNode>;
+type Vote = openraft::Vote<NodeId>;
 
 /// Until when (this node's monotonic clock) `m` grants the lease, if at all.
 /// `seen` is when `m` was read.
-fn lease_until(
-    m: &openraft::RaftMetrics<u64, crate::types::PeerNode>,
-    seen: Instant,
-    lease: Duration,
-) -> Option<Instant> {
+fn lease_until(m: &Metrics, seen: Instant, lease: Duration) -> Option<Instant> {
     if m.state != ServerState::Leader || m.current_leader != Some(m.id) {
         return None;
     }
@@ -34,31 +60,174 @@ fn lease_until(
     lease.checked_sub(acked).map(|left| seen + left)
 }
 
-/// Publishes, as it changes, whether this node holds the lease. Runs until
-/// Raft shuts down.
-pub(crate) async fn track(raft: Raft, lease: Duration, tx: watch::Sender<bool>) {
+/// When each voter last acknowledged a lease heartbeat (the time it was
+/// sent), for the senders of one generation.
+#[derive(Default)]
+struct Acks {
+    generation: u64,
+    sent: HashMap<NodeId, Instant>,
+}
+
+/// Until when the lease heartbeats grant the lease: a quorum of the voters
+/// (this node, which leads, included) acknowledged one sent at or after
+/// `until - lease`.
+fn heartbeat_until(
+    m: &Metrics,
+    acks: &HashMap<NodeId, Instant>,
+    lease: Duration,
+) -> Option<Instant> {
+    let membership = m.membership_config.membership();
+    let voters = membership.voter_ids().count();
+    let needed = (voters / 2 + 1).checked_sub(1)?;
+    let mut sent: Vec<Instant> = membership
+        .voter_ids()
+        .filter(|v| *v != m.id)
+        .filter_map(|v| acks.get(&v).copied())
+        .collect();
+    if needed == 0 || sent.len() < needed {
+        return None;
+    }
+    sent.sort_unstable_by(|a, b| b.cmp(a));
+    Some(sent[needed - 1] + lease)
+}
+
+/// What the lease tracker needs.
+pub(crate) struct Tracker<T> {
+    pub(crate) raft: Raft,
+    pub(crate) transport: T,
+    /// How long an acknowledgement holds the lease.
+    pub(crate) lease: Duration,
+    /// How often lease heartbeats go out.
+    pub(crate) every: Duration,
+    pub(crate) tx: watch::Sender<bool>,
+}
+
+/// The heartbeat senders for one term of leadership: the vote and the
+/// voters they were started for.
+struct Senders {
+    key: (Vote, Vec<(NodeId, String)>),
+    _tasks: JoinSet<()>,
+}
+
+/// Publishes, as it changes, whether this node holds the lease, and sends
+/// the lease heartbeats while it leads. Runs until Raft shuts down.
+pub(crate) async fn track<T: Transport>(t: Tracker<T>) {
+    let Tracker {
+        raft,
+        transport,
+        lease,
+        every,
+        tx,
+    } = t;
+    let acks = Arc::new(Mutex::new(Acks::default()));
+    let acked = Arc::new(Notify::new());
+    let mut senders: Option<Senders> = None;
     let mut metrics = raft.metrics();
+    let mut m = metrics.borrow_and_update().clone();
+    let mut seen = Instant::now();
     loop {
-        let seen = Instant::now();
-        let until = lease_until(&metrics.borrow_and_update(), seen, lease);
-        loop {
-            let held = until.is_some_and(|u| Instant::now() < u);
-            tx.send_if_modified(|cur| std::mem::replace(cur, held) != held);
-            let lapse = async {
-                match until {
-                    Some(u) if held => tokio::time::sleep_until(u).await,
-                    _ => std::future::pending().await,
-                }
+        let now = Instant::now();
+        let core_until = lease_until(&m, seen, CORE_TOLERANCE);
+        let core_alive = core_until.is_some_and(|u| now < u);
+        // Heartbeats go out while this node leads with a live core.
+        let want = core_alive.then(|| {
+            let membership = m.membership_config.membership();
+            let peers: Vec<(NodeId, String)> = membership
+                .voter_ids()
+                .filter(|v| *v != m.id)
+                .filter_map(|v| Some((v, membership.get_node(&v)?.addr.clone())))
+                .collect();
+            (m.vote, peers)
+        });
+        if senders.as_ref().map(|s| &s.key) != want.as_ref() {
+            let generation = {
+                let mut a = acks.lock().expect("lease acks");
+                a.generation += 1;
+                a.sent.clear();
+                a.generation
             };
-            tokio::select! {
-                changed = metrics.changed() => {
-                    if changed.is_err() {
-                        tx.send_if_modified(|cur| std::mem::replace(cur, false));
-                        return;
-                    }
-                    break;
+            senders = want.map(|key| {
+                let mut tasks = JoinSet::new();
+                for (to, addr) in &key.1 {
+                    tasks.spawn(beat(Beat {
+                        transport: transport.clone(),
+                        to: *to,
+                        addr: addr.clone(),
+                        vote: key.0,
+                        every,
+                        wait: lease,
+                        generation,
+                        acks: acks.clone(),
+                        acked: acked.clone(),
+                    }));
                 }
-                _ = lapse => {}
+                Senders { key, _tasks: tasks }
+            });
+        }
+        let by_raft = lease_until(&m, seen, lease);
+        let by_beats = heartbeat_until(&m, &acks.lock().expect("lease acks").sent, lease);
+        let until = core_until.and_then(|core| by_raft.max(by_beats).map(|u| u.min(core)));
+        let held = until.is_some_and(|u| now < u);
+        let changed = tx.send_if_modified(|cur| std::mem::replace(cur, held) != held);
+        if changed && !held && m.state == ServerState::Leader {
+            tracing::warn!(
+                since_quorum_ack_ms = ?m.millis_since_quorum_ack.map(|a| a + seen.elapsed().as_millis() as u64),
+                heartbeats = senders.is_some(),
+                "lost the leader's lease: no quorum acknowledged this node in time"
+            );
+        }
+        // Look again when the lease would lapse, or the core's tolerance.
+        let wake = [until.filter(|_| held), core_until.filter(|_| core_alive)]
+            .into_iter()
+            .flatten()
+            .min();
+        tokio::select! {
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    tx.send_if_modified(|cur| std::mem::replace(cur, false));
+                    return;
+                }
+                m = metrics.borrow_and_update().clone();
+                seen = Instant::now();
+            }
+            _ = acked.notified() => {}
+            _ = async {
+                match wake {
+                    Some(w) => tokio::time::sleep_until(w).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+    }
+}
+
+/// One voter's heartbeat sender.
+struct Beat<T> {
+    transport: T,
+    to: NodeId,
+    addr: String,
+    vote: Vote,
+    every: Duration,
+    /// How long an answer may take (after that it holds no lease anyway).
+    wait: Duration,
+    generation: u64,
+    acks: Arc<Mutex<Acks>>,
+    acked: Arc<Notify>,
+}
+
+async fn beat<T: Transport>(b: Beat<T>) {
+    let mut tick = tokio::time::interval(b.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let sent = Instant::now();
+        let req = Request::Heartbeat { vote: b.vote };
+        if let Ok(Response::Heartbeat(true)) = b.transport.call(b.to, &b.addr, req, b.wait).await {
+            let mut a = b.acks.lock().expect("lease acks");
+            if a.generation == b.generation {
+                a.sent.insert(b.to, sent);
+                drop(a);
+                b.acked.notify_one();
             }
         }
     }

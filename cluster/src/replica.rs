@@ -199,7 +199,13 @@ impl<T: Transport> RaftCluster<T> {
         let config = openraft::Config {
             cluster_name: "raftlb".into(),
             heartbeat_interval: opts.heartbeat.as_millis() as u64,
-            election_timeout_min: opts.election.0.as_millis() as u64,
+            // openraft's own election timer is off (election.rs): its min
+            // is then only how long a vote may take to come back, and a
+            // voter writes its vote to disk before it answers. The lease is
+            // still `election.0` (lease.rs).
+            election_timeout_min: (opts.election.1.as_millis() as u64)
+                .saturating_sub(1)
+                .max(opts.election.0.as_millis() as u64),
             election_timeout_max: opts.election.1.as_millis() as u64,
             install_snapshot_timeout: 2000,
             snapshot_max_chunk_size: 1 << 20,
@@ -234,7 +240,13 @@ impl<T: Transport> RaftCluster<T> {
         }));
         // The lease: a quorum heard within the shortest election timeout.
         let (lease_tx, lease) = watch::channel(false);
-        tokio::spawn(crate::lease::track(raft.clone(), opts.election.0, lease_tx));
+        tokio::spawn(crate::lease::track(crate::lease::Tracker {
+            raft: raft.clone(),
+            transport: transport.clone(),
+            lease: opts.election.0,
+            every: opts.heartbeat,
+            tx: lease_tx,
+        }));
         let service = Arc::new(Service {
             raft: raft.clone(),
             contacts: contacts.clone(),
@@ -247,6 +259,7 @@ impl<T: Transport> RaftCluster<T> {
             vote_changed,
             last_log,
             reporter: Default::default(),
+            promise: Default::default(),
         });
         Ok(RaftCluster {
             id,

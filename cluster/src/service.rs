@@ -6,6 +6,7 @@ use crate::net::raft::Contacts;
 use crate::net::{BoxFuture, Handler};
 use crate::types::{PeerNode, Raft, Request, Response, WriteFailure};
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{VoteRequest, VoteResponse};
 use openraft::{ChangeMembers, ServerState};
 use raftlb_proto::{Command, NodeId, Outcome};
 use std::collections::BTreeSet;
@@ -34,6 +35,9 @@ pub struct Service {
     pub(crate) last_log: crate::store::LastLog,
     /// Fills the answer to [`Request::Report`].
     pub(crate) reporter: std::sync::OnceLock<Reporter>,
+    /// The leader's vote this node last confirmed to a lease heartbeat, and
+    /// when: for the voters' lease after that it votes for no one else.
+    pub(crate) promise: std::sync::Mutex<Option<(openraft::Vote<NodeId>, std::time::Instant)>>,
 }
 
 /// What a node says about itself when a peer asks ([`Request::Report`]).
@@ -61,8 +65,58 @@ impl Service {
             let (vote, at) = *self.vote_changed.lock().expect("vote clock");
             vote != m.vote || recent(Some(at))
         };
-        !busy && !hears_leader && !voted && last_log >= self.last_log.get()
+        let grant = !busy && !hears_leader && !voted && last_log >= self.last_log.get();
+        if grant {
+            let silent_ms = m
+                .current_leader
+                .filter(|l| *l != m.id)
+                .and_then(|l| self.incoming.last(l))
+                .map(|t| t.elapsed().as_millis() as u64);
+            tracing::info!(
+                leader = ?m.current_leader,
+                silent_ms,
+                "would vote for a candidate: no word from a leader"
+            );
+        }
+        grant
     }
+    /// Answers the lease heartbeat of `from`, which leads with `vote`: yes
+    /// if this node follows exactly that vote, and then it promises not to
+    /// vote for anyone else for the voters' lease.
+    fn heartbeat(&self, from: NodeId, vote: openraft::Vote<NodeId>) -> bool {
+        let follows = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            m.id != from
+                && vote.is_committed()
+                && vote.leader_id().voted_for() == Some(from)
+                && m.vote == vote
+        };
+        if follows {
+            *self.promise.lock().expect("lease promise") = Some((vote, std::time::Instant::now()));
+        }
+        follows
+    }
+
+    /// A refusal for a candidate this node promised, by answering a lease
+    /// heartbeat within the voters' lease, not to vote for: openraft's own
+    /// voters refuse likewise after an AppendEntries, but do not see the
+    /// heartbeats.
+    fn refuse_vote(&self, req: &VoteRequest<NodeId>) -> Option<VoteResponse<NodeId>> {
+        let (promised, at) = (*self.promise.lock().expect("lease promise"))?;
+        if at.elapsed() > self.voter_lease || req.vote.leader_id() == promised.leader_id() {
+            return None;
+        }
+        tracing::info!(
+            candidate = ?req.vote.leader_id().voted_for(),
+            leader = ?promised.leader_id().voted_for(),
+            "refused a vote: the leader's lease heartbeat came {} ms ago",
+            at.elapsed().as_millis()
+        );
+        let vote = self.raft.metrics().borrow().vote;
+        Some(VoteResponse::new(vote, self.last_log.get(), false))
+    }
+
     /// This node's report (empty without a reporter).
     pub(crate) fn report(&self) -> Vec<u8> {
         self.reporter.get().map(|f| f()).unwrap_or_default()
@@ -80,7 +134,10 @@ impl Handler for Service {
                     // Someone campaigns: this node neither campaigns nor
                     // grants pre-votes for a while (see election.rs).
                     self.vote_changed.lock().expect("vote clock").1 = std::time::Instant::now();
-                    Response::Vote(self.raft.vote(r).await)
+                    match self.refuse_vote(&r) {
+                        Some(no) => Response::Vote(Ok(no)),
+                        None => Response::Vote(self.raft.vote(r).await),
+                    }
                 }
                 Request::Snapshot(r) => Response::Snapshot(self.raft.install_snapshot(r).await),
                 Request::Write(cmd) => {
@@ -111,6 +168,7 @@ impl Handler for Service {
                 }
                 Request::Report => Response::Report(self.report()),
                 Request::PreVote { last_log } => Response::PreVote(self.pre_vote(last_log)),
+                Request::Heartbeat { vote } => Response::Heartbeat(self.heartbeat(from, vote)),
             }
         })
     }

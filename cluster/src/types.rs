@@ -97,6 +97,32 @@ pub enum Request {
         /// The would-be candidate's last log id.
         last_log: Option<openraft::LogId<NodeId>>,
     },
+    /// The leader's lease heartbeat: "I lead with this vote". Answered from
+    /// the node's vote and clock, without Raft's core or its disk (see
+    /// lease.rs).
+    Heartbeat {
+        /// The leader's vote.
+        vote: openraft::Vote<NodeId>,
+    },
+}
+
+impl Request {
+    /// The request's name, for messages (and tests that pick some out).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Append(_) => "Append",
+            Request::Vote(_) => "Vote",
+            Request::Snapshot(_) => "Snapshot",
+            Request::Write(_) => "Write",
+            Request::Join { .. } => "Join",
+            Request::Leave { .. } => "Leave",
+            Request::IsMember { .. } => "IsMember",
+            Request::Members => "Members",
+            Request::Report => "Report",
+            Request::PreVote { .. } => "PreVote",
+            Request::Heartbeat { .. } => "Heartbeat",
+        }
+    }
 }
 
 /// The answer to a [`Request`], in the same order.
@@ -120,6 +146,9 @@ pub enum Response {
     Report(Vec<u8>),
     /// To [`Request::PreVote`]: whether it would vote.
     PreVote(bool),
+    /// To [`Request::Heartbeat`]: whether this node follows that vote (and
+    /// so votes for no one else for the voters' lease).
+    Heartbeat(bool),
 }
 
 impl Response {
@@ -135,6 +164,7 @@ impl Response {
             Response::Members(_) => "Members",
             Response::Report(_) => "Report",
             Response::PreVote(_) => "PreVote",
+            Response::Heartbeat(_) => "Heartbeat",
         }
     }
 }

@@ -415,3 +415,112 @@ async fn a_cut_off_follower_does_not_depose_the_leader_when_it_comes_back() {
         "the same leader, the same term"
     );
 }
+
+/// A loaded host answers late for a while: every Raft AppendEntries, whose
+/// hard time limit is the heartbeat interval, times out. The leader must
+/// keep its lease (its VIP) and its term: the lease heartbeats, which may
+/// take up to the lease to come back, still do, and the followers, which
+/// still hear their leader, neither campaign nor vote for anyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_answers_for_a_while_neither_lapse_the_lease_nor_depose_the_leader() {
+    let lab = Lab::three().await;
+    let all = [1u64, 2, 3];
+    let leader = wait_holder(&lab, &all).await;
+    let term = lab.node(leader).status().term;
+    let followers: Vec<u64> = all.into_iter().filter(|i| *i != leader).collect();
+    // Every change of the leader's lease from now on.
+    let mut lease = lab.node(leader).lease();
+    let lapses = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let watcher = {
+        let lapses = lapses.clone();
+        tokio::spawn(async move {
+            while lease.changed().await.is_ok() {
+                if !*lease.borrow_and_update() {
+                    lapses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    // Later than the heartbeat interval, well within the lease.
+    let late = lab.opts.heartbeat + lab.opts.heartbeat / 2;
+    assert!(late * 2 < lab.opts.election.0);
+    for f in &followers {
+        lab.net.answer_late(*f, late);
+    }
+    // For six leases: long enough that a lease resting on Raft's own
+    // answers would lapse several times over.
+    let window = lab.opts.election.0 * 6;
+    let end = Instant::now() + window;
+    let mut longest_raft_silence = 0u64;
+    while Instant::now() < end {
+        let m = lab.node(leader).raft().metrics().borrow().clone();
+        longest_raft_silence = longest_raft_silence.max(m.millis_since_quorum_ack.unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The fault was real: Raft itself heard no quorum for longer than a
+    // lease.
+    assert!(
+        longest_raft_silence > lab.opts.election.0.as_millis() as u64,
+        "Raft's answers kept coming ({longest_raft_silence} ms at most without a quorum)"
+    );
+    for f in &followers {
+        lab.net.answer_late(*f, Duration::ZERO);
+    }
+    assert_eq!(
+        lab.node(leader).write(apply(4000)).await,
+        Ok(Outcome::ConfigCommitted { version: 2 })
+    );
+    lab.converged(&all, 2).await;
+    for id in all {
+        assert_eq!(lab.node(id).status().term, term, "node {id}: a new term");
+    }
+    assert!(*lab.node(leader).lease().borrow());
+    watcher.abort();
+    let lapses = lapses.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(lapses, 0, "the leader's lease lapsed {lapses} times");
+}
+
+/// A follower that confirms its leader's lease heartbeats votes for no one
+/// else, even when Raft's own messages no longer reach it (its core would
+/// then grant the vote: openraft's voters only count AppendEntries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_hears_the_leaders_heartbeats_votes_for_no_one_else() {
+    use raftlb_cluster::net::Transport;
+    use raftlb_cluster::types::{Request, Response};
+    let lab = Lab::three().await;
+    let all = [1u64, 2, 3];
+    let leader = wait_holder(&lab, &all).await;
+    let term = lab.node(leader).status().term;
+    let mut followers = all.into_iter().filter(|i| *i != leader);
+    let (voter, candidate) = (followers.next().unwrap(), followers.next().unwrap());
+    lab.net.lose(voter, "Append", true);
+    // Longer than openraft's voters refuse other candidates after an
+    // AppendEntries.
+    tokio::time::sleep(lab.opts.election.1 * 2).await;
+    let last_log_id = lab.node(candidate).raft().metrics().borrow().last_applied;
+    let ask = Request::Vote(openraft::raft::VoteRequest::new(
+        openraft::Vote::new(term + 1, candidate),
+        last_log_id,
+    ));
+    let answer = lab
+        .net
+        .transport(candidate)
+        .call(voter, &addr(voter), ask, Duration::from_secs(2))
+        .await;
+    let Ok(Response::Vote(Ok(r))) = answer else {
+        panic!("no vote answer: {answer:?}");
+    };
+    assert!(
+        !r.vote_granted,
+        "voted for {candidate} while hearing {leader}: {r:?}"
+    );
+    lab.net.lose(voter, "Append", false);
+    assert_eq!(
+        lab.node(leader).write(apply(5000)).await,
+        Ok(Outcome::ConfigCommitted { version: 2 })
+    );
+    lab.converged(&all, 2).await;
+    for id in all {
+        assert_eq!(lab.node(id).status().term, term, "node {id}: a new term");
+    }
+}

@@ -14,6 +14,10 @@ use std::time::Duration;
 struct Inner {
     nodes: HashMap<String, (NodeId, Arc<dyn Handler>)>,
     cut: HashSet<(NodeId, NodeId)>,
+    /// How late each node's answers come.
+    late: HashMap<NodeId, Duration>,
+    /// Requests of these kinds to these nodes are lost.
+    lost: HashSet<(NodeId, &'static str)>,
 }
 
 impl Inner {
@@ -70,6 +74,23 @@ impl MemNet {
         self.lock().cut.clear();
     }
 
+    /// Makes every answer from node `id` come `by` late (a loaded host);
+    /// `Duration::ZERO` ends it.
+    pub fn answer_late(&self, id: NodeId, by: Duration) {
+        self.lock().late.insert(id, by);
+    }
+
+    /// Loses every request of `kind` ([`Request::kind`]) to node `id`, or
+    /// (`lose = false`) no longer.
+    pub fn lose(&self, id: NodeId, kind: &'static str, lose: bool) {
+        let mut inner = self.lock();
+        if lose {
+            inner.lost.insert((id, kind));
+        } else {
+            inner.lost.remove(&(id, kind));
+        }
+    }
+
     /// The transport node `from` calls others with.
     pub fn transport(&self, from: NodeId) -> MemTransport {
         MemTransport {
@@ -109,7 +130,7 @@ impl Transport for MemTransport {
             node: target,
             reason: reason.to_string(),
         };
-        let (id, handler) = {
+        let (id, handler, late) = {
             let inner = self.net.lock();
             let Some((id, handler)) = inner.nodes.get(addr) else {
                 return Err(unreachable("nothing at that address"));
@@ -120,10 +141,19 @@ impl Transport for MemTransport {
             if !inner.linked(self.from, *id) {
                 return Err(unreachable("link cut"));
             }
-            (*id, handler.clone())
+            if inner.lost.contains(&(*id, req.kind())) {
+                return Err(unreachable("request lost"));
+            }
+            let late = inner.late.get(id).copied().unwrap_or_default();
+            (*id, handler.clone(), late)
         };
         let req = through_the_wire(&req, target)?;
-        let resp = tokio::time::timeout(timeout, handler.handle(self.from, req))
+        let answer = async {
+            let resp = handler.handle(self.from, req).await;
+            tokio::time::sleep(late).await;
+            resp
+        };
+        let resp = tokio::time::timeout(timeout, answer)
             .await
             .map_err(|_| CallError::Timeout {
                 node: target,

@@ -39,6 +39,12 @@ const POOL_MAX: usize = 4;
 /// Connections [`serve`] holds at once; beyond, it waits before accepting.
 const MAX_CONNECTIONS: usize = 1024;
 
+/// How long a late answer is waited for before its connection is dropped.
+const DRAIN_LATE: Duration = Duration::from_secs(2);
+
+/// A Raft message answered slower than this is logged.
+const SLOW_ANSWER: Duration = Duration::from_millis(25);
+
 /// The pause after a failed `accept` (EMFILE and the like).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -178,8 +184,30 @@ enum Failed {
     AfterSend(String),
 }
 
-async fn exchange(stream: &mut TcpStream, frame: &[u8]) -> Result<Response, Failed> {
+/// How far an exchange got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    Sending,
+    /// The request is sent and no byte of the answer was read yet.
+    Waiting,
+    Reading,
+}
+
+async fn exchange(
+    stream: &mut TcpStream,
+    frame: &[u8],
+    progress: &mut Progress,
+) -> Result<Response, Failed> {
     stream.write_all(frame).await.map_err(Failed::NotSent)?;
+    *progress = Progress::Waiting;
+    // Wait for the answer without taking any of it: a call given up here
+    // leaves the connection whole, to be drained (see `drain_late`).
+    let mut byte = [0u8; 1];
+    stream
+        .peek(&mut byte)
+        .await
+        .map_err(|e| Failed::AfterSend(e.to_string()))?;
+    *progress = Progress::Reading;
     match read_frame::<Response, _>(stream).await {
         Ok(Some(resp)) => Ok(resp),
         Ok(None) => Err(Failed::AfterSend(
@@ -257,7 +285,10 @@ impl Transport for TcpTransport {
                 }
             }
         };
-        match tokio::time::timeout_at(deadline, exchange(&mut stream, &frame)).await {
+        let mut progress = Progress::Sending;
+        let exchanged =
+            tokio::time::timeout_at(deadline, exchange(&mut stream, &frame, &mut progress)).await;
+        match exchanged {
             Ok(Ok(resp)) => {
                 self.put_idle(target, addr, stream);
                 Ok(resp)
@@ -270,11 +301,33 @@ impl Transport for TcpTransport {
                 node: target,
                 reason: format!("{addr}: {reason}"),
             }),
-            Err(_) => Err(CallError::Timeout {
-                node: target,
-                after: timeout,
-            }),
+            Err(_) => {
+                if progress == Progress::Waiting {
+                    self.drain_late(target, addr, stream);
+                }
+                Err(CallError::Timeout {
+                    node: target,
+                    after: timeout,
+                })
+            }
         }
+    }
+}
+
+impl TcpTransport {
+    /// Takes the late answer off a connection whose call timed out while
+    /// waiting, then pools it again: a peer that is merely slow (a loaded
+    /// host) costs no new connection and handshake per late answer, which
+    /// would make the next calls later still.
+    fn drain_late(&self, target: NodeId, addr: &str, mut stream: TcpStream) {
+        let (me, addr) = (self.clone(), addr.to_string());
+        tokio::spawn(async move {
+            let late =
+                tokio::time::timeout(DRAIN_LATE, read_frame::<Response, _>(&mut stream)).await;
+            if let Ok(Ok(Some(_))) = late {
+                me.put_idle(target, &addr, stream);
+            }
+        });
     }
 }
 
@@ -382,6 +435,7 @@ async fn connection(
         // The caller sends nothing while it waits: if the connection turns
         // readable, it gave up (timeout) or broke the protocol.
         let mut byte = [0u8; 1];
+        let began = Instant::now();
         let resp = tokio::select! {
             biased;
             resp = handler.handle(peer, req) => resp,
@@ -390,6 +444,20 @@ async fn connection(
                 return;
             }
         };
+        let took = began.elapsed();
+        // Raft's own messages (a write or a join waits for a commit).
+        let raft = matches!(
+            resp,
+            Response::Append(_) | Response::Vote(_) | Response::PreVote(_)
+        );
+        if raft && took > SLOW_ANSWER {
+            tracing::info!(
+                node = peer,
+                kind = resp.kind(),
+                took_ms = took.as_millis() as u64,
+                "slow answer to a peer"
+            );
+        }
         let frame = match wire::encode(&resp) {
             Ok(f) => f,
             Err(e) => {

@@ -20,6 +20,10 @@ const T: Duration = Duration::from_secs(5);
 /// This id makes the handler wait forever.
 const HANG: NodeId = 999;
 
+/// This id makes the handler answer after [`SLOW_BY`].
+const SLOW: NodeId = 997;
+const SLOW_BY: Duration = Duration::from_millis(300);
+
 /// Answers `IsMember { id }` with whether `id` is even; counts requests.
 #[derive(Default)]
 struct Even {
@@ -32,6 +36,10 @@ impl Handler for Even {
         Box::pin(async move {
             match req {
                 Request::IsMember { id: HANG } => std::future::pending().await,
+                Request::IsMember { id: SLOW } => {
+                    tokio::time::sleep(SLOW_BY).await;
+                    Response::IsMember(Some(false))
+                }
                 Request::IsMember { id } => Response::IsMember(Some(id % 2 == 0)),
                 _ => Response::IsMember(None),
             }
@@ -273,10 +281,40 @@ async fn a_handler_that_never_answers_times_out() {
         matches!(r, Err(CallError::Timeout { node: 2, after: a }) if a == after),
         "{r:?}"
     );
-    // The connection it used is gone; the next call dials a new one.
+    // Its connection waits for an answer that never comes, out of the pool;
+    // the next call dials a new one.
     assert_eq!(t.idle(2, &server.addr()), 0);
     assert_eq!(is_member(&t, 2, &server.addr(), 8).await, Ok(Some(true)));
     assert_eq!(t.dials(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_late_answer_is_drained_and_its_connection_reused() {
+    let s = secret();
+    let server = Server::start(2, &s).await;
+    let t = TcpTransport::new(1, s.clone());
+    let after = Duration::from_millis(50);
+    let r = t
+        .call(2, &server.addr(), Request::IsMember { id: SLOW }, after)
+        .await;
+    assert!(
+        matches!(r, Err(CallError::Timeout { node: 2, .. })),
+        "{r:?}"
+    );
+    // The late answer arrives and is thrown away; the connection is pooled
+    // again and the next call goes over it, not over a new one.
+    let end = tokio::time::Instant::now() + T;
+    while t.idle(2, &server.addr()) == 0 {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the connection never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(is_member(&t, 2, &server.addr(), 8).await, Ok(Some(true)));
+    assert_eq!(t.dials(), 1);
+    assert_eq!(server.handler.handled(), 2);
     server.stop().await;
 }
 
