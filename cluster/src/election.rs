@@ -69,21 +69,32 @@ async fn pre_vote<T: Transport>(
             .collect()
     };
     let mine = last_log.get();
-    let asks = voters.iter().map(|(v, addr)| {
-        transport.call(
-            *v,
-            addr,
-            Request::PreVote { last_log: mine },
-            PRE_VOTE_TIMEOUT,
-        )
-    });
-    futures_util::future::join_all(asks)
-        .await
-        .into_iter()
-        .zip(&voters)
-        .filter(|(r, _)| matches!(r, Ok(Response::PreVote(true))))
-        .map(|(_, (v, _))| *v)
-        .collect()
+    let mut asks: futures_util::stream::FuturesUnordered<_> = voters
+        .iter()
+        .map(|(v, addr)| async move {
+            let r = transport
+                .call(
+                    *v,
+                    addr,
+                    Request::PreVote { last_log: mine },
+                    PRE_VOTE_TIMEOUT,
+                )
+                .await;
+            (*v, matches!(r, Ok(Response::PreVote(true))))
+        })
+        .collect();
+    // Done once a quorum said yes: a dead leader's answer (a connect that
+    // times out) must not hold up its own replacement.
+    let needed = quorum_of(voters.len() + 1) - 1;
+    let mut granted = Vec::new();
+    while granted.len() < needed {
+        match futures_util::StreamExt::next(&mut asks).await {
+            Some((v, true)) => granted.push(v),
+            Some((_, false)) => {}
+            None => break,
+        }
+    }
+    granted
 }
 
 /// What the election loop needs.
@@ -124,22 +135,23 @@ pub(crate) async fn drive<T: Transport>(e: Election<T>) {
     let mut delay = jitter();
     let mut tick = tokio::time::interval(CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // When the loop last looked, and the longest it recently went without
-    // looking (this node's runtime, or the whole process, was held up).
-    let mut looked = Instant::now();
+    // The longest this loop was recently held up past its tick (this
+    // node's runtime, or the whole process, did not run).
     let mut stalled = Duration::ZERO;
     loop {
-        tick.tick().await;
-        let gap = looked.elapsed();
-        looked = Instant::now();
-        if gap > voter_lease / 2 {
+        // How late the tick came, not counting this loop's own waits (a
+        // tick missed while it waited for a pre-vote comes at once).
+        let waited_from = tokio::time::Instant::now();
+        let due = tick.tick().await.max(waited_from);
+        let late = due.elapsed();
+        if late > voter_lease / 2 {
             tracing::warn!(
-                gap_ms = gap.as_millis() as u64,
+                late_ms = late.as_millis() as u64,
                 "the election loop ran late: this node was held up"
             );
         }
-        stalled = if gap > stalled {
-            gap
+        stalled = if late > stalled {
+            late
         } else {
             stalled.saturating_sub(CHECK)
         };

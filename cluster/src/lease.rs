@@ -14,8 +14,9 @@
 //!   keepalived's adverts and etcd's heartbeats: answered from the follower's
 //!   clock and vote alone, without Raft's core or its disk, and each allowed
 //!   up to the whole lease to arrive. A follower that answers yes promises to
-//!   vote for no one else for the voters' lease from its answer on (see
-//!   `Service::refuse_vote`), as openraft's voters do after AppendEntries.
+//!   vote for no one else for a while (longer than the lease) from its
+//!   answer on (see `Service::refuse_vote`), as openraft's voters do after
+//!   AppendEntries.
 //!
 //! The heartbeats stand for a live Raft core only while openraft itself saw
 //! a quorum within [`CORE_TOLERANCE`]: a leader whose core is stuck stops

@@ -36,7 +36,7 @@ pub struct Service {
     /// Fills the answer to [`Request::Report`].
     pub(crate) reporter: std::sync::OnceLock<Reporter>,
     /// The leader's vote this node last confirmed to a lease heartbeat, and
-    /// when: for the voters' lease after that it votes for no one else.
+    /// when: for a while after that it votes for no one else.
     pub(crate) promise: std::sync::Mutex<Option<(openraft::Vote<NodeId>, std::time::Instant)>>,
 }
 
@@ -82,7 +82,7 @@ impl Service {
     }
     /// Answers the lease heartbeat of `from`, which leads with `vote`: yes
     /// if this node follows exactly that vote, and then it promises not to
-    /// vote for anyone else for the voters' lease.
+    /// vote for anyone else for a while ([`Self::promise_for`]).
     fn heartbeat(&self, from: NodeId, vote: openraft::Vote<NodeId>) -> bool {
         let follows = {
             let m = self.raft.metrics();
@@ -98,13 +98,22 @@ impl Service {
         follows
     }
 
+    /// How long a confirmed lease heartbeat binds this node: longer than
+    /// the leader's lease counts from the heartbeat's sending (safety), and
+    /// shorter than a candidate waits after its own last word from the
+    /// leader (so that a dead leader's last heartbeat, which may reach this
+    /// node a little after the candidate's, does not refuse its successor).
+    fn promise_for(&self) -> Duration {
+        (self.lease + self.voter_lease) / 2
+    }
+
     /// A refusal for a candidate this node promised, by answering a lease
-    /// heartbeat within the voters' lease, not to vote for: openraft's own
+    /// heartbeat, not to vote for: openraft's own
     /// voters refuse likewise after an AppendEntries, but do not see the
     /// heartbeats.
     fn refuse_vote(&self, req: &VoteRequest<NodeId>) -> Option<VoteResponse<NodeId>> {
         let (promised, at) = (*self.promise.lock().expect("lease promise"))?;
-        if at.elapsed() > self.voter_lease || req.vote.leader_id() == promised.leader_id() {
+        if at.elapsed() > self.promise_for() || req.vote.leader_id() == promised.leader_id() {
             return None;
         }
         tracing::info!(
