@@ -60,6 +60,18 @@ pub(crate) enum Op {
     Vote { vote: Vote, reply: Reply },
 }
 
+/// A disk write slower than this is logged: Raft waits for it (a vote is
+/// durable before it counts), and past the election timeout it delays
+/// failover.
+const SLOW_DISK: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn slow_disk(what: &str, began: std::time::Instant) {
+    let took = began.elapsed();
+    if took > SLOW_DISK {
+        tracing::warn!(took_ms = took.as_millis() as u64, "slow disk: {what}");
+    }
+}
+
 /// The durable state found at open.
 pub(crate) struct Loaded {
     pub(crate) log: BTreeMap<u64, Entry>,
@@ -254,7 +266,13 @@ impl Writer {
             Op::Vote { vote, reply } => {
                 let r = self.sync().and_then(|()| {
                     let bytes = fsio::encode_frame(&vote)?;
-                    fsio::write_atomic(&self.dir.join(VOTE_FILE), &bytes).map_err(|e| self.fail(e))
+                    let began = std::time::Instant::now();
+                    let r = fsio::write_atomic(&self.dir.join(VOTE_FILE), &bytes);
+                    slow_disk(
+                        "vote write (file, fsync, rename, fsync of the directory)",
+                        began,
+                    );
+                    r.map_err(|e| self.fail(e))
                 });
                 let _ = reply.send(r);
             }
@@ -286,9 +304,11 @@ impl Writer {
             self.buf.clear();
         }
         if self.need_sync {
+            let began = std::time::Instant::now();
             if let Err(e) = self.file.sync_data() {
                 return Err(self.fail(e));
             }
+            slow_disk("log fsync", began);
             self.need_sync = false;
         }
         for done in self.waiting.drain(..) {
