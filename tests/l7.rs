@@ -1168,3 +1168,115 @@ async fn every_fetch_and_match_flag_routes_over_a_real_connection() {
         );
     }
 }
+
+/// Reads one message's head (lower-cased) and body off `r`: a
+/// Content-Length body, a chunked one (trailers dropped), or none.
+async fn read_message<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> (String, Vec<u8>) {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).await.unwrap() > 0,
+            "cut off in the head: {head:?}"
+        );
+        head.push_str(&line.to_ascii_lowercase());
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = Vec::new();
+    if head.contains("transfer-encoding: chunked") {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).await.unwrap();
+            let size = size.trim_end().split(';').next().unwrap();
+            let n =
+                usize::from_str_radix(size, 16).unwrap_or_else(|_| panic!("chunk size {size:?}"));
+            if n == 0 {
+                // Trailers, up to the empty line.
+                loop {
+                    let mut line = String::new();
+                    r.read_line(&mut line).await.unwrap();
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).await.unwrap();
+            assert!(chunk.ends_with(b"\r\n"));
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(len) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+    {
+        body = vec![0; len.trim().parse().unwrap()];
+        r.read_exact(&mut body).await.unwrap();
+    }
+    (head, body)
+}
+
+/// The upstream side is raftlb's own HTTP/1.1 client: a chunked request
+/// body goes to the server chunked; a chunked response, one after an interim
+/// 100, and one delimited by the server's close all reach the client whole,
+/// over one client connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_in_every_framing_pass_through_both_ways() {
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let script = tokio::spawn(async move {
+        let (s, _) = server.accept().await.unwrap();
+        let mut s = BufReader::new(s);
+        let (head, body) = read_message(&mut s).await;
+        assert!(head.starts_with("post /up http/1.1"), "{head}");
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        s.get_mut()
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3;x=y\r\ndef\r\n0\r\nx-t: 1\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = read_message(&mut s).await;
+        assert!(head.starts_with("get /interim"), "{head}");
+        s.get_mut()
+            .write_all(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            )
+            .await
+            .unwrap();
+        let (head, _) = read_message(&mut s).await;
+        assert!(head.starts_with("get /close"), "{head}");
+        s.get_mut()
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nto the close")
+            .await
+            .unwrap();
+        body
+    });
+    let doc = format!(
+        "[defaults]\nmode = \"http\"\ntimeout = {{ connect = \"2s\", client = \"30s\", server = \"30s\" }}\n\
+         [frontends.fe]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"be\"\n\
+         [backends.be]\nservers = [ {{ name = \"s\", address = \"{addr}\" }} ]\n"
+    );
+    let n = TestNode::start(&doc).await;
+    let (r, mut w) = TcpStream::connect(n.addr("fe")).await.unwrap().into_split();
+    let mut r = BufReader::new(r);
+    w.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_message(&mut r).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"abcdef");
+    w.write_all(b"GET /interim HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_message(&mut r).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"ok");
+    w.write_all(b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_message(&mut r).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"to the close");
+    assert_eq!(script.await.unwrap(), b"helloworld");
+}
