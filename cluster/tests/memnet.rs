@@ -448,8 +448,10 @@ async fn late_answers_for_a_while_neither_lapse_the_lease_nor_depose_the_leader(
         lab.net.answer_late(*f, late);
     }
     // For six leases: long enough that a lease resting on Raft's own
-    // answers would lapse several times over.
+    // answers would lapse several times over, and well within the 2 s that
+    // Raft may go without a quorum before the heartbeats stop standing in.
     let window = lab.opts.election.0 * 6;
+    assert!(window < Duration::from_secs(2));
     let end = Instant::now() + window;
     let mut longest_raft_silence = 0u64;
     while Instant::now() < end {

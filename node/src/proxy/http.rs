@@ -1,4 +1,5 @@
-//! One client connection in HTTP mode (HTTP/1.1, hyper): each request is
+//! One client connection in HTTP mode (HTTP/1.1: hyper toward the client,
+//! raftlb's own [`upstream`] client toward servers): each request is
 //! routed to a backend, takes a server slot (`maxconn` counts concurrent
 //! requests, as in HAProxy), and goes over a pooled upstream connection. An
 //! upstream connection goes back to its server's pool only once its response
