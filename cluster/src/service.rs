@@ -231,20 +231,56 @@ pub(crate) async fn local_join(
             )))
         };
     }
+    let deadline = tokio::time::Instant::now() + within;
     tracing::info!(id, %node, "adding node as a learner");
-    match tokio::time::timeout(within, raft.add_learner(id, node, true)).await {
-        Err(_) => return Err(no_quorum(within)),
-        Ok(Err(e)) => return Err(failure(e)),
-        Ok(Ok(_)) => {}
-    }
+    membership_change(deadline, within, || {
+        raft.add_learner(id, node.clone(), true)
+    })
+    .await?;
     tracing::info!(id, "learner caught up; making it a voter");
-    let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
-    match tokio::time::timeout(within, raft.change_membership(change, false)).await {
-        Err(_) => Err(no_quorum(within)),
-        Ok(Err(e)) => Err(failure(e)),
-        Ok(Ok(_)) => {
-            tracing::info!(id, "node joined as a voter");
-            Ok(())
+    membership_change(deadline, within, || {
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+    })
+    .await?;
+    tracing::info!(id, "node joined as a voter");
+    Ok(())
+}
+
+/// How long a membership change waits before trying again, while another
+/// one (a join that is finishing) is still being committed.
+const CHANGE_IN_PROGRESS_RETRY: Duration = Duration::from_millis(50);
+
+/// Runs a membership change until `deadline`, trying again while another
+/// change is in progress: two nodes joining one after the other must not
+/// fail the second because the first one's change is not committed yet.
+async fn membership_change<F, Fut, R>(
+    deadline: tokio::time::Instant,
+    within: Duration,
+    mut change: F,
+) -> Result<(), WriteFailure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+        Output = Result<R, RaftError<NodeId, ClientWriteError<NodeId, PeerNode>>>,
+    >,
+{
+    loop {
+        match tokio::time::timeout_at(deadline, change()).await {
+            Err(_) => return Err(no_quorum(within)),
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => {
+                let busy = matches!(
+                    e.api_error(),
+                    Some(ClientWriteError::ChangeMembershipError(
+                        openraft::error::ChangeMembershipError::InProgress(_)
+                    ))
+                );
+                if !busy || tokio::time::Instant::now() + CHANGE_IN_PROGRESS_RETRY >= deadline {
+                    return Err(failure(e));
+                }
+                tracing::debug!(error = %e, "another membership change is being committed; trying again");
+                tokio::time::sleep(CHANGE_IN_PROGRESS_RETRY).await;
+            }
         }
     }
 }
@@ -264,19 +300,17 @@ pub(crate) async fn local_leave(
                 "node {id} is the last voter: a cluster cannot remove its last member"
             )));
         }
-        let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
-        match tokio::time::timeout(within, raft.change_membership(change, false)).await {
-            Err(_) => return Err(no_quorum(within)),
-            Ok(Err(e)) => return Err(failure(e)),
-            Ok(Ok(_)) => {}
-        }
+        let deadline = tokio::time::Instant::now() + within;
+        membership_change(deadline, within, || {
+            raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+        })
+        .await?;
     } else if m.get_node(&id).is_some() {
-        let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
-        match tokio::time::timeout(within, raft.change_membership(change, false)).await {
-            Err(_) => return Err(no_quorum(within)),
-            Ok(Err(e)) => return Err(failure(e)),
-            Ok(Ok(_)) => {}
-        }
+        let deadline = tokio::time::Instant::now() + within;
+        membership_change(deadline, within, || {
+            raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+        })
+        .await?;
     } else if raft.metrics().borrow().state != ServerState::Leader {
         // Only the leader's answer counts.
         let (leader, addr) = leader_of(raft);

@@ -526,3 +526,20 @@ async fn a_follower_that_hears_the_leaders_heartbeats_votes_for_no_one_else() {
         assert_eq!(lab.node(id).status().term, term, "node {id}: a new term");
     }
 }
+
+/// Two nodes joining at once: the second's membership change waits for the
+/// first's to be committed instead of failing ("already undergoing a
+/// configuration change").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_joining_at_once_both_become_voters() {
+    let mut lab = Lab::new();
+    let n1 = lab.start(1).await;
+    n1.initialize(me(1)).await.unwrap();
+    let n2 = lab.start(2).await;
+    let n3 = lab.start(3).await;
+    let through = addr(1);
+    let (a, b) = tokio::join!(n2.join(me(2), &through), n3.join(me(3), &through));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(voters(lab.node(1)), vec![1, 2, 3]);
+}
