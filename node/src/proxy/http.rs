@@ -1,5 +1,4 @@
-//! One client connection in HTTP mode (HTTP/1.1: hyper toward the client,
-//! raftlb's own [`upstream`] client toward servers): each request is
+//! One client connection in HTTP mode (HTTP/1.1, hyper): each request is
 //! routed to a backend, takes a server slot (`maxconn` counts concurrent
 //! requests, as in HAProxy), and goes over a pooled upstream connection. An
 //! upstream connection goes back to its server's pool only once its response
@@ -15,7 +14,6 @@
 //! [`scan`]ner below hyper, 502/503/504, and the httplog line.
 
 pub mod scan;
-pub mod upstream;
 
 use super::backend::{BackendRt, NoSlot, Slot};
 use super::FrontendRt;
@@ -23,6 +21,7 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -50,7 +49,7 @@ const POOL_IDLE: Duration = Duration::from_secs(5);
 /// live state), oldest first.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<Vec<(upstream::Conn, Instant)>>,
+    idle: Mutex<Vec<(SendRequest<ReqBody>, Instant)>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -61,20 +60,22 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// The most recently used idle connection (the likeliest still open)
-    /// that the server has not closed.
-    fn take(&self) -> Option<upstream::Conn> {
+    /// The most recently used idle connection (the likeliest still open).
+    fn take(&self) -> Option<SendRequest<ReqBody>> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((s, since)) = idle.pop() {
-            if now.duration_since(since) < POOL_IDLE && s.is_open() {
+            if now.duration_since(since) < POOL_IDLE && !s.is_closed() {
                 return Some(s);
             }
         }
         None
     }
 
-    fn put(&self, s: upstream::Conn) {
+    fn put(&self, s: SendRequest<ReqBody>) {
+        if s.is_closed() {
+            return;
+        }
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         // Oldest first: the expired ones are a prefix.
@@ -97,18 +98,6 @@ impl Pool {
 pub struct ReqBody {
     first: Option<Frame<Bytes>>,
     rest: Incoming,
-}
-
-impl ReqBody {
-    /// The body's first bytes, read before a server was chosen.
-    fn first_data(&self) -> Option<&Bytes> {
-        self.first.as_ref().and_then(|f| f.data_ref())
-    }
-
-    /// Drops the first frame (it was sent).
-    fn skip_first(&mut self) {
-        self.first = None;
-    }
 }
 
 impl Body for ReqBody {
@@ -158,10 +147,9 @@ pub enum ProxyBody {
 /// A server's response body; at its end, the connection goes back to the
 /// server's pool and the request's slot is released.
 pub struct Upstream {
-    /// The body, and the connection it is read from.
-    body: upstream::UpstreamBody,
-    /// The server whose pool the connection returns to.
-    server: Arc<super::server::ServerState>,
+    body: Incoming,
+    /// The connection and the pool it returns to, until the body ends.
+    conn: Option<(SendRequest<ReqBody>, Arc<super::server::ServerState>)>,
     /// The request's server slot, held until the response is done.
     _slot: Slot,
     /// Written when the response is done (or abandoned).
@@ -173,9 +161,11 @@ impl Drop for Upstream {
     /// to its end (hyper stops reading once the announced length arrived,
     /// so the end is what the body says, not a last poll).
     fn drop(&mut self) {
-        let done = self.body.is_done();
-        if let Some(conn) = self.body.reusable() {
-            self.server.http_pool.put(conn);
+        let done = self.body.is_end_stream();
+        if let Some((conn, server)) = self.conn.take() {
+            if done {
+                server.http_pool.put(conn);
+            }
         }
         if let Some(mut log) = self.log.take() {
             if !done && log.state == ('-', '-') {
@@ -189,12 +179,12 @@ impl Drop for Upstream {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = upstream::BodyError;
+    type Error = hyper::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, upstream::BodyError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Local(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
             ProxyBody::Upstream(u) => {
@@ -206,7 +196,8 @@ impl Body for ProxyBody {
                         }
                     }
                     Poll::Ready(Some(Err(_))) => {
-                        // Never reused after an error (the body knows).
+                        // Never reused after an error.
+                        u.conn.take();
                         if let Some(log) = u.log.as_mut() {
                             log.state = ('S', 'D');
                         }
@@ -246,6 +237,8 @@ pub struct HttpLog {
     /// The request line (only when the log is on: it costs an allocation).
     request: String,
     tr_head: Option<Duration>,
+    /// A CONNECT request (known even when the log is off).
+    connect: bool,
     backend: Option<Arc<BackendRt>>,
     /// The server's position in `backend`.
     server: Option<usize>,
@@ -281,6 +274,7 @@ impl HttpLog {
                 String::new()
             },
             tr_head: head,
+            connect: req.method() == hyper::Method::CONNECT,
             backend: None,
             server: None,
             tw: None,
@@ -519,12 +513,12 @@ pub struct Tracked {
 
 impl Body for Tracked {
     type Data = Bytes;
-    type Error = upstream::BodyError;
+    type Error = hyper::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, upstream::BodyError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 
@@ -865,20 +859,28 @@ async fn handle(
     // connection that the server closed before taking the request is
     // replaced by a new one at once.
     let mut slot = slot;
-    let (parts, mut body) = req.into_parts();
+    let mut req = req;
     let mut retries_left = be.cfg.retries;
     let connecting = log.clock();
-    let (head, conn, waiting) = loop {
+    let (resp, sender, waiting) = loop {
         let srv = &be.servers[slot.idx];
+        let mut pooled = None;
         // A tunnel takes its connection for good: a new one.
-        let pooled = (!tunnel).then(|| srv.state.http_pool.take()).flatten();
+        while let Some(mut s) = (!tunnel).then(|| srv.state.http_pool.take()).flatten() {
+            // Ready once its previous exchange is wholly done; an error
+            // means the server closed it meanwhile.
+            if s.ready().await.is_ok() {
+                pooled = Some(s);
+                break;
+            }
+        }
         let reused = pooled.is_some();
-        let mut conn = match pooled {
-            Some(c) => c,
+        let mut sender = match pooled {
+            Some(s) => s,
             None => match connect(&be, slot.idx).await {
-                Ok(c) => {
+                Ok(s) => {
                     observe(srv, Observe::Layer4, Ok(()));
-                    c
+                    s
                 }
                 Err(why) => {
                     observe(srv, Observe::Layer4, Err("L4CON"));
@@ -912,9 +914,9 @@ async fn handle(
         };
         log.tc = connecting.map(|t| t.elapsed());
         let waiting = log.clock();
-        let exchange = exchange(&mut conn, &parts, &mut body);
+        let sent = sender.try_send_request(req);
         let outcome = match be.cfg.timeout.server {
-            Some(t) => match tokio::time::timeout(t, exchange).await {
+            Some(t) => match tokio::time::timeout(t, sent).await {
                 Ok(r) => r,
                 Err(_) => {
                     observe(srv, Observe::Layer7, Err("L7TOUT"));
@@ -925,43 +927,32 @@ async fn handle(
                     );
                 }
             },
-            None => exchange.await,
+            None => sent.await,
         };
         match outcome {
-            Ok(head) => break (head, conn, waiting),
-            // Not a byte sent: a pooled connection the server had closed.
-            Err(upstream::Failure::NotSent(_)) if reused => continue,
-            Err(upstream::Failure::Client(e)) => {
-                tracing::debug!(error = %e, "the client's body broke off");
-                return log.error(
-                    StatusCode::BAD_REQUEST,
-                    "The request body is malformed or incomplete.",
-                    ('C', 'D'),
-                );
-            }
-            Err(upstream::Failure::NotSent(e)) => {
-                tracing::debug!(server = %srv.state.id, error = %e, "cannot send to the server");
-                observe(srv, Observe::Layer4, Err("L4CON"));
-                return log.error(
-                    StatusCode::BAD_GATEWAY,
-                    "The server closed the connection.",
-                    ('S', 'H'),
-                );
-            }
-            Err(upstream::Failure::Server(e)) => {
-                tracing::debug!(server = %srv.state.id, error = %e, "bad response from the server");
-                observe(srv, Observe::Layer7, Err("L7RSP"));
-                return log.error(
-                    StatusCode::BAD_GATEWAY,
-                    "The server returned an invalid or incomplete response.",
-                    ('S', 'H'),
-                );
-            }
+            Ok(r) => break (r, sender, waiting),
+            Err(mut e) => match e.take_message() {
+                // Never sent: a pooled connection the server had closed.
+                Some(unsent) if reused => {
+                    req = unsent;
+                    continue;
+                }
+                _ => {
+                    let e = e.into_error();
+                    tracing::debug!(server = %srv.state.id, error = %e, "bad response from the server");
+                    observe(srv, Observe::Layer7, Err("L7RSP"));
+                    return log.error(
+                        StatusCode::BAD_GATEWAY,
+                        "The server returned an invalid or incomplete response.",
+                        ('S', 'H'),
+                    );
+                }
+            },
         }
     };
     let server = be.servers[slot.idx].state.clone();
     log.tr = waiting.map(|t| t.elapsed());
-    log.status = head.status.as_u16();
+    log.status = resp.status().as_u16();
     observe(
         &be.servers[slot.idx],
         Observe::Layer7,
@@ -971,9 +962,11 @@ async fn handle(
             Err("L7STS")
         },
     );
-    let switched = head.status == StatusCode::SWITCHING_PROTOCOLS
-        || (parts.method == hyper::Method::CONNECT && head.status.is_success());
+    let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        || (req_was_connect(&log) && resp.status().is_success());
     if let (true, Some(client_upgrade)) = (tunnel && switched, client_upgrade) {
+        let mut resp = resp;
+        let server_upgrade = hyper::upgrade::on(&mut resp);
         let idle = be
             .cfg
             .timeout
@@ -981,36 +974,21 @@ async fn handle(
             .or(be.cfg.timeout.server)
             .or(fe.cfg.timeout_client);
         let id = be.servers[slot.idx].state.id.clone();
-        let (server_io, early) = conn.into_parts();
         tokio::spawn(async move {
-            match client_upgrade.await {
-                Ok(c) => {
-                    let mut c = TokioIo::new(c);
-                    // What the server sent right after its head.
-                    if !early.is_empty() {
-                        if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut c, &early).await {
-                            tracing::debug!(server = %id, error = %e, "tunnel closed");
-                            return;
-                        }
-                    }
-                    let (up, down) = splice(c, server_io, idle).await;
+            match tokio::try_join!(client_upgrade, server_upgrade) {
+                Ok((c, s)) => {
+                    let (up, down) = splice(TokioIo::new(c), TokioIo::new(s), idle).await;
                     tracing::debug!(server = %id, up, down, "tunnel closed");
                 }
                 Err(e) => tracing::debug!(server = %id, error = %e, "upgrade failed"),
             }
             drop(slot);
         });
+        let (parts, _) = resp.into_parts();
         log.write();
-        let mut resp = Response::new(ProxyBody::Local(Full::new(Bytes::new())));
-        *resp.status_mut() = head.status;
-        *resp.headers_mut() = head.headers;
-        return resp;
+        return Response::from_parts(parts, ProxyBody::Local(Full::new(Bytes::new())));
     }
-    let body = upstream::UpstreamBody::new(conn, &head);
-    let mut resp = Response::new(());
-    *resp.status_mut() = head.status;
-    *resp.headers_mut() = head.headers;
-    let (mut parts, ()) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if fe.cfg.via {
         parts
@@ -1031,21 +1009,11 @@ async fn handle(
     }
     let body = ProxyBody::Upstream(Upstream {
         body,
-        server,
+        conn: Some((sender, server)),
         _slot: slot,
         log: Some(Box::new(log)),
     });
     Response::from_parts(parts, body)
-}
-
-/// Sends a request over `conn` and reads the head of its response.
-async fn exchange(
-    conn: &mut upstream::Conn,
-    parts: &hyper::http::request::Parts,
-    body: &mut ReqBody,
-) -> Result<upstream::Head, upstream::Failure> {
-    conn.send(parts, body).await?;
-    conn.read_head(&parts.method).await
 }
 
 /// The backend for `req`: the first `use_backend` rule that applies, else
@@ -1080,6 +1048,10 @@ fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     asks.then(|| req.headers().get(header::UPGRADE).cloned())
         .flatten()
+}
+
+fn req_was_connect(log: &HttpLog) -> bool {
+    log.connect
 }
 
 /// Copies both ways until both sides are done, or nothing moved for `idle`
@@ -1240,7 +1212,7 @@ async fn take_slot(
 }
 
 /// A new upstream connection to the slot's server.
-async fn connect(be: &BackendRt, idx: usize) -> Result<upstream::Conn, String> {
+async fn connect(be: &BackendRt, idx: usize) -> Result<SendRequest<ReqBody>, String> {
     let srv = &be.servers[idx];
     let attempt = TcpStream::connect(srv.cfg.address);
     let stream = match be.cfg.timeout.connect {
@@ -1251,7 +1223,19 @@ async fn connect(be: &BackendRt, idx: usize) -> Result<upstream::Conn, String> {
     }
     .map_err(|e| format!("cannot connect to the server: {e}"))?;
     let _ = stream.set_nodelay(true);
-    Ok(upstream::Conn::new(stream))
+    // One `send` per request, as on the client side.
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("cannot talk to the server: {e}"))?;
+    let id = srv.state.id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(server = %id, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
 }
 
 #[cfg(test)]
