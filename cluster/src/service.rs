@@ -108,9 +108,8 @@ impl Service {
     }
 
     /// A refusal for a candidate this node promised, by answering a lease
-    /// heartbeat, not to vote for: openraft's own
-    /// voters refuse likewise after an AppendEntries, but do not see the
-    /// heartbeats.
+    /// heartbeat, not to vote for: openraft's own voters refuse likewise
+    /// after an AppendEntries, but do not see the heartbeats.
     fn refuse_vote(&self, req: &VoteRequest<NodeId>) -> Option<VoteResponse<NodeId>> {
         let (promised, at) = (*self.promise.lock().expect("lease promise"))?;
         if at.elapsed() > self.promise_for() || req.vote.leader_id() == promised.leader_id() {
