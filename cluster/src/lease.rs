@@ -40,7 +40,7 @@ use tokio::time::Instant;
 /// How long openraft may go without a quorum's AppendEntries answers before
 /// the lease heartbeats stop standing in for them: a stuck Raft core loses
 /// its lease (and its VIP) after this.
-pub(crate) const CORE_TOLERANCE: Duration = Duration::from_secs(2);
+const CORE_TOLERANCE: Duration = Duration::from_secs(2);
 
 type Metrics = openraft::RaftMetrics<u64, crate::types::PeerNode>;
 type Vote = openraft::Vote<NodeId>;

@@ -36,11 +36,13 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             // A follower campaigns once its leader was silent for max
-            // (+ 10 ms + a random 0-60 ms; see election.rs): a new leader
-            // about 0.2 s after the old one's death. The leader's lease
-            // (min) lapses at least max - min = 60 ms before any other node
-            // can be elected. Heartbeats every 1.5 x 25 ms: three or four
-            // chances to renew the lease.
+            // (+ 10 ms + its rank delay + a random 0-20 ms; see
+            // election.rs): a new leader about 0.2 s after the old one's
+            // death. The leader's lease (min) lapses before any other node
+            // can be elected: at least max - min = 60 ms before on Raft's
+            // own acknowledgements, 30 ms on the lease heartbeats (see
+            // lease.rs). Heartbeats every 25 ms: three chances or more to
+            // renew the lease.
             heartbeat: Duration::from_millis(25),
             election: (Duration::from_millis(90), Duration::from_millis(150)),
             write_timeout: Duration::from_secs(5),
