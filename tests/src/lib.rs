@@ -3,6 +3,7 @@
 //! that are killed on drop (even when the test panics), and the network
 //! namespace lab ([`lab`]).
 
+pub mod house;
 pub mod lab;
 
 use std::net::SocketAddr;
