@@ -4,7 +4,7 @@
 //! embedded default config. The nodes share the frontend's port (node files
 //! with `reuseport = true`), so it keeps answering when any one of them dies.
 
-use crate::node::NodeError;
+use crate::handle::NodeError;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

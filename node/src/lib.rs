@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod cli;
 pub mod demo;
+pub mod handle;
 pub mod health;
 pub mod node;
 pub mod nodefile;

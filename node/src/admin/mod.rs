@@ -9,7 +9,7 @@ pub mod client;
 
 pub use client::{get, request, ClientError};
 
-use crate::node::{Cluster, NodeError};
+use crate::handle::{Cluster, NodeError};
 use crate::runtime::Runtime;
 use raftlb_cluster::{ClusterStatus, WriteFailure};
 use raftlb_proto::state::{HealthView, OperatorView};
@@ -319,7 +319,7 @@ async fn route(req: Req, state: &AdminState) -> Answer {
                 Some(Ok(v)) => Some(v),
                 Some(Err(_)) => return error(400, "expected: not a version number"),
             };
-            match crate::node::apply_config(cluster, req.body, format, &source, expected).await {
+            match crate::handle::apply_config(cluster, req.body, format, &source, expected).await {
                 Ok(version) => json(&serde_json::json!({ "version": version })),
                 Err(e) => node_error(e),
             }

@@ -215,7 +215,7 @@ fn read_initial(
 ) -> Result<Option<(String, raftlb_proto::Format, String)>, ExitCode> {
     match lb {
         None => Ok(None),
-        Some(p) => crate::node::read_lb(p)
+        Some(p) => crate::handle::read_lb(p)
             .map(|(doc, format)| Some((doc, format, p.display().to_string())))
             .map_err(|e| fail(&e.to_string())),
     }

@@ -287,7 +287,7 @@ pub async fn config_apply(
     expected: Option<u64>,
 ) -> Result<(), ClientError> {
     let shown = file.display().to_string();
-    let (doc, format) = crate::node::read_lb(&file).map_err(|e| ClientError::Refused {
+    let (doc, format) = crate::handle::read_lb(&file).map_err(|e| ClientError::Refused {
         status: 0,
         message: e.to_string(),
     })?;

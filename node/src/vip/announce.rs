@@ -3,7 +3,7 @@
 //! it) and an unsolicited neighbour advertisement for IPv6 (to all nodes,
 //! with the override flag), through pnet on the raw link.
 
-use super::VipError;
+use super::error::VipError;
 use pnet_datalink::{Channel, MacAddr, NetworkInterface};
 use pnet_packet::arp::{ArpHardwareTypes, ArpOperations, MutableArpPacket};
 use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};

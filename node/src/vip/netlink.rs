@@ -1,7 +1,7 @@
 //! Adding and removing the VIP on an interface, over rtnetlink (what `ip
 //! addr add|del` does, without running it).
 
-use super::VipError;
+use super::error::VipError;
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use std::net::IpAddr;

@@ -1,0 +1,71 @@
+//! `raftlb run`: a started node in the foreground, until a signal or the
+//! cluster ends it; SIGHUP reloads the cluster config file.
+
+use super::start::{Node, Startup};
+use crate::handle::{read_lb, NodeError};
+use crate::nodefile::NodeConfig;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `raftlb run` (and `cluster init`/`join`, which start the same way): runs
+/// until SIGINT or SIGTERM, or until the cluster removes this node. SIGHUP
+/// re-reads `lb_path`, if given, and applies it through the cluster.
+pub async fn run(
+    node: NodeConfig,
+    startup: Startup,
+    lb_path: Option<PathBuf>,
+    on_started: impl FnOnce(&Node),
+) -> Result<(), NodeError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Handlers first: the admin API answers during start-up, and a SIGHUP
+    // sent as soon as it does must not end the process.
+    let sig = |k| signal(k).expect("installing a signal handler");
+    let (mut hup, mut term, mut int) = (
+        sig(SignalKind::hangup()),
+        sig(SignalKind::terminate()),
+        sig(SignalKind::interrupt()),
+    );
+    let n = Node::open(&node, startup).await?;
+    on_started(&n);
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let Some(path) = &lb_path else {
+                    tracing::warn!("SIGHUP: no --lb file to reload; use `raftlb config apply`");
+                    continue;
+                };
+                reload(&n, path).await;
+            }
+            _ = n.removed.notified() => {
+                tracing::warn!("removed from the cluster: stopping");
+                n.shutdown(Duration::from_secs(10)).await;
+                return Err(NodeError::State("this node was removed from the cluster".into()));
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    n.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+/// SIGHUP: re-reads the cluster config file and commits it; a file that
+/// cannot be read or has mistakes changes nothing, and every error is
+/// logged.
+async fn reload(n: &Node, path: &Path) {
+    let source = path.display().to_string();
+    tracing::info!(file = %source, "SIGHUP: reloading");
+    let result = match read_lb(path) {
+        Ok((doc, format)) => n.reload(doc, format, &source).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(v) => tracing::info!(version = v, "reload committed"),
+        Err(e) => {
+            for line in e.to_string().lines() {
+                tracing::error!("reload refused: {line}");
+            }
+            tracing::error!("reload refused; the running config stays");
+        }
+    }
+}
