@@ -67,6 +67,59 @@ async fn wait_admin(admin: SocketAddr, within: Duration) -> bool {
     false
 }
 
+/// The two demo backends, on free loopback ports.
+async fn start_backends() -> Result<(SocketAddr, SocketAddr), NodeError> {
+    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let io = |source| NodeError::Listen {
+        what: "demo backends",
+        addr: any,
+        source,
+    };
+    let b1 = TcpListener::bind(any).await.map_err(io)?;
+    let b2 = TcpListener::bind(any).await.map_err(io)?;
+    let (a1, a2) = (b1.local_addr().map_err(io)?, b2.local_addr().map_err(io)?);
+    tokio::spawn(http_backend(b1, "demo-1"));
+    tokio::spawn(http_backend(b2, "demo-2"));
+    Ok((a1, a2))
+}
+
+/// Starts node `id`: `cluster init` on `lb` for node 1, `cluster join` with
+/// `token` for the others; its output goes to `dir/node{id}.log`, which is
+/// returned with the child.
+fn spawn_node(
+    exe: &Path,
+    dir: &Path,
+    lb: &Path,
+    id: u32,
+    admin: SocketAddr,
+    token: &str,
+) -> std::io::Result<(Child, PathBuf)> {
+    let node = node_file(dir, id, admin)?;
+    let log = dir.join(format!("node{id}.log"));
+    let out = std::fs::File::create(&log)?;
+    let mut cmd = Command::new(exe);
+    if id == 1 {
+        cmd.args(["cluster", "init", "--lb"]).arg(lb);
+    } else {
+        cmd.args([
+            "cluster",
+            "join",
+            "--peer",
+            "127.0.0.1:7101",
+            "--token",
+            token,
+        ]);
+    }
+    cmd.arg("--node").arg(&node);
+    cmd.stdout(out.try_clone()?)
+        .stderr(out)
+        .stdin(Stdio::null());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAFTLB_")) {
+        cmd.env_remove(k);
+    }
+    Ok((cmd.spawn()?, log))
+}
+
 /// Runs the demo until Ctrl-C. `admin` is node 1's admin API; nodes 2 and 3
 /// take the next two ports.
 pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), NodeError> {
@@ -74,22 +127,7 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), NodeError>
     // nodes go with the demo.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing a signal handler");
-    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let io = |what: &'static str| {
-        move |source| NodeError::Listen {
-            what,
-            addr: any,
-            source,
-        }
-    };
-    let b1 = TcpListener::bind(any).await.map_err(io("demo backends"))?;
-    let b2 = TcpListener::bind(any).await.map_err(io("demo backends"))?;
-    let (a1, a2) = (
-        b1.local_addr().map_err(io("demo backends"))?,
-        b2.local_addr().map_err(io("demo backends"))?,
-    );
-    tokio::spawn(http_backend(b1, "demo-1"));
-    tokio::spawn(http_backend(b2, "demo-2"));
+    let (a1, a2) = start_backends().await?;
     let doc = DEMO_LB
         .replace("{listen}", &listen.to_string())
         .replace("{s1}", &a1.to_string())
@@ -107,34 +145,10 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), NodeError>
         .map(|i| SocketAddr::new(admin.ip(), admin.port() + i))
         .collect();
     let mut nodes = Nodes(Vec::new());
-    let mut pids = Vec::new();
     let mut token = String::new();
     for id in 1..=3u32 {
-        let node = node_file(&dir, id, admins[id as usize - 1]).map_err(data)?;
-        let log = dir.join(format!("node{id}.log"));
-        let out = std::fs::File::create(&log).map_err(data)?;
-        let mut cmd = Command::new(&exe);
-        if id == 1 {
-            cmd.args(["cluster", "init", "--lb"]).arg(&lb);
-        } else {
-            cmd.args([
-                "cluster",
-                "join",
-                "--peer",
-                "127.0.0.1:7101",
-                "--token",
-                &token,
-            ]);
-        }
-        cmd.arg("--node").arg(&node);
-        cmd.stdout(out.try_clone().map_err(data)?)
-            .stderr(out)
-            .stdin(Stdio::null());
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAFTLB_")) {
-            cmd.env_remove(k);
-        }
-        let child = cmd.spawn().map_err(data)?;
-        pids.push(child.id());
+        let admin = admins[id as usize - 1];
+        let (child, log) = spawn_node(&exe, &dir, &lb, id, admin, &token).map_err(data)?;
         nodes.0.push(child);
         if id == 1 {
             token = wait_token(&log, Duration::from_secs(15))
@@ -143,13 +157,14 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), NodeError>
                     NodeError::State(format!("node 1 did not start; see {}", log.display()))
                 })?;
         }
-        if !wait_admin(admins[id as usize - 1], Duration::from_secs(30)).await {
+        if !wait_admin(admin, Duration::from_secs(30)).await {
             return Err(NodeError::State(format!(
                 "node {id} did not start; see {}",
                 log.display()
             )));
         }
     }
+    let pids: Vec<u32> = nodes.0.iter().map(Child::id).collect();
     println!(
         "\nraftlb demo: a three-node cluster on loopback.\n\
          frontend {listen} (served by all three nodes) -> demo-1 ({a1}), demo-2 ({a2}), roundrobin.\n\

@@ -69,12 +69,182 @@ impl Drop for Checker {
 struct Inner {
     config: Option<ClusterConfig>,
     listeners: HashMap<SocketAddr, Listener>,
-    servers: HashMap<ServerKey, (SocketAddr, Arc<ServerState>)>,
+    servers: Servers,
     checkers: HashMap<ServerKey, Checker>,
-    queues: HashMap<String, Arc<BackendQueue>>,
+    queues: Queues,
     fe_limits: HashMap<String, Arc<Semaphore>>,
     frontends: BTreeMap<String, Arc<FrontendRt>>,
     global_maxconn: u32,
+}
+
+type Servers = HashMap<ServerKey, (SocketAddr, Arc<ServerState>)>;
+type Queues = HashMap<String, Arc<BackendQueue>>;
+
+/// The steps of [`Runtime::apply`], each from the running state and the new
+/// config.
+impl Inner {
+    /// Binds every address of `new` that no listener has yet.
+    fn bind_new(
+        &self,
+        new: &ClusterConfig,
+        reuseport: bool,
+    ) -> Result<HashMap<SocketAddr, tokio::net::TcpListener>, ApplyError> {
+        let mut fresh = HashMap::new();
+        for fe in new.frontends.values() {
+            for &addr in &fe.bind {
+                if self.listeners.contains_key(&addr) {
+                    continue;
+                }
+                let backlog = fe.maxconn.clamp(128, 65535);
+                match listener::bind(addr, backlog, reuseport) {
+                    Ok(l) => {
+                        fresh.insert(addr, l);
+                    }
+                    Err(source) => {
+                        return Err(ApplyError::Bind {
+                            frontend: fe.name.clone(),
+                            addr,
+                            source,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// The servers, queues and backends of `new`: a server whose address
+    /// stays keeps its live state (health, connections), reconfigured.
+    fn servers_of(
+        &self,
+        new: &ClusterConfig,
+        report: &mut ApplyReport,
+    ) -> (Servers, Queues, HashMap<String, Arc<BackendRt>>) {
+        let mut servers = HashMap::new();
+        let mut queues = HashMap::new();
+        let mut backends = HashMap::new();
+        for be in new.backends.values() {
+            let queue = self.queues.get(&be.name).cloned().unwrap_or_default();
+            let mut states = Vec::new();
+            for s in &be.servers {
+                let key = (be.name.clone(), s.name.clone());
+                let state = match self.servers.get(&key) {
+                    Some((addr, st)) if *addr == s.address => {
+                        st.reconfigure(s);
+                        st.clone()
+                    }
+                    _ => {
+                        report.new_servers.push(key.clone());
+                        Arc::new(ServerState::new(&be.name, s, queue.notify.clone()))
+                    }
+                };
+                servers.insert(key, (s.address, state.clone()));
+                states.push(state);
+            }
+            let rt = Arc::new(BackendRt::new(be.clone(), states, queue.clone()));
+            queues.insert(be.name.clone(), queue);
+            backends.insert(be.name.clone(), rt);
+        }
+        (servers, queues, backends)
+    }
+
+    /// Each frontend's connection limit: the running one while its
+    /// `maxconn` stays, else a new one.
+    fn frontend_limits(&self, new: &ClusterConfig) -> HashMap<String, Arc<Semaphore>> {
+        let old_fe_cfg: HashMap<String, u32> = self
+            .config
+            .as_ref()
+            .map(|c| {
+                c.frontends
+                    .values()
+                    .map(|f| (f.name.clone(), f.maxconn))
+                    .collect()
+            })
+            .unwrap_or_default();
+        new.frontends
+            .values()
+            .map(|fe| {
+                let limit = match (self.fe_limits.get(&fe.name), old_fe_cfg.get(&fe.name)) {
+                    (Some(sem), Some(&old)) if old == fe.maxconn => sem.clone(),
+                    _ => Arc::new(Semaphore::new(fe.maxconn as usize)),
+                };
+                (fe.name.clone(), limit)
+            })
+            .collect()
+    }
+
+    /// The listener of `addr` for frontend `rt`: the running one, now
+    /// serving `rt` (its socket kept), or one started on the socket bound
+    /// in step 1.
+    fn listener_for(
+        &mut self,
+        addr: SocketAddr,
+        rt: &Arc<FrontendRt>,
+        fresh: &mut HashMap<SocketAddr, tokio::net::TcpListener>,
+        limits: &Arc<ProcessLimits>,
+        report: &mut ApplyReport,
+    ) -> Result<Listener, ApplyError> {
+        match self.listeners.remove(&addr) {
+            Some(l) => {
+                l.frontend.store(rt.clone());
+                report.kept += 1;
+                Ok(l)
+            }
+            None => {
+                let sock = fresh.remove(&addr).expect("bound in step 1");
+                report.bound.push(addr);
+                Listener::start(addr, sock, rt.clone(), limits.clone()).map_err(|source| {
+                    ApplyError::Bind {
+                        frontend: rt.cfg.name.clone(),
+                        addr,
+                        source,
+                    }
+                })
+            }
+        }
+    }
+
+    /// The health checkers of `new`: one whose settings and server state
+    /// stayed keeps running (its rhythm too); the others start, and the
+    /// ones left behind stop when dropped.
+    fn checkers_of(
+        &mut self,
+        new: &ClusterConfig,
+        servers: &Servers,
+        report: &mut ApplyReport,
+    ) -> HashMap<ServerKey, Checker> {
+        let mut checkers = HashMap::new();
+        for be in new.backends.values() {
+            for s in &be.servers {
+                let Some(params) = s.check.clone() else {
+                    continue;
+                };
+                let key = (be.name.clone(), s.name.clone());
+                let state = servers[&key].1.clone();
+                let spec = CheckSpec::new(
+                    s.address,
+                    params,
+                    be.health_check.clone(),
+                    be.timeout.connect,
+                    be.timeout.check,
+                );
+                let checker = match self.checkers.remove(&key) {
+                    Some(c) if c.spec == spec && Arc::ptr_eq(&c.state, &state) => c,
+                    _ => {
+                        report.checkers_started += 1;
+                        Checker {
+                            task: tokio::spawn(health::run_checker(state.clone(), spec.clone())),
+                            spec,
+                            state,
+                        }
+                    }
+                };
+                checkers.insert(key, checker);
+            }
+        }
+        report.checkers_stopped = self.checkers.len();
+        checkers
+    }
 }
 
 /// The running proxy of one node.
@@ -156,30 +326,8 @@ impl Runtime {
         let mut inner = self.inner.lock().expect("runtime lock");
         let inner = &mut *inner;
         let mut report = ApplyReport::default();
-
         // 1. Bind the new addresses first; on failure, drop them and stop.
-        let mut fresh: HashMap<SocketAddr, tokio::net::TcpListener> = HashMap::new();
-        for fe in new.frontends.values() {
-            for &addr in &fe.bind {
-                if inner.listeners.contains_key(&addr) {
-                    continue;
-                }
-                let backlog = fe.maxconn.clamp(128, 65535);
-                match listener::bind(addr, backlog, self.reuseport) {
-                    Ok(l) => {
-                        fresh.insert(addr, l);
-                    }
-                    Err(source) => {
-                        return Err(ApplyError::Bind {
-                            frontend: fe.name.clone(),
-                            addr,
-                            source,
-                        })
-                    }
-                }
-            }
-        }
-
+        let mut fresh = inner.bind_new(new, self.reuseport)?;
         // 2. Global limit.
         let global_maxconn = new.global.maxconn.unwrap_or_else(default_global_maxconn);
         if global_maxconn != inner.global_maxconn {
@@ -188,54 +336,13 @@ impl Runtime {
                 .store(Arc::new(Semaphore::new(global_maxconn as usize)));
             inner.global_maxconn = global_maxconn;
         }
-
         // 3. Servers: keep the live state of those whose address stays.
-        let mut servers = HashMap::new();
-        let mut queues = HashMap::new();
-        let mut backends = HashMap::new();
-        for be in new.backends.values() {
-            let queue = inner.queues.get(&be.name).cloned().unwrap_or_default();
-            let mut states = Vec::new();
-            for s in &be.servers {
-                let key = (be.name.clone(), s.name.clone());
-                let state = match inner.servers.get(&key) {
-                    Some((addr, st)) if *addr == s.address => {
-                        st.reconfigure(s);
-                        st.clone()
-                    }
-                    _ => {
-                        report.new_servers.push(key.clone());
-                        Arc::new(ServerState::new(&be.name, s, queue.notify.clone()))
-                    }
-                };
-                servers.insert(key, (s.address, state.clone()));
-                states.push(state);
-            }
-            let rt = Arc::new(BackendRt::new(be.clone(), states, queue.clone()));
-            queues.insert(be.name.clone(), queue);
-            backends.insert(be.name.clone(), rt);
-        }
-
+        let (servers, queues, backends) = inner.servers_of(new, &mut report);
         // 4. Frontends and their listeners.
-        let mut fe_limits = HashMap::new();
+        let fe_limits = inner.frontend_limits(new);
         let mut frontends = BTreeMap::new();
         let mut listeners = HashMap::new();
-        let old_fe_cfg: HashMap<String, u32> = inner
-            .config
-            .as_ref()
-            .map(|c| {
-                c.frontends
-                    .values()
-                    .map(|f| (f.name.clone(), f.maxconn))
-                    .collect()
-            })
-            .unwrap_or_default();
         for fe in new.frontends.values() {
-            let limit = match (inner.fe_limits.get(&fe.name), old_fe_cfg.get(&fe.name)) {
-                (Some(sem), Some(&old)) if old == fe.maxconn => sem.clone(),
-                _ => Arc::new(Semaphore::new(fe.maxconn as usize)),
-            };
-            fe_limits.insert(fe.name.clone(), limit.clone());
             let rt = Arc::new(FrontendRt {
                 cfg: fe.clone(),
                 backend: fe.default_backend.as_ref().map(|b| backends[b].clone()),
@@ -244,27 +351,10 @@ impl Runtime {
                     .iter()
                     .map(|r| (r.clone(), backends[&r.backend].clone()))
                     .collect(),
-                maxconn: limit,
+                maxconn: fe_limits[&fe.name].clone(),
             });
             for &addr in &fe.bind {
-                let l = match inner.listeners.remove(&addr) {
-                    Some(l) => {
-                        l.frontend.store(rt.clone());
-                        report.kept += 1;
-                        l
-                    }
-                    None => {
-                        let sock = fresh.remove(&addr).expect("bound in step 1");
-                        report.bound.push(addr);
-                        Listener::start(addr, sock, rt.clone(), self.limits.clone()).map_err(
-                            |source| ApplyError::Bind {
-                                frontend: fe.name.clone(),
-                                addr,
-                                source,
-                            },
-                        )?
-                    }
-                };
+                let l = inner.listener_for(addr, &rt, &mut fresh, &self.limits, &mut report)?;
                 listeners.insert(addr, l);
             }
             frontends.insert(fe.name.clone(), rt);
@@ -273,40 +363,8 @@ impl Runtime {
         report.closed.sort();
         // Dropping the old listeners ends their accept loops.
         inner.listeners = listeners;
-
         // 5. Health checkers: keep those whose settings and server stayed.
-        let mut checkers = HashMap::new();
-        for be in new.backends.values() {
-            for s in &be.servers {
-                let Some(params) = s.check.clone() else {
-                    continue;
-                };
-                let key = (be.name.clone(), s.name.clone());
-                let state = servers[&key].1.clone();
-                let spec = CheckSpec::new(
-                    s.address,
-                    params,
-                    be.health_check.clone(),
-                    be.timeout.connect,
-                    be.timeout.check,
-                );
-                let checker = match inner.checkers.remove(&key) {
-                    Some(c) if c.spec == spec && Arc::ptr_eq(&c.state, &state) => c,
-                    _ => {
-                        report.checkers_started += 1;
-                        Checker {
-                            task: tokio::spawn(health::run_checker(state.clone(), spec.clone())),
-                            spec,
-                            state,
-                        }
-                    }
-                };
-                checkers.insert(key, checker);
-            }
-        }
-        report.checkers_stopped = inner.checkers.len();
-        inner.checkers = checkers;
-
+        inner.checkers = inner.checkers_of(new, &servers, &mut report);
         inner.servers = servers;
         inner.queues = queues;
         inner.fe_limits = fe_limits;

@@ -1,6 +1,7 @@
 //! The client commands: they talk to a running node's admin API and print
 //! what it answers, for humans or (`--json`) for scripts.
 
+use super::args::Remote;
 use crate::admin::ClientError;
 use std::net::SocketAddr;
 
@@ -69,7 +70,7 @@ fn parse(admin: SocketAddr, body: &str) -> Result<serde_json::Value, ClientError
 /// the answer and returns `None`; otherwise returns it parsed, to print for
 /// humans.
 async fn post(
-    remote: &super::Remote,
+    remote: &Remote,
     path: &str,
     body: &str,
     wait_secs: u64,
@@ -98,7 +99,7 @@ fn num(v: &serde_json::Value) -> String {
 }
 
 /// `raftlb cluster status`.
-pub async fn cluster_status(remote: super::Remote) -> Result<(), ClientError> {
+pub async fn cluster_status(remote: Remote) -> Result<(), ClientError> {
     let body = crate::admin::get(remote.admin, "/cluster").await?;
     if remote.json {
         print!("{body}");
@@ -148,6 +149,14 @@ pub async fn cluster_status(remote: super::Remote) -> Result<(), ClientError> {
             ms(&m["last_contact_ms"]),
         );
     }
+    print_servers(&v);
+    print_vips(&v);
+    Ok(())
+}
+
+/// The servers of `cluster status`: each node's health view and the
+/// operator's settings.
+fn print_servers(v: &serde_json::Value) {
     let health = v["health"].as_object();
     let operator = v["operator"].as_object();
     if health.is_some_and(|h| !h.is_empty()) || operator.is_some_and(|o| !o.is_empty()) {
@@ -182,8 +191,6 @@ pub async fn cluster_status(remote: super::Remote) -> Result<(), ClientError> {
             println!("  {name:<20} {}{admin}", views.join("; "));
         }
     }
-    print_vips(&v);
-    Ok(())
 }
 
 /// `HH:MM:SS.mmm UTC (N s ago)` for a time in ms since the Unix epoch.
@@ -265,7 +272,7 @@ fn print_vips(v: &serde_json::Value) {
 }
 
 /// `raftlb cluster leave`.
-pub async fn leave(remote: super::Remote, node_id: Option<u64>) -> Result<(), ClientError> {
+pub async fn leave(remote: Remote, node_id: Option<u64>) -> Result<(), ClientError> {
     let path = match node_id {
         Some(id) => format!("/leave?id={id}"),
         None => "/leave".to_string(),
@@ -282,7 +289,7 @@ pub async fn leave(remote: super::Remote, node_id: Option<u64>) -> Result<(), Cl
 /// `raftlb config apply`: validates here first, so mistakes come back with
 /// this file's name and lines, then commits through the node.
 pub async fn config_apply(
-    remote: super::Remote,
+    remote: Remote,
     file: std::path::PathBuf,
     expected: Option<u64>,
 ) -> Result<(), ClientError> {
@@ -316,7 +323,7 @@ pub async fn config_apply(
 }
 
 /// `raftlb config show`.
-pub async fn config_show(remote: super::Remote) -> Result<(), ClientError> {
+pub async fn config_show(remote: Remote) -> Result<(), ClientError> {
     let body = crate::admin::get(remote.admin, "/config").await?;
     if remote.json {
         print!("{body}");
@@ -337,11 +344,7 @@ pub async fn config_show(remote: super::Remote) -> Result<(), ClientError> {
 }
 
 /// `raftlb server ready|drain|maint|weight`.
-pub async fn server(
-    remote: super::Remote,
-    server: String,
-    change: String,
-) -> Result<(), ClientError> {
+pub async fn server(remote: Remote, server: String, change: String) -> Result<(), ClientError> {
     if raftlb_proto::ServerKey::parse(&server).is_none() {
         return Err(ClientError::Refused {
             status: 0,

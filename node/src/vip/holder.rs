@@ -4,9 +4,9 @@
 //! refresh), and the report of what is held.
 
 use super::fitness::Fitness;
-use super::{announce, netlink};
 use super::recorded::record;
 use super::report::{unix_ms, VipReport, VipState};
+use super::{announce, netlink};
 use crate::handle::Cluster;
 use raftlb_proto::config::Vip;
 use std::collections::BTreeMap;

@@ -1,0 +1,210 @@
+//! The command line's grammar (clap): every command, its arguments and its
+//! help text.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// raftlb: replicated, highly available TCP load balancers with HAProxy's
+/// semantics.
+#[derive(Debug, Parser)]
+#[command(name = "raftlb", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the node to talk to listens, and how to print its answer.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    /// The node's admin API.
+    #[arg(long, env = "RAFTLB_ADMIN", default_value = "127.0.0.1:9900")]
+    pub admin: SocketAddr,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node that already has state (or, with no `[cluster] listen`,
+    /// a cluster of one on `--lb`).
+    ///
+    /// SIGHUP re-reads `--lb` and applies it through the cluster (refused
+    /// with its errors if it has any; the running config stays).
+    /// SIGTERM/SIGINT stop accepting, then drain connections for up to 10 s.
+    Run {
+        /// The node file (this machine's settings).
+        #[arg(long, value_name = "FILE")]
+        node: PathBuf,
+        /// The cluster config: the first config of a new cluster of one,
+        /// and the file SIGHUP re-reads.
+        #[arg(long, value_name = "FILE")]
+        lb: Option<PathBuf>,
+    },
+    /// Validate config files (a node file or a cluster config, told apart by
+    /// their keys), like `haproxy -c -f`.
+    ///
+    /// Exit 0 and one line per valid file; exit 1 and every error otherwise.
+    Check {
+        /// A file to check (repeat for several).
+        #[arg(short = 'c', long = "config", value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Start a demo on loopback: one node and two small HTTP backends.
+    Demo {
+        /// The demo frontend's address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The admin API's address.
+        #[arg(long, default_value = "127.0.0.1:9900")]
+        admin: SocketAddr,
+    },
+    /// Show a running node's frontends and servers.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Form, grow, shrink and inspect the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// The replicated cluster config.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// A server's operator state and weight, on every node.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// This machine's virtual IPs.
+    #[command(subcommand)]
+    Vip(VipCommand),
+}
+
+/// `raftlb vip …`.
+#[derive(Debug, Subcommand)]
+pub enum VipCommand {
+    /// Remove from `[vip] interface` every VIP of the last config this node
+    /// applied. For systemd's `ExecStopPost=`: a crashed process's VIP goes
+    /// before the restart. (A starting node does the same by itself.)
+    Release {
+        /// The node file.
+        #[arg(long, value_name = "FILE")]
+        node: PathBuf,
+    },
+}
+
+/// `raftlb cluster …`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Create a new cluster with this node as its only member, print the
+    /// join token, then run the node.
+    Init {
+        /// The node file.
+        #[arg(long, value_name = "FILE")]
+        node: PathBuf,
+        /// The first cluster config (and the file SIGHUP re-reads).
+        #[arg(long, value_name = "FILE")]
+        lb: Option<PathBuf>,
+    },
+    /// Join an existing cluster through one of its members (as a learner,
+    /// then a voter once caught up), then run the node.
+    Join {
+        /// The node file.
+        #[arg(long, value_name = "FILE")]
+        node: PathBuf,
+        /// A member's node-to-node address (HOST:PORT).
+        #[arg(long)]
+        peer: String,
+        /// The join token `cluster init` printed.
+        #[arg(long, env = "RAFTLB_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Remove a node from the cluster (the node at --admin by default). The
+    /// removed node stops.
+    Leave {
+        /// The node to remove.
+        #[arg(long)]
+        node_id: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Members, roles, leader, term, log indexes, lag, last contact, and
+    /// every node's view of every server.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// `raftlb config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a cluster config here, then commit it; every node applies it.
+    Apply {
+        /// The cluster config (format from the extension).
+        file: PathBuf,
+        /// Only if this version is the committed one (optimistic concurrency).
+        #[arg(long)]
+        expected_version: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Print the committed cluster config.
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// `raftlb server …` (a server is `BACKEND/SERVER`).
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Back in service.
+    Ready {
+        /// `BACKEND/SERVER`.
+        server: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// No new connections; established ones continue.
+    Drain {
+        /// `BACKEND/SERVER`.
+        server: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Out of service: no new connections.
+    Maint {
+        /// `BACKEND/SERVER`.
+        server: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Override the server's weight (0–256).
+    Weight {
+        /// `BACKEND/SERVER`.
+        server: String,
+        /// The new weight.
+        weight: u32,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+impl ServerCommand {
+    /// The server, the change as the admin API's query says it
+    /// (`state=drain`, `weight=3`), and the node to ask.
+    pub fn change(self) -> (String, String, Remote) {
+        match self {
+            ServerCommand::Ready { server, remote } => (server, "state=ready".to_string(), remote),
+            ServerCommand::Drain { server, remote } => (server, "state=drain".to_string(), remote),
+            ServerCommand::Maint { server, remote } => (server, "state=maint".to_string(), remote),
+            ServerCommand::Weight {
+                server,
+                weight,
+                remote,
+            } => (server, format!("weight={weight}"), remote),
+        }
+    }
+}

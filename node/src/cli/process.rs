@@ -1,0 +1,152 @@
+//! What a command that runs in this process needs: logging, the open-file
+//! limit, the async runtime; the node itself (`run`, `cluster init|join`)
+//! and `vip release`.
+
+use crate::node::Startup;
+use crate::nodefile::NodeConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn load_node(path: &std::path::Path) -> Result<NodeConfig, ExitCode> {
+    let node = NodeConfig::load(path).map_err(|e| fail(&e.to_string()))?;
+    init_logging(&node.log.level);
+    raise_nofile_limit();
+    Ok(node)
+}
+
+pub(super) fn read_initial(
+    lb: &Option<PathBuf>,
+) -> Result<Option<(String, raftlb_proto::Format, String)>, ExitCode> {
+    match lb {
+        None => Ok(None),
+        Some(p) => crate::handle::read_lb(p)
+            .map(|(doc, format)| Some((doc, format, p.display().to_string())))
+            .map_err(|e| fail(&e.to_string())),
+    }
+}
+
+pub(super) fn run_node(
+    node: PathBuf,
+    startup: impl FnOnce() -> Result<Startup, ExitCode>,
+    lb: Option<PathBuf>,
+    print_token: bool,
+) -> ExitCode {
+    let node = match load_node(&node) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    let startup = match startup() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let threads = node.threads;
+    with_runtime(
+        threads,
+        crate::node::run(node, startup, lb, move |n| {
+            if print_token {
+                println!("cluster initialized; join other nodes with:");
+                println!(
+                    "  raftlb cluster join --node node.toml --peer {} --token {}",
+                    n.cluster_addr
+                        .map_or("<this node's [cluster] listen>".to_string(), |a| a
+                            .to_string()),
+                    n.token
+                );
+            }
+            println!("node running; admin API on {}", n.admin_addr);
+        }),
+    )
+}
+
+/// `raftlb vip release`.
+pub(super) fn vip_release(path: &std::path::Path) -> ExitCode {
+    let node = match NodeConfig::load(path) {
+        Ok(n) => n,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let Some(iface) = node.vip.interface.clone() else {
+        return fail(&format!("{}: no [vip] interface", path.display()));
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start a runtime: {e}")),
+    };
+    match rt.block_on(crate::vip::release_recorded(&node)) {
+        Ok(removed) if removed.is_empty() => {
+            println!("no VIP of this node on {iface}");
+            ExitCode::SUCCESS
+        }
+        Ok(removed) => {
+            for v in removed {
+                println!("removed {v} from {iface}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+pub(super) fn fail(msg: &str) -> ExitCode {
+    eprintln!("raftlb: {msg}");
+    ExitCode::FAILURE
+}
+
+/// Raises the soft open-file limit to the hard one, as HAProxy does: each
+/// proxied connection needs two descriptors.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::warn!("could not raise the open-file limit from {}", lim.rlim_cur);
+            }
+        }
+    }
+}
+
+pub(super) fn init_logging(level: &str) {
+    let filter = std::env::var("RAFTLB_LOG").unwrap_or_else(|_| level.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("raftlb: bad log filter {filter:?} ({e}); using \"info\"");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+}
+
+pub(super) fn with_runtime<E: std::fmt::Display>(
+    threads: usize,
+    fut: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    // One thread: a current-thread runtime, with no work-stealing to pay for.
+    let mut b = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if threads > 1 {
+        b.worker_threads(threads);
+    }
+    let rt = match b.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
