@@ -123,3 +123,35 @@ fn a_long_file_or_function_is_reported_and_tests_do_not_count() {
     ]);
     assert_eq!(r.long_files.len(), 1, "{r}");
 }
+
+#[test]
+fn architecture_md_names_what_exists_where_it_says() {
+    let top = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let wrong = house::check_links(top, &top.join("ARCHITECTURE.md")).unwrap();
+    assert!(wrong.is_empty(), "ARCHITECTURE.md:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_link_to_something_that_is_not_there_is_caught() {
+    let dir = TempDir::new("raftlb-house-doc");
+    std::fs::create_dir_all(dir.path("src")).unwrap();
+    std::fs::write(
+        dir.path("src/a.rs"),
+        "pub struct Holder;\nimpl Holder { fn take(&self) {} }\npub enum Command { Apply }\npub fn run() {}\n",
+    )
+    .unwrap();
+    let good = "[`run`](src/a.rs), [`Holder::take`](src/a.rs), [`Command::Apply`](src/a.rs), [the file](src/a.rs)";
+    std::fs::write(dir.path("good.md"), good).unwrap();
+    assert_eq!(
+        house::check_links(&dir.0, &dir.path("good.md")).unwrap(),
+        Vec::<String>::new()
+    );
+    let bad = "[`walk`](src/a.rs) [`Holder::give`](src/a.rs) [gone](src/b.rs)";
+    std::fs::write(dir.path("bad.md"), bad).unwrap();
+    assert_eq!(
+        house::check_links(&dir.0, &dir.path("bad.md"))
+            .unwrap()
+            .len(),
+        3
+    );
+}

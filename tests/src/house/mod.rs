@@ -12,8 +12,11 @@
 //! directly or around a longer loop, form a circle. Declaring a child module
 //! (`mod scan;`) is not an import: the parent owns the child.
 
+mod doc;
 mod scc;
 mod tree;
+
+pub use doc::check_links;
 
 use std::collections::BTreeSet;
 use std::fmt;
