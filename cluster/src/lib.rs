@@ -6,12 +6,13 @@
 
 mod election;
 mod lease;
+mod membership;
 pub mod net;
 mod replica;
 mod service;
 pub mod store;
 pub mod types;
 
-pub use replica::{ClusterError, ClusterStatus, MemberStatus, Options, RaftCluster};
+pub use replica::{ClusterError, ClusterStatus, Options, RaftCluster};
 pub use store::Applied;
-pub use types::{PeerNode, TypeConfig, WriteFailure};
+pub use types::{MemberStatus, PeerNode, TypeConfig, WriteFailure};

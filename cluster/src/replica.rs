@@ -3,14 +3,15 @@
 //! write (forwarded to the leader), join, leave, status — each bounded by a
 //! timeout with a clear error.
 
+use crate::membership::{leader_of, member_table};
 use crate::net::raft::{Contacts, Network};
 use crate::net::{Handler, Transport};
 use crate::service::{self, Service};
 use crate::store::{self, Applied};
-use crate::types::{PeerNode, Raft, Request, Response, WriteFailure};
+use crate::types::{MemberStatus, PeerNode, Raft, Request, Response, WriteFailure};
 use openraft::{ServerState, SnapshotPolicy};
 use raftlb_proto::{Command, NodeId, Outcome};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -71,25 +72,6 @@ pub enum ClusterError {
     Write(#[from] WriteFailure),
 }
 
-/// One member as `cluster status` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemberStatus {
-    /// Node id.
-    pub id: NodeId,
-    /// Name.
-    pub name: String,
-    /// Node-to-node address.
-    pub addr: String,
-    /// `voter` or `learner`.
-    pub role: String,
-    /// Highest log index known replicated to it (leader only).
-    pub matched: Option<u64>,
-    /// How far behind the leader's log it is (leader only).
-    pub lag: Option<u64>,
-    /// Milliseconds since this node last exchanged a message with it.
-    pub last_contact_ms: Option<u64>,
-}
-
 /// This node's view of the cluster.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterStatus {
@@ -127,48 +109,6 @@ pub struct RaftCluster<T: Transport> {
     opts: Options,
     lease: watch::Receiver<bool>,
     campaign_delay: Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// The members as this node sees them: replication progress (if it leads)
-/// and when it last heard from each.
-pub(crate) fn member_table(
-    m: &openraft::RaftMetrics<NodeId, PeerNode>,
-    contacts: &Contacts,
-) -> Vec<MemberStatus> {
-    let membership = m.membership_config.membership();
-    let voters: Vec<NodeId> = membership.voter_ids().collect();
-    let last = m.last_log_index.unwrap_or(0);
-    membership
-        .nodes()
-        .map(|(id, node)| {
-            let matched = if *id == m.id && m.state == ServerState::Leader {
-                Some(last)
-            } else {
-                m.replication
-                    .as_ref()
-                    .and_then(|r| r.get(id).cloned())
-                    .map(|l| l.map_or(0, |l| l.index))
-            };
-            MemberStatus {
-                id: *id,
-                name: node.name.clone(),
-                addr: node.addr.clone(),
-                role: if voters.contains(id) {
-                    "voter"
-                } else {
-                    "learner"
-                }
-                .to_string(),
-                matched,
-                lag: matched.map(|x| last.saturating_sub(x)),
-                last_contact_ms: if *id == m.id {
-                    Some(0)
-                } else {
-                    contacts.last(*id).map(|t| t.elapsed().as_millis() as u64)
-                },
-            }
-        })
-        .collect()
 }
 
 fn role(s: ServerState) -> &'static str {
@@ -471,8 +411,7 @@ impl<T: Transport> RaftCluster<T> {
     /// know), when this node does not lead and the leader answers quickly.
     pub async fn status_with_leader(&self) -> ClusterStatus {
         let mut status = self.status();
-        let (Some(leader), (_, Some(addr))) = (status.leader, service::leader_of(&self.raft))
-        else {
+        let (Some(leader), (_, Some(addr))) = (status.leader, leader_of(&self.raft)) else {
             return status;
         };
         if leader == self.id {
@@ -509,8 +448,7 @@ impl<T: Transport> RaftCluster<T> {
     /// The report of the node this one believes leads (its own if it
     /// leads), with that node's id; `None` without a known, reachable leader.
     pub async fn leader_report(&self) -> Option<(NodeId, Vec<u8>)> {
-        let (Some(leader), (_, addr)) = (self.status().leader, service::leader_of(&self.raft))
-        else {
+        let (Some(leader), (_, addr)) = (self.status().leader, leader_of(&self.raft)) else {
             return None;
         };
         if leader == self.id {

@@ -2,6 +2,7 @@
 //! forwarded writes, joins and leaves are carried out here if this node
 //! leads, and answered with "not the leader" (and who is) otherwise.
 
+use crate::membership::{is_member, leader_of, member_table};
 use crate::net::raft::Contacts;
 use crate::net::{BoxFuture, Handler};
 use crate::types::{PeerNode, Raft, Request, Response, WriteFailure};
@@ -170,9 +171,7 @@ impl Handler for Service {
                 Request::Members => {
                     let m = self.raft.metrics().borrow().clone();
                     let leads = m.state == ServerState::Leader;
-                    Response::Members(
-                        leads.then(|| crate::replica::member_table(&m, &self.contacts)),
-                    )
+                    Response::Members(leads.then(|| member_table(&m, &self.contacts)))
                 }
                 Request::Report => Response::Report(self.report()),
                 Request::PreVote { last_log } => Response::PreVote(self.pre_vote(last_log)),
@@ -319,29 +318,4 @@ pub(crate) async fn local_leave(
     }
     tracing::info!(id, "node removed from the cluster");
     Ok(())
-}
-
-/// The leader this node knows of and its address.
-pub(crate) fn leader_of(raft: &Raft) -> (Option<NodeId>, Option<String>) {
-    let m = raft.metrics().borrow().clone();
-    let addr = m.current_leader.and_then(|l| {
-        m.membership_config
-            .membership()
-            .get_node(&l)
-            .map(|n| n.addr.clone())
-    });
-    (m.current_leader, addr)
-}
-
-/// A leader's answer to "is `id` a member?"; `None` from a non-leader or a
-/// leader whose quorum has not acknowledged it within `lease`.
-fn is_member(raft: &Raft, id: NodeId, lease: Duration) -> Option<bool> {
-    let m = raft.metrics().borrow().clone();
-    let fresh = m
-        .millis_since_quorum_ack
-        .is_some_and(|ms| u128::from(ms) < lease.as_millis());
-    if m.state != ServerState::Leader || !fresh {
-        return None;
-    }
-    Some(m.membership_config.membership().get_node(&id).is_some())
 }

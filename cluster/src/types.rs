@@ -26,6 +26,25 @@ impl std::fmt::Display for PeerNode {
     }
 }
 
+/// One member as `cluster status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: NodeId,
+    /// Name.
+    pub name: String,
+    /// Node-to-node address.
+    pub addr: String,
+    /// `voter` or `learner`.
+    pub role: String,
+    /// Highest log index known replicated to it (leader only).
+    pub matched: Option<u64>,
+    /// How far behind the leader's log it is (leader only).
+    pub lag: Option<u64>,
+    /// Milliseconds since this node last exchanged a message with it.
+    pub last_contact_ms: Option<u64>,
+}
+
 openraft::declare_raft_types!(
     /// raftlb's Raft: commands in, outcomes out, u64 node ids.
     pub TypeConfig:
@@ -141,7 +160,7 @@ pub enum Response {
     /// To [`Request::IsMember`]: `None` if the answering node does not lead.
     IsMember(Option<bool>),
     /// To [`Request::Members`]: `None` if the answering node does not lead.
-    Members(Option<Vec<crate::MemberStatus>>),
+    Members(Option<Vec<MemberStatus>>),
     /// To [`Request::Report`]: empty if the node set no reporter.
     Report(Vec<u8>),
     /// To [`Request::PreVote`]: whether it would vote.
