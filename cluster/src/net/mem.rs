@@ -3,7 +3,7 @@
 //! isolated or taken away (a crash). Every request and answer goes through
 //! the wire encoding, as over TCP.
 
-use super::{CallError, Handler, Transport};
+use super::transport::{CallError, Handler, Transport};
 use crate::types::{Request, Response};
 use raftlb_proto::{wire, NodeId};
 use std::collections::{HashMap, HashSet};

@@ -10,63 +10,6 @@ pub mod secret;
 pub mod tcp;
 #[cfg(test)]
 mod tcp_tests;
+mod transport;
 
-use crate::types::{Request, Response};
-use raftlb_proto::NodeId;
-use std::future::Future;
-use std::pin::Pin;
-use std::time::Duration;
-
-/// Why a call to another node failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CallError {
-    /// The request was certainly not delivered: the node could not be
-    /// reached (refused, no route), or it is not the node we meant, or it
-    /// failed authentication. Raft backs off before trying again.
-    #[error("node {node} unreachable: {reason}")]
-    Unreachable {
-        /// The node called.
-        node: NodeId,
-        /// Why.
-        reason: String,
-    },
-    /// The call failed after the request may have been sent.
-    #[error("call to node {node} failed: {reason}")]
-    Network {
-        /// The node called.
-        node: NodeId,
-        /// Why.
-        reason: String,
-    },
-    /// No answer within the call's timeout.
-    #[error("node {node} did not answer within {} ms", .after.as_millis())]
-    Timeout {
-        /// The node called.
-        node: NodeId,
-        /// The timeout.
-        after: Duration,
-    },
-}
-
-/// Calls other nodes.
-pub trait Transport: Clone + Send + Sync + 'static {
-    /// Sends `req` to node `target` at `addr` and waits up to `timeout` for
-    /// its answer.
-    fn call(
-        &self,
-        target: NodeId,
-        addr: &str,
-        req: Request,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<Response, CallError>> + Send;
-}
-
-/// A boxed future, as [`Handler`] returns.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Answers requests from other nodes (the node's Raft and its membership
-/// service).
-pub trait Handler: Send + Sync + 'static {
-    /// Answers one request from authenticated node `from`.
-    fn handle(&self, from: NodeId, req: Request) -> BoxFuture<'_, Response>;
-}
+pub use transport::{BoxFuture, CallError, Handler, Transport};

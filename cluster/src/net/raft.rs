@@ -2,7 +2,7 @@
 //! request/response call with openraft's own timeout; the transport's
 //! "unreachable" tells Raft to back off, "network" to retry.
 
-use super::{CallError, Transport};
+use super::transport::{CallError, Transport};
 use crate::types::{PeerNode, Request, Response, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,

@@ -6,7 +6,7 @@
 
 use super::handshake::{self, HANDSHAKE_TIMEOUT};
 use super::secret::ClusterSecret;
-use super::{CallError, Handler, Transport};
+use super::transport::{CallError, Handler, Transport};
 use crate::types::{Request, Response};
 use raftlb_proto::wire::{self, WireError};
 use raftlb_proto::NodeId;

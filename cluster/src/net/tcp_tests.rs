@@ -4,7 +4,7 @@
 use super::handshake;
 use super::secret::ClusterSecret;
 use super::tcp::{serve, TcpTransport};
-use super::{BoxFuture, CallError, Handler, Transport};
+use super::transport::{BoxFuture, CallError, Handler, Transport};
 use crate::types::{Request, Response};
 use raftlb_proto::{wire, NodeId};
 use std::net::SocketAddr;
