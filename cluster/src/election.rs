@@ -18,11 +18,12 @@
 use crate::net::raft::Contacts;
 use crate::net::Transport;
 use crate::store::LastLog;
-use crate::types::{Raft, Request, Response};
+use crate::types::{PeerNode, Raft, Request, Response};
 use openraft::ServerState;
 use raftlb_proto::NodeId;
 use rand::Rng;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// How often the loop looks.
 const CHECK: Duration = Duration::from_millis(5);
@@ -112,131 +113,200 @@ pub(crate) struct Election<T> {
     pub(crate) campaign_delay: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Runs until Raft shuts down.
-pub(crate) async fn drive<T: Transport>(e: Election<T>) {
-    let Election {
-        id,
-        raft,
-        incoming,
-        vote_clock,
-        transport,
-        last_log,
-        voter_lease,
-        campaign_delay,
-    } = e;
-    raft.runtime_config().elect(false);
-    let start = Instant::now();
-    let metrics = raft.metrics();
-    let mut last_campaign: Option<Instant> = None;
-    // When this node's vote last changed (it voted, or learned of a newer
-    // term or leader): like openraft's own timer, that restarts the wait.
-    let mut vote = metrics.borrow().vote;
-    let mut vote_changed = start;
-    let mut delay = jitter();
-    let mut tick = tokio::time::interval(CHECK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The longest this loop was recently held up past its tick (this
-    // node's runtime, or the whole process, did not run).
-    let mut stalled = Duration::ZERO;
-    loop {
-        // How late the tick came, not counting this loop's own waits (a
-        // tick missed while it waited for a pre-vote comes at once).
-        let waited_from = tokio::time::Instant::now();
-        let due = tick.tick().await.max(waited_from);
-        let late = due.elapsed();
+/// What the election loop carries from one tick to the next.
+struct Loop {
+    metrics: watch::Receiver<openraft::RaftMetrics<NodeId, PeerNode>>,
+    /// When the loop started: the wait's start until anything restarts it.
+    start: Instant,
+    /// When this node last tried to campaign (a pre-vote), if it does not
+    /// lead since.
+    last_campaign: Option<Instant>,
+    /// This node's vote and when it last changed (it voted, or learned of a
+    /// newer term or leader): like openraft's own timer, that restarts the
+    /// wait.
+    vote: openraft::Vote<NodeId>,
+    vote_changed: Instant,
+    /// The random part of the next campaign's delay.
+    delay: Duration,
+    /// The longest this loop was recently held up past its tick (this
+    /// node's runtime, or the whole process, did not run).
+    stalled: Duration,
+}
+
+/// What one tick read from Raft's metrics.
+struct Seen {
+    state: ServerState,
+    leader: Option<NodeId>,
+    is_voter: bool,
+    voters: usize,
+}
+
+/// How long the leader has been silent, at a tick that found a campaign due.
+struct Silence {
+    now: Instant,
+    /// Since when nothing restarted the wait.
+    since: Instant,
+    /// When this node last heard its leader.
+    heard: Option<Instant>,
+}
+
+impl Loop {
+    /// Notes that the tick came `late`, and warns when that means this node
+    /// was held up.
+    fn note_late(&mut self, late: Duration, voter_lease: Duration) {
         if late > voter_lease / 2 {
             tracing::warn!(
                 late_ms = late.as_millis() as u64,
                 "the election loop ran late: this node was held up"
             );
         }
-        stalled = if late > stalled {
+        self.stalled = if late > self.stalled {
             late
         } else {
-            stalled.saturating_sub(CHECK)
+            self.stalled.saturating_sub(CHECK)
         };
-        let (state, leader, is_voter, voters) = {
-            let m = metrics.borrow();
-            if m.vote != vote {
-                vote = m.vote;
-                vote_changed = Instant::now();
-                *vote_clock.lock().expect("vote clock") = (vote, vote_changed);
-            }
-            let membership = m.membership_config.membership();
-            (
-                m.state,
-                m.current_leader,
-                membership.voter_ids().any(|v| v == id),
-                membership.voter_ids().count(),
-            )
-        };
-        match state {
-            ServerState::Shutdown => return,
-            ServerState::Leader => {
-                last_campaign = None;
-                continue;
-            }
-            _ if !is_voter => continue,
-            _ => {}
+    }
+
+    /// Reads Raft's metrics, restarting the wait if this node's vote changed.
+    fn look(&mut self, id: NodeId, vote_clock: &VoteClock) -> Seen {
+        let m = self.metrics.borrow();
+        if m.vote != self.vote {
+            self.vote = m.vote;
+            self.vote_changed = Instant::now();
+            *vote_clock.lock().expect("vote clock") = (self.vote, self.vote_changed);
         }
-        let now = Instant::now();
-        if voters == 1 {
-            // The only voter: it is its own quorum.
-            if state != ServerState::Candidate
-                && last_campaign.is_none_or(|t| now - t >= voter_lease)
-            {
-                last_campaign = Some(now);
-                let _ = raft.trigger().elect().await;
-            }
-            continue;
+        let membership = m.membership_config.membership();
+        Seen {
+            state: m.state,
+            leader: m.current_leader,
+            is_voter: membership.voter_ids().any(|v| v == id),
+            voters: membership.voter_ids().count(),
         }
-        let heard = leader.filter(|l| *l != id).and_then(|l| incoming.last(l));
-        let quiet_since = [heard, last_campaign, Some(vote_changed)]
+    }
+
+    /// The leader's silence, if it lasted long enough for this node to
+    /// campaign: the voters' lease, the margin, its rank and its random
+    /// delay.
+    fn silent_long_enough<T>(&self, e: &Election<T>, seen: &Seen, now: Instant) -> Option<Silence> {
+        let heard = seen
+            .leader
+            .filter(|l| *l != e.id)
+            .and_then(|l| e.incoming.last(l));
+        let since = [heard, self.last_campaign, Some(self.vote_changed)]
             .into_iter()
             .flatten()
             .max()
-            .unwrap_or(start);
-        let rank = Duration::from_millis(campaign_delay.load(std::sync::atomic::Ordering::Relaxed));
-        let due = quiet_since + voter_lease + MARGIN + rank + delay;
+            .unwrap_or(self.start);
+        let rank =
+            Duration::from_millis(e.campaign_delay.load(std::sync::atomic::Ordering::Relaxed));
+        let due = since + e.voter_lease + MARGIN + rank + self.delay;
         if now < due {
-            continue;
+            return None;
         }
-        last_campaign = Some(now);
-        delay = jitter();
-        let silent_ms = (now - quiet_since).as_millis() as u64;
-        let granted = pre_vote(id, &raft, &transport, &last_log).await;
-        if granted.len() + 1 < quorum_of(voters) {
+        Some(Silence { now, since, heard })
+    }
+
+    /// After the pre-vote: whether this node campaigns now. It does if a
+    /// quorum would vote for it and nothing changed meanwhile; it then
+    /// marks its vote as changed, for its own pre-vote answers.
+    fn may_campaign<T>(
+        &self,
+        e: &Election<T>,
+        seen: &Seen,
+        quiet: &Silence,
+        granted: &[NodeId],
+    ) -> bool {
+        let silent_ms = (quiet.now - quiet.since).as_millis() as u64;
+        if granted.len() + 1 < quorum_of(seen.voters) {
             tracing::debug!(
                 silent_ms,
-                stalled_ms = stalled.as_millis() as u64,
+                stalled_ms = self.stalled.as_millis() as u64,
                 ?granted,
                 "no word from a leader, but no quorum would vote for this node"
             );
-            continue;
+            return false;
         }
         // Meanwhile another node may have asked for votes (recorded as the
         // request arrives, before Raft's metrics show any vote), or a
         // leader may have spoken.
-        let now_vote = metrics.borrow().vote;
-        let heard_now = metrics
+        let now_vote = self.metrics.borrow().vote;
+        let heard_now = self
+            .metrics
             .borrow()
             .current_leader
-            .filter(|l| *l != id)
-            .and_then(|l| incoming.last(l));
-        let asked = vote_clock.lock().expect("vote clock").1;
-        if now_vote != vote || heard_now > heard || asked > now {
-            continue;
+            .filter(|l| *l != e.id)
+            .and_then(|l| e.incoming.last(l));
+        let asked = e.vote_clock.lock().expect("vote clock").1;
+        if now_vote != self.vote || heard_now > quiet.heard || asked > quiet.now {
+            return false;
         }
         // Seen by this node's own pre-vote answers from now on.
-        *vote_clock.lock().expect("vote clock") = (vote, Instant::now());
+        *e.vote_clock.lock().expect("vote clock") = (self.vote, Instant::now());
         tracing::warn!(
             silent_ms,
-            stalled_ms = stalled.as_millis() as u64,
+            stalled_ms = self.stalled.as_millis() as u64,
             ?granted,
-            leader = ?leader,
+            leader = ?seen.leader,
             "no word from a leader: campaigning"
         );
-        if raft.trigger().elect().await.is_err() {
+        true
+    }
+}
+
+/// Runs until Raft shuts down.
+pub(crate) async fn drive<T: Transport>(e: Election<T>) {
+    e.raft.runtime_config().elect(false);
+    let start = Instant::now();
+    let metrics = e.raft.metrics();
+    let vote = metrics.borrow().vote;
+    let mut w = Loop {
+        metrics,
+        start,
+        last_campaign: None,
+        vote,
+        vote_changed: start,
+        delay: jitter(),
+        stalled: Duration::ZERO,
+    };
+    let mut tick = tokio::time::interval(CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // How late the tick came, not counting this loop's own waits (a
+        // tick missed while it waited for a pre-vote comes at once).
+        let waited_from = tokio::time::Instant::now();
+        let due = tick.tick().await.max(waited_from);
+        w.note_late(due.elapsed(), e.voter_lease);
+        let seen = w.look(e.id, &e.vote_clock);
+        match seen.state {
+            ServerState::Shutdown => return,
+            ServerState::Leader => {
+                w.last_campaign = None;
+                continue;
+            }
+            _ if !seen.is_voter => continue,
+            _ => {}
+        }
+        let now = Instant::now();
+        if seen.voters == 1 {
+            // The only voter: it is its own quorum.
+            if seen.state != ServerState::Candidate
+                && w.last_campaign.is_none_or(|t| now - t >= e.voter_lease)
+            {
+                w.last_campaign = Some(now);
+                let _ = e.raft.trigger().elect().await;
+            }
+            continue;
+        }
+        let Some(quiet) = w.silent_long_enough(&e, &seen, now) else {
+            continue;
+        };
+        w.last_campaign = Some(now);
+        w.delay = jitter();
+        let granted = pre_vote(e.id, &e.raft, &e.transport, &e.last_log).await;
+        if !w.may_campaign(&e, &seen, &quiet, &granted) {
+            continue;
+        }
+        if e.raft.trigger().elect().await.is_err() {
             return;
         }
     }
