@@ -69,6 +69,16 @@ struct Acks {
     sent: HashMap<NodeId, Instant>,
 }
 
+impl Acks {
+    /// Forgets the acknowledgements of the senders before: a new generation
+    /// of senders starts.
+    fn next_generation(&mut self) -> u64 {
+        self.generation += 1;
+        self.sent.clear();
+        self.generation
+    }
+}
+
 /// Until when the lease heartbeats grant the lease: a quorum of the voters
 /// (this node, which leads, included) acknowledged one sent at or after
 /// `until - lease`.
@@ -103,27 +113,89 @@ pub(crate) struct Tracker<T> {
     pub(crate) tx: watch::Sender<bool>,
 }
 
+/// The vote and the voters (with their addresses) that heartbeats go out
+/// to while this node leads.
+type SendersKey = (Vote, Vec<(NodeId, String)>);
+
 /// The heartbeat senders for one term of leadership: the vote and the
 /// voters they were started for.
 struct Senders {
-    key: (Vote, Vec<(NodeId, String)>),
+    key: SendersKey,
     _tasks: JoinSet<()>,
+}
+
+/// The heartbeats a leader sends: its vote, to the other voters.
+fn senders_key(m: &Metrics) -> SendersKey {
+    let membership = m.membership_config.membership();
+    let peers: Vec<(NodeId, String)> = membership
+        .voter_ids()
+        .filter(|v| *v != m.id)
+        .filter_map(|v| Some((v, membership.get_node(&v)?.addr.clone())))
+        .collect();
+    (m.vote, peers)
+}
+
+impl Senders {
+    /// Starts one heartbeat sender per voter in `key`, for `generation`.
+    fn start<T: Transport>(
+        key: SendersKey,
+        generation: u64,
+        t: &Tracker<T>,
+        acks: &Arc<Mutex<Acks>>,
+        acked: &Arc<Notify>,
+    ) -> Senders {
+        let mut tasks = JoinSet::new();
+        for (to, addr) in &key.1 {
+            tasks.spawn(beat(Beat {
+                transport: t.transport.clone(),
+                to: *to,
+                addr: addr.clone(),
+                vote: key.0,
+                every: t.every,
+                wait: t.lease,
+                generation,
+                acks: acks.clone(),
+                acked: acked.clone(),
+            }));
+        }
+        Senders { key, _tasks: tasks }
+    }
+}
+
+/// Until when this node holds the lease: by Raft's acknowledgements or by
+/// the heartbeats', and never past the core's tolerance (`core_until`).
+fn held_until(
+    m: &Metrics,
+    seen: Instant,
+    lease: Duration,
+    core_until: Option<Instant>,
+    acks: &Mutex<Acks>,
+) -> Option<Instant> {
+    let by_raft = lease_until(m, seen, lease);
+    let by_beats = heartbeat_until(m, &acks.lock().expect("lease acks").sent, lease);
+    core_until.and_then(|core| by_raft.max(by_beats).map(|u| u.min(core)))
+}
+
+/// Publishes whether this node holds the lease, and warns when a leader
+/// lost it.
+fn publish(tx: &watch::Sender<bool>, held: bool, m: &Metrics, seen: Instant, heartbeats: bool) {
+    let changed = tx.send_if_modified(|cur| std::mem::replace(cur, held) != held);
+    if changed && !held && m.state == ServerState::Leader {
+        tracing::warn!(
+            since_quorum_ack_ms = ?m.millis_since_quorum_ack.map(|a| a + seen.elapsed().as_millis() as u64),
+            heartbeats,
+            "lost the leader's lease: no quorum acknowledged this node in time"
+        );
+    }
 }
 
 /// Publishes, as it changes, whether this node holds the lease, and sends
 /// the lease heartbeats while it leads. Runs until Raft shuts down.
 pub(crate) async fn track<T: Transport>(t: Tracker<T>) {
-    let Tracker {
-        raft,
-        transport,
-        lease,
-        every,
-        tx,
-    } = t;
     let acks = Arc::new(Mutex::new(Acks::default()));
     let acked = Arc::new(Notify::new());
     let mut senders: Option<Senders> = None;
-    let mut metrics = raft.metrics();
+    let mut metrics = t.raft.metrics();
     let mut m = metrics.borrow_and_update().clone();
     let mut seen = Instant::now();
     loop {
@@ -131,52 +203,14 @@ pub(crate) async fn track<T: Transport>(t: Tracker<T>) {
         let core_until = lease_until(&m, seen, CORE_TOLERANCE);
         let core_alive = core_until.is_some_and(|u| now < u);
         // Heartbeats go out while this node leads with a live core.
-        let want = core_alive.then(|| {
-            let membership = m.membership_config.membership();
-            let peers: Vec<(NodeId, String)> = membership
-                .voter_ids()
-                .filter(|v| *v != m.id)
-                .filter_map(|v| Some((v, membership.get_node(&v)?.addr.clone())))
-                .collect();
-            (m.vote, peers)
-        });
+        let want = core_alive.then(|| senders_key(&m));
         if senders.as_ref().map(|s| &s.key) != want.as_ref() {
-            let generation = {
-                let mut a = acks.lock().expect("lease acks");
-                a.generation += 1;
-                a.sent.clear();
-                a.generation
-            };
-            senders = want.map(|key| {
-                let mut tasks = JoinSet::new();
-                for (to, addr) in &key.1 {
-                    tasks.spawn(beat(Beat {
-                        transport: transport.clone(),
-                        to: *to,
-                        addr: addr.clone(),
-                        vote: key.0,
-                        every,
-                        wait: lease,
-                        generation,
-                        acks: acks.clone(),
-                        acked: acked.clone(),
-                    }));
-                }
-                Senders { key, _tasks: tasks }
-            });
+            let generation = acks.lock().expect("lease acks").next_generation();
+            senders = want.map(|key| Senders::start(key, generation, &t, &acks, &acked));
         }
-        let by_raft = lease_until(&m, seen, lease);
-        let by_beats = heartbeat_until(&m, &acks.lock().expect("lease acks").sent, lease);
-        let until = core_until.and_then(|core| by_raft.max(by_beats).map(|u| u.min(core)));
+        let until = held_until(&m, seen, t.lease, core_until, &acks);
         let held = until.is_some_and(|u| now < u);
-        let changed = tx.send_if_modified(|cur| std::mem::replace(cur, held) != held);
-        if changed && !held && m.state == ServerState::Leader {
-            tracing::warn!(
-                since_quorum_ack_ms = ?m.millis_since_quorum_ack.map(|a| a + seen.elapsed().as_millis() as u64),
-                heartbeats = senders.is_some(),
-                "lost the leader's lease: no quorum acknowledged this node in time"
-            );
-        }
+        publish(&t.tx, held, &m, seen, senders.is_some());
         // Look again when the lease would lapse, or the core's tolerance.
         let wake = [until.filter(|_| held), core_until.filter(|_| core_alive)]
             .into_iter()
@@ -185,7 +219,7 @@ pub(crate) async fn track<T: Transport>(t: Tracker<T>) {
         tokio::select! {
             changed = metrics.changed() => {
                 if changed.is_err() {
-                    tx.send_if_modified(|cur| std::mem::replace(cur, false));
+                    t.tx.send_if_modified(|cur| std::mem::replace(cur, false));
                     return;
                 }
                 m = metrics.borrow_and_update().clone();
