@@ -232,58 +232,7 @@ impl Transport for TcpTransport {
         let deadline = Instant::now() + timeout;
         let mut stream = match self.take_idle(target, addr) {
             Some(s) => s,
-            None => {
-                // The dial has its own time limit, not the call's: Raft's
-                // heartbeat timeout (tens of ms) can be shorter than a
-                // connect and handshake on a busy machine. A connection
-                // that arrives too late for this call waits in the pool
-                // for the next one, instead of being dialled again forever.
-                let key = (target, addr.to_string());
-                let first = {
-                    let mut d = self.inner.dialing.lock().unwrap_or_else(|e| e.into_inner());
-                    d.insert(key.clone())
-                };
-                if !first {
-                    return Err(CallError::Unreachable {
-                        node: target,
-                        reason: format!("{addr}: still connecting"),
-                    });
-                }
-                let me = self.clone();
-                let mut dial = tokio::spawn(async move {
-                    let r = tokio::time::timeout(HANDSHAKE_TIMEOUT, me.dial(target, &key.1)).await;
-                    let mut d = me.inner.dialing.lock().unwrap_or_else(|e| e.into_inner());
-                    d.remove(&key);
-                    r
-                });
-                match tokio::time::timeout(timeout, &mut dial).await {
-                    Ok(Ok(Ok(dialled))) => dialled?,
-                    Ok(Ok(Err(_))) | Ok(Err(_)) => {
-                        return Err(CallError::Unreachable {
-                            node: target,
-                            reason: format!(
-                                "{addr}: no authenticated connection within {} ms",
-                                HANDSHAKE_TIMEOUT.as_millis()
-                            ),
-                        })
-                    }
-                    Err(_) => {
-                        let (me, to) = (self.clone(), addr.to_string());
-                        tokio::spawn(async move {
-                            if let Ok(Ok(Ok(stream))) = dial.await {
-                                me.put_idle(target, &to, stream);
-                            }
-                        });
-                        return Err(CallError::Unreachable {
-                            node: target,
-                            reason: format!(
-                                "{addr}: still connecting after {} ms",
-                                timeout.as_millis()
-                            ),
-                        });
-                    }
-                }
-            }
+            None => self.fresh_connection(target, addr, timeout).await?,
         };
         let mut progress = Progress::Sending;
         let exchanged =
@@ -315,6 +264,62 @@ impl Transport for TcpTransport {
 }
 
 impl TcpTransport {
+    /// A new connection for a call that found none idle, waited for up to
+    /// the call's `timeout`: one dial at a time per target, every failure
+    /// `Unreachable`.
+    async fn fresh_connection(
+        &self,
+        target: NodeId,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<TcpStream, CallError> {
+        // The dial has its own time limit, not the call's: Raft's heartbeat
+        // timeout (tens of ms) can be shorter than a connect and handshake
+        // on a busy machine. A connection that arrives too late for this
+        // call waits in the pool for the next one, instead of being dialled
+        // again forever.
+        let key = (target, addr.to_string());
+        let first = {
+            let mut d = self.inner.dialing.lock().unwrap_or_else(|e| e.into_inner());
+            d.insert(key.clone())
+        };
+        if !first {
+            return Err(CallError::Unreachable {
+                node: target,
+                reason: format!("{addr}: still connecting"),
+            });
+        }
+        let me = self.clone();
+        let mut dial = tokio::spawn(async move {
+            let r = tokio::time::timeout(HANDSHAKE_TIMEOUT, me.dial(target, &key.1)).await;
+            let mut d = me.inner.dialing.lock().unwrap_or_else(|e| e.into_inner());
+            d.remove(&key);
+            r
+        });
+        match tokio::time::timeout(timeout, &mut dial).await {
+            Ok(Ok(Ok(dialled))) => dialled,
+            Ok(Ok(Err(_))) | Ok(Err(_)) => Err(CallError::Unreachable {
+                node: target,
+                reason: format!(
+                    "{addr}: no authenticated connection within {} ms",
+                    HANDSHAKE_TIMEOUT.as_millis()
+                ),
+            }),
+            Err(_) => {
+                let (me, to) = (self.clone(), addr.to_string());
+                tokio::spawn(async move {
+                    if let Ok(Ok(Ok(stream))) = dial.await {
+                        me.put_idle(target, &to, stream);
+                    }
+                });
+                Err(CallError::Unreachable {
+                    node: target,
+                    reason: format!("{addr}: still connecting after {} ms", timeout.as_millis()),
+                })
+            }
+        }
+    }
+
     /// Takes the late answer off a connection whose call timed out while
     /// waiting, then pools it again: a peer that is merely slow (a loaded
     /// host) costs no new connection and handshake per late answer, which
@@ -444,20 +449,7 @@ async fn connection(
                 return;
             }
         };
-        let took = began.elapsed();
-        // Raft's own messages (a write or a join waits for a commit).
-        let raft = matches!(
-            resp,
-            Response::Append(_) | Response::Vote(_) | Response::PreVote(_)
-        );
-        if raft && took > SLOW_ANSWER {
-            tracing::info!(
-                node = peer,
-                kind = resp.kind(),
-                took_ms = took.as_millis() as u64,
-                "slow answer to a peer"
-            );
-        }
+        note_slow(peer, &resp, began.elapsed());
         let frame = match wire::encode(&resp) {
             Ok(f) => f,
             Err(e) => {
@@ -476,5 +468,22 @@ async fn connection(
                 return;
             }
         }
+    }
+}
+
+/// Logs an answer to one of Raft's own messages that took `took` to make,
+/// if that is slow (a write or a join waits for a commit: not counted).
+fn note_slow(peer: NodeId, resp: &Response, took: Duration) {
+    let raft = matches!(
+        resp,
+        Response::Append(_) | Response::Vote(_) | Response::PreVote(_)
+    );
+    if raft && took > SLOW_ANSWER {
+        tracing::info!(
+            node = peer,
+            kind = resp.kind(),
+            took_ms = took.as_millis() as u64,
+            "slow answer to a peer"
+        );
     }
 }
