@@ -111,6 +111,30 @@ pub struct RaftCluster<T: Transport> {
     campaign_delay: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// openraft's settings from ours.
+fn raft_config(opts: &Options) -> Result<openraft::Config, ClusterError> {
+    openraft::Config {
+        cluster_name: "raftlb".into(),
+        heartbeat_interval: opts.heartbeat.as_millis() as u64,
+        // openraft's own election timer is off (election.rs): its min
+        // is then only how long a vote may take to come back, and a
+        // voter writes its vote to disk before it answers. The lease is
+        // still `election.0` (lease.rs).
+        election_timeout_min: (opts.election.1.as_millis() as u64)
+            .saturating_sub(1)
+            .max(opts.election.0.as_millis() as u64),
+        election_timeout_max: opts.election.1.as_millis() as u64,
+        install_snapshot_timeout: 2000,
+        snapshot_max_chunk_size: 1 << 20,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_every),
+        max_in_snapshot_log_to_keep: opts.snapshot_every / 2,
+        replication_lag_threshold: opts.snapshot_every * 2,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| ClusterError::Raft(e.to_string()))
+}
+
 fn role(s: ServerState) -> &'static str {
     match s {
         ServerState::Leader => "leader",
@@ -138,26 +162,7 @@ impl<T: Transport> RaftCluster<T> {
                     path: data_dir.display().to_string(),
                     source,
                 })?;
-        let config = openraft::Config {
-            cluster_name: "raftlb".into(),
-            heartbeat_interval: opts.heartbeat.as_millis() as u64,
-            // openraft's own election timer is off (election.rs): its min
-            // is then only how long a vote may take to come back, and a
-            // voter writes its vote to disk before it answers. The lease is
-            // still `election.0` (lease.rs).
-            election_timeout_min: (opts.election.1.as_millis() as u64)
-                .saturating_sub(1)
-                .max(opts.election.0.as_millis() as u64),
-            election_timeout_max: opts.election.1.as_millis() as u64,
-            install_snapshot_timeout: 2000,
-            snapshot_max_chunk_size: 1 << 20,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_every),
-            max_in_snapshot_log_to_keep: opts.snapshot_every / 2,
-            replication_lag_threshold: opts.snapshot_every * 2,
-            ..Default::default()
-        }
-        .validate()
-        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let config = raft_config(&opts)?;
         let contacts = Contacts::default();
         let network = Network::new(id, transport.clone(), contacts.clone());
         let last_log = log.last_log();
