@@ -8,11 +8,13 @@ mod election;
 mod lease;
 mod membership;
 pub mod net;
+mod options;
 mod replica;
 mod service;
 pub mod store;
 pub mod types;
 
-pub use replica::{ClusterError, ClusterStatus, Options, RaftCluster};
+pub use options::Options;
+pub use replica::{ClusterError, ClusterStatus, RaftCluster};
 pub use store::Applied;
 pub use types::{MemberStatus, PeerNode, TypeConfig, WriteFailure};
