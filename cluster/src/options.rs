@@ -40,8 +40,8 @@ impl Default for Options {
     }
 }
 
-/// openraft's settings from ours (checked by openraft).
-pub(crate) fn raft_config(opts: &Options) -> Result<openraft::Config, openraft::ConfigError> {
+/// openraft's settings from ours (to be checked with `validate`).
+pub(crate) fn raft_config(opts: &Options) -> openraft::Config {
     openraft::Config {
         cluster_name: "raftlb".into(),
         heartbeat_interval: opts.heartbeat.as_millis() as u64,
@@ -60,5 +60,4 @@ pub(crate) fn raft_config(opts: &Options) -> Result<openraft::Config, openraft::
         replication_lag_threshold: opts.snapshot_every * 2,
         ..Default::default()
     }
-    .validate()
 }

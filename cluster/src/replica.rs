@@ -104,7 +104,9 @@ impl<T: Transport> RaftCluster<T> {
                     path: data_dir.display().to_string(),
                     source,
                 })?;
-        let config = raft_config(&opts).map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let config = raft_config(&opts)
+            .validate()
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
         let contacts = Contacts::default();
         let network = Network::new(id, transport.clone(), contacts.clone());
         let last_log = log.last_log();
