@@ -1,33 +1,19 @@
 //! Server health: active checkers (TCP connect, HTTP status) on each server's
-//! own schedule, the rise/fall counter they feed, and the state-change log.
+//! own schedule, and the rise/fall counter they feed. The checkers drive the
+//! server's live state in [`crate::proxy::server`], which also writes the
+//! state-change log (re-exported here as [`log_transition`]); nothing in the
+//! proxy imports this module, only its pure [`counter`].
 
 pub mod counter;
 
+pub use crate::proxy::server::log_transition;
 use crate::proxy::server::ServerState;
-use counter::Transition;
 use raftlb_proto::config::{CheckParams, HealthCheck};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Logs a state change with its reason, as HAProxy's "Server ... is DOWN" lines.
-pub fn log_transition(server: &ServerState, t: Transition, reason: &str, source: &str) {
-    match t {
-        Transition::WentUp => tracing::warn!(
-            target: "raftlb::health",
-            server = %server.id, state = "UP", reason, source,
-            "Server {} is UP, reason: {reason} ({source})", server.id
-        ),
-        Transition::WentDown => tracing::warn!(
-            target: "raftlb::health",
-            server = %server.id, state = "DOWN", reason, source,
-            "Server {} is DOWN, reason: {reason} ({source})", server.id
-        ),
-        Transition::None => {}
-    }
-}
 
 /// Everything one checker needs; a checker is restarted when this changes.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,10 +13,13 @@
 //! `http_keep_alive`, armed lazily), request-smuggling checks with the
 //! [`scan`]ner below hyper, 502/503/504, and the httplog line.
 
+pub mod pool;
 pub mod scan;
 
+pub use pool::{Pool, ReqBody};
+
 use super::backend::{BackendRt, NoSlot, Slot};
-use super::FrontendRt;
+use super::frontend::FrontendRt;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use http_body_util::{BodyExt, Full};
@@ -31,110 +34,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-
-/// Idle upstream connections kept per server: enough for the concurrency
-/// of a busy server (fewer made the proxy close and reopen connections at
-/// each dip in load).
-const POOL_MAX: usize = 1024;
-
-/// An idle upstream connection older than this is closed, not reused (as
-/// HAProxy's `pool-purge-delay`; below common server keep-alive timeouts).
-const POOL_IDLE: Duration = Duration::from_secs(5);
-
-/// A server's idle upstream connections (kept across reloads with its
-/// live state), oldest first.
-#[derive(Default)]
-pub struct Pool {
-    idle: Mutex<Vec<(SendRequest<ReqBody>, Instant)>>,
-}
-
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.idle.lock().map_or(0, |v| v.len());
-        write!(f, "Pool({n} idle)")
-    }
-}
-
-impl Pool {
-    /// The most recently used idle connection (the likeliest still open).
-    fn take(&self) -> Option<SendRequest<ReqBody>> {
-        let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((s, since)) = idle.pop() {
-            if now.duration_since(since) < POOL_IDLE && !s.is_closed() {
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    fn put(&self, s: SendRequest<ReqBody>) {
-        if s.is_closed() {
-            return;
-        }
-        let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        // Oldest first: the expired ones are a prefix.
-        let expired = idle.partition_point(|(_, since)| now.duration_since(*since) >= POOL_IDLE);
-        idle.drain(..expired);
-        if idle.len() < POOL_MAX {
-            idle.push((s, now));
-        }
-    }
-
-    /// Idle connections now.
-    pub fn idle(&self) -> usize {
-        self.idle.lock().map_or(0, |v| v.len())
-    }
-}
-
-/// A request body on its way to a server: its first frame (read before a
-/// server was chosen, to refuse a malformed body before anything reaches
-/// one), then the rest as it comes.
-pub struct ReqBody {
-    first: Option<Frame<Bytes>>,
-    rest: Incoming,
-}
-
-impl Body for ReqBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let me = self.get_mut();
-        if let Some(f) = me.first.take() {
-            return Poll::Ready(Some(Ok(f)));
-        }
-        Pin::new(&mut me.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.rest.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let rest = self.rest.size_hint();
-        let n = self
-            .first
-            .as_ref()
-            .and_then(|f| f.data_ref())
-            .map_or(0, |d| d.len() as u64);
-        // The upper bound first: `set_lower` asserts lower <= upper.
-        let mut h = SizeHint::new();
-        if let Some(u) = rest.upper() {
-            h.set_upper(u + n);
-        }
-        h.set_lower(rest.lower() + n);
-        h
-    }
-}
 
 /// The body of a response to the client: a server's, or one of ours.
 pub enum ProxyBody {
@@ -1112,7 +1015,7 @@ fn observe(
             let t = srv
                 .state
                 .observed_error(srv.cfg.on_error, srv.cfg.error_limit, reason);
-            crate::health::log_transition(&srv.state, t, reason, "observed traffic");
+            super::server::log_transition(&srv.state, t, reason, "observed traffic");
         }
     }
 }

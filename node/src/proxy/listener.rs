@@ -3,7 +3,7 @@
 //! belongs to. Accept errors (EMFILE included) are logged and retried with a
 //! backoff, never fatal.
 
-use super::FrontendRt;
+use super::frontend::FrontendRt;
 use arc_swap::ArcSwap;
 use std::io;
 use std::net::SocketAddr;

@@ -1,6 +1,9 @@
 //! One server's live state, shared by the sessions that use it and its health
-//! checker: connection count, health (active and passive), slow start. It
-//! outlives reloads that keep the server's address.
+//! checker: connection count, health (active and passive), slow start, and
+//! the log of its state changes. It outlives reloads that keep the server's
+//! address. It sits below both the proxy and the health checkers, which
+//! import it; it imports only the pure [`crate::health::counter`] and the
+//! HTTP [`Pool`](super::http::pool::Pool).
 
 use crate::health::counter::{ErrorCounter, HealthCounter, Transition};
 use raftlb_proto::config::{OnError, Server};
@@ -29,7 +32,7 @@ pub struct ServerState {
     /// frees a slot or comes up.
     pub(crate) slot_freed: std::sync::Arc<Notify>,
     /// Idle upstream connections (HTTP mode).
-    pub http_pool: super::http::Pool,
+    pub http_pool: super::http::pool::Pool,
 }
 
 #[derive(Debug)]
@@ -283,6 +286,23 @@ impl ServerState {
                 w => Some(w),
             },
         }
+    }
+}
+
+/// Logs a state change with its reason, as HAProxy's "Server ... is DOWN" lines.
+pub fn log_transition(server: &ServerState, t: Transition, reason: &str, source: &str) {
+    match t {
+        Transition::WentUp => tracing::warn!(
+            target: "raftlb::health",
+            server = %server.id, state = "UP", reason, source,
+            "Server {} is UP, reason: {reason} ({source})", server.id
+        ),
+        Transition::WentDown => tracing::warn!(
+            target: "raftlb::health",
+            server = %server.id, state = "DOWN", reason, source,
+            "Server {} is DOWN, reason: {reason} ({source})", server.id
+        ),
+        Transition::None => {}
     }
 }
 

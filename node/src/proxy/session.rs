@@ -2,8 +2,8 @@
 //! full), connect with retries and redispatch, relay, and log one tcplog line.
 
 use super::backend::{BackendRt, NoSlot, Slot};
+use super::frontend::FrontendRt;
 use super::relay::{self, End, Side};
-use super::FrontendRt;
 use raftlb_proto::config::Observe;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,7 +144,7 @@ async fn connect(
                     let t =
                         slot.server
                             .observed_error(srv.cfg.on_error, srv.cfg.error_limit, reason);
-                    crate::health::log_transition(&slot.server, t, reason, "observed traffic");
+                    super::server::log_transition(&slot.server, t, reason, "observed traffic");
                 }
                 if attempts_left == 0 {
                     let who = if timed_out { 's' } else { 'S' };
