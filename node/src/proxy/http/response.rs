@@ -1,0 +1,137 @@
+//! The response on its way to the client: its body (a server's, relayed
+//! until its end returns the connection to the pool, or one made here), and
+//! the error pages.
+
+use super::log::HttpLog;
+use super::pool::ReqBody;
+use crate::proxy::backend::Slot;
+use crate::proxy::server::ServerState;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// The body of a response to the client: a server's, or one of ours.
+pub enum ProxyBody {
+    /// Relayed from a server.
+    Upstream(Upstream),
+    /// Made here (errors).
+    Local(Full<Bytes>),
+}
+
+/// A server's response body; at its end, the connection goes back to the
+/// server's pool and the request's slot is released.
+pub struct Upstream {
+    pub(super) body: Incoming,
+    /// The connection and the pool it returns to, until the body ends.
+    pub(super) conn: Option<(SendRequest<ReqBody>, Arc<ServerState>)>,
+    /// The request's server slot, held until the response is done.
+    pub(super) _slot: Slot,
+    /// Written when the response is done (or abandoned).
+    pub(super) log: Option<Box<HttpLog>>,
+}
+
+impl Drop for Upstream {
+    /// The connection goes back to the pool only if the response was read
+    /// to its end (hyper stops reading once the announced length arrived,
+    /// so the end is what the body says, not a last poll).
+    fn drop(&mut self) {
+        let done = self.body.is_end_stream();
+        if let Some((conn, server)) = self.conn.take() {
+            if done {
+                server.http_pool.put(conn);
+            }
+        }
+        if let Some(mut log) = self.log.take() {
+            if !done && log.state == ('-', '-') {
+                // The client left before the whole response was sent.
+                log.state = ('C', 'D');
+            }
+            log.write();
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Local(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            ProxyBody::Upstream(u) => {
+                let r = Pin::new(&mut u.body).poll_frame(cx);
+                match &r {
+                    Poll::Ready(Some(Ok(f))) => {
+                        if let (Some(d), Some(log)) = (f.data_ref(), u.log.as_mut()) {
+                            log.bytes += d.len() as u64;
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => {
+                        // Never reused after an error.
+                        u.conn.take();
+                        if let Some(log) = u.log.as_mut() {
+                            log.state = ('S', 'D');
+                        }
+                    }
+                    _ => {}
+                }
+                r
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Local(b) => b.is_end_stream(),
+            ProxyBody::Upstream(u) => u.body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Local(b) => b.size_hint(),
+            ProxyBody::Upstream(u) => u.body.size_hint(),
+        }
+    }
+}
+
+impl HttpLog {
+    /// An error page, logged with `state`.
+    pub(super) fn error(
+        &mut self,
+        status: StatusCode,
+        why: &str,
+        state: (char, char),
+    ) -> Response<ProxyBody> {
+        let r = error(status, why);
+        self.status = status.as_u16();
+        self.bytes = r.body().size_hint().exact().unwrap_or(0);
+        self.state = state;
+        self.write();
+        r
+    }
+}
+
+/// A short response made here, as HAProxy's error pages.
+pub(super) fn error(status: StatusCode, why: &str) -> Response<ProxyBody> {
+    let body = format!(
+        "<html><body><h1>{} {}</h1>\n{why}\n</body></html>\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut r = Response::new(ProxyBody::Local(Full::new(Bytes::from(body))));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}

@@ -1,0 +1,105 @@
+//! Routing: the backend a request goes to (`use_backend` rules over ACLs,
+//! else the default backend), and what picks its server there: the
+//! persistence cookie and the `uri`/`hdr` hash key.
+
+use super::pool::ReqBody;
+use crate::proxy::backend::BackendRt;
+use crate::proxy::balance;
+use crate::proxy::frontend::FrontendRt;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::Request;
+use raftlb_proto::config::acl::RequestView;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The backend for `req`: the first `use_backend` rule that applies, else
+/// the default backend, else none.
+pub(super) fn route(
+    fe: &FrontendRt,
+    req: &Request<ReqBody>,
+    peer: SocketAddr,
+) -> Option<Arc<BackendRt>> {
+    if !fe.rules.is_empty() {
+        let headers = req.headers();
+        let lookup = |name: &str, f: &mut dyn FnMut(&[u8]) -> bool| {
+            headers.get_all(name).iter().any(|v| f(v.as_bytes()))
+        };
+        let view = RequestView {
+            method: req.method().as_str(),
+            uri: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+            headers: &lookup,
+            src: peer.ip(),
+        };
+        if let Some((_, be)) = fe.rules.iter().find(|(r, _)| r.applies(&view)) {
+            return Some(be.clone());
+        }
+    }
+    fe.backend.clone()
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub(super) fn find_cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (n, v) = pair.trim().split_once('=')?;
+            (n == name).then_some(v.trim())
+        })
+}
+
+/// Removes cookie `name` from the request (`indirect`); a `Cookie` header
+/// left empty goes.
+pub(super) fn strip_cookie(h: &mut HeaderMap, name: &str) {
+    if find_cookie(h, name).is_none() {
+        return;
+    }
+    let kept: Vec<String> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|p| p.split_once('=').is_none_or(|(n, _)| n != name))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    h.remove(header::COOKIE);
+    for v in kept {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.append(header::COOKIE, v);
+        }
+    }
+}
+
+/// The request's hash for `balance uri` / `hdr(name)`; `None` for other
+/// algorithms, or without the header.
+pub(super) fn hash_key(be: &BackendRt, req: &Request<ReqBody>) -> Option<u32> {
+    use raftlb_proto::config::HashKey;
+    match be.cfg.hash_key.as_ref()? {
+        HashKey::Hdr { name } => req
+            .headers()
+            .get(name.as_str())
+            .map(|v| balance::hash_bytes(v.as_bytes())),
+        HashKey::Uri { whole, len, depth } => {
+            let pq = req.uri().path_and_query()?;
+            let mut text = if *whole { pq.as_str() } else { pq.path() };
+            if *depth > 0 {
+                // Up to the `depth`th slash after the first.
+                if let Some((i, _)) = text.match_indices('/').nth(*depth as usize) {
+                    text = &text[..i];
+                }
+            }
+            if *len > 0 {
+                if let Some((i, _)) = text.char_indices().nth(*len as usize) {
+                    text = &text[..i];
+                }
+            }
+            Some(balance::hash_bytes(text.as_bytes()))
+        }
+    }
+}
