@@ -1,8 +1,15 @@
-//! The headers each hop rewrites: hop-by-hop headers removed both ways,
-//! and the `Upgrade` a request asks for.
+//! The headers each hop rewrites: hop-by-hop headers removed both ways, and
+//! the request as the server gets it (origin-form, the `Upgrade` it asks
+//! for, `forwardfor`, `via`).
 
+use super::pool::ReqBody;
+use crate::proxy::frontend::FrontendRt;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::upgrade::OnUpgrade;
 use hyper::Request;
+use raftlb_proto::config::acl::RequestView;
+use raftlb_proto::config::ForwardFor;
+use std::net::SocketAddr;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -53,7 +60,7 @@ pub(super) fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 /// The `Upgrade` protocol a request asks for (with `Connection: upgrade`).
-pub(super) fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
+fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
     let asks = req
         .headers()
         .get_all(header::CONNECTION)
@@ -63,4 +70,70 @@ pub(super) fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     asks.then(|| req.headers().get(header::UPGRADE).cloned())
         .flatten()
+}
+
+/// The request as the server gets it: origin-form (a request in
+/// absolute-form loses its scheme and authority; Host carries the
+/// latter), HTTP/1.1, this hop's headers gone, the client's address
+/// appended. WebSocket and other `Upgrade`s, and CONNECT, keep what
+/// they need: once the server agrees (101, or 2xx to CONNECT) both
+/// connections become one tunnel. Returns whether the request may become
+/// one, and the client side of its upgrade.
+pub(super) fn for_server(
+    req: &mut Request<ReqBody>,
+    fe: &FrontendRt,
+    peer: SocketAddr,
+) -> (bool, Option<OnUpgrade>) {
+    let upgrade = upgrade_protocol(req);
+    let tunnel = upgrade.is_some() || req.method() == hyper::Method::CONNECT;
+    if req.method() != hyper::Method::CONNECT && req.uri().authority().is_some() {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        *req.uri_mut() = path.parse().unwrap_or_default();
+    }
+    *req.version_mut() = hyper::Version::HTTP_11;
+    let client_upgrade = tunnel.then(|| hyper::upgrade::on(&mut *req));
+    let h = req.headers_mut();
+    strip_hop_by_hop(h);
+    if let Some(proto) = upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, proto);
+    }
+    if let Some(ff) = &fe.cfg.forwardfor {
+        forwarded_for(h, ff, peer);
+    }
+    if fe.cfg.via {
+        h.append(header::VIA, HeaderValue::from_static("1.1 raftlb"));
+    }
+    (tunnel, client_upgrade)
+}
+
+/// `option forwardfor`: the client's address in a header of its own, and
+/// `X-Forwarded-Proto`, unless the client is of the `except` networks.
+fn forwarded_for(h: &mut HeaderMap, ff: &ForwardFor, peer: SocketAddr) {
+    let excepted = ff.except.as_ref().is_some_and(|nets| {
+        let none = |_: &str, _: &mut dyn FnMut(&[u8]) -> bool| false;
+        nets.matches(&RequestView {
+            method: "",
+            uri: "",
+            headers: &none,
+            src: peer.ip(),
+        })
+    });
+    if !excepted {
+        // A new header line, as HAProxy adds it: servers read the last.
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(ff.header.as_bytes()),
+            HeaderValue::from_str(&peer.ip().to_string()),
+        ) {
+            h.append(n, v);
+        }
+        h.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("http"),
+        );
+    }
 }

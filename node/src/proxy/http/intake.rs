@@ -1,15 +1,17 @@
 //! Request intake: the client connection's loop (hyper's server over the
-//! scanned, timed reader) and each request's smuggling checks before it is
-//! handled.
+//! scanned, timed reader) and each request's smuggling checks (both lengths,
+//! a malformed first body frame) before it is handled.
 
 use super::conn::{ConnState, HeadTimers, InFlight, Scanned, Tracked, NOT_ARMED};
 use super::handle::handle;
 use super::log::HttpLog;
+use super::pool::ReqBody;
 use super::response::ProxyBody;
 use super::scan;
 use crate::proxy::frontend::FrontendRt;
 use futures_util::task::AtomicWaker;
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -75,8 +77,8 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     }
 }
 
-/// One request: refused at once if the scanner saw both lengths, else
-/// handled.
+/// One request: refused at once if the scanner saw both lengths, or if the
+/// first frame of its body is malformed; else handled.
 async fn serve_one(
     req: Request<Incoming>,
     peer: SocketAddr,
@@ -94,5 +96,33 @@ async fn serve_one(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
+    // hyper refuses (400) differing Content-Lengths, a Transfer-Encoding
+    // that does not end with chunked, obs-fold and bare CRs, an overlong URI
+    // (414) or head (431); the scanner, both lengths at once. The body's
+    // first frame before anything else: a malformed chunked body
+    // (a bad chunk size) is refused here, before any server sees the head.
+    let (parts, mut incoming) = req.into_parts();
+    let first = if incoming.is_end_stream() {
+        None
+    } else {
+        match incoming.frame().await {
+            None => None,
+            Some(Ok(f)) => Some(f),
+            Some(Err(_)) => {
+                return log.error(
+                    StatusCode::BAD_REQUEST,
+                    "The request body is malformed.",
+                    ('P', 'R'),
+                )
+            }
+        }
+    };
+    let req = Request::from_parts(
+        parts,
+        ReqBody {
+            first,
+            rest: incoming,
+        },
+    );
     handle(req, peer, fe, log).await
 }

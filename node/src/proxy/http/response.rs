@@ -1,10 +1,12 @@
-//! The response on its way to the client: its body (a server's, relayed
-//! until its end returns the connection to the pool, or one made here), and
-//! the error pages.
+//! The response on its way to the client: a server's, its headers rewritten
+//! and its body relayed until its end returns the connection to the pool;
+//! or one made here, the error pages.
 
+use super::headers::strip_hop_by_hop;
 use super::log::HttpLog;
 use super::pool::ReqBody;
-use crate::proxy::backend::Slot;
+use crate::proxy::backend::{BackendRt, Slot};
+use crate::proxy::frontend::FrontendRt;
 use crate::proxy::server::ServerState;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -27,13 +29,13 @@ pub enum ProxyBody {
 /// A server's response body; at its end, the connection goes back to the
 /// server's pool and the request's slot is released.
 pub struct Upstream {
-    pub(super) body: Incoming,
+    body: Incoming,
     /// The connection and the pool it returns to, until the body ends.
-    pub(super) conn: Option<(SendRequest<ReqBody>, Arc<ServerState>)>,
+    conn: Option<(SendRequest<ReqBody>, Arc<ServerState>)>,
     /// The request's server slot, held until the response is done.
-    pub(super) _slot: Slot,
+    _slot: Slot,
     /// Written when the response is done (or abandoned).
-    pub(super) log: Option<Box<HttpLog>>,
+    log: Option<Box<HttpLog>>,
 }
 
 impl Drop for Upstream {
@@ -134,4 +136,46 @@ pub(super) fn error(status: StatusCode, why: &str) -> Response<ProxyBody> {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
+}
+
+/// The server's response on its way to the client: this hop's headers
+/// gone, `via`, the persistence cookie set unless the request's own cookie
+/// (`sticky`) chose the server; its body relayed, holding the connection
+/// (`conn`, with the server whose pool it returns to), the slot and the log
+/// line until it ends.
+pub(super) fn relay(
+    fe: &FrontendRt,
+    be: &BackendRt,
+    slot: Slot,
+    sticky: Option<usize>,
+    resp: Response<Incoming>,
+    conn: (SendRequest<ReqBody>, Arc<ServerState>),
+    log: HttpLog,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if fe.cfg.via {
+        parts
+            .headers
+            .append(header::VIA, HeaderValue::from_static("1.1 raftlb"));
+    }
+    if let (Some(c), Some(value)) = (&be.cfg.cookie, &be.servers[slot.idx].cfg.cookie) {
+        if sticky != Some(slot.idx) {
+            if let Ok(v) = HeaderValue::from_str(&format!("{}={value}; path=/", c.name)) {
+                parts.headers.append(header::SET_COOKIE, v);
+            }
+            if c.nocache {
+                parts
+                    .headers
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+            }
+        }
+    }
+    let body = ProxyBody::Upstream(Upstream {
+        body,
+        conn: Some(conn),
+        _slot: slot,
+        log: Some(Box::new(log)),
+    });
+    Response::from_parts(parts, body)
 }

@@ -37,8 +37,27 @@ pub(super) fn route(
     fe.backend.clone()
 }
 
+/// Cookie persistence: the server the client's cookie names, while it is
+/// up and not in maintenance (a drained server keeps its clients, as in
+/// HAProxy); otherwise none: the balancer picks, and the response sets the
+/// cookie anew. With `indirect`, the cookie is taken off the request.
+pub(super) fn persisted(be: &BackendRt, req: &mut Request<ReqBody>) -> Option<usize> {
+    let sticky = be.cfg.cookie.as_ref().and_then(|c| {
+        let value = find_cookie(req.headers(), &c.name)?;
+        be.servers.iter().position(|s| {
+            s.cfg.cookie.as_deref() == Some(value)
+                && s.state.is_up()
+                && s.state.admin_state() != raftlb_proto::OperatorState::Maint
+        })
+    });
+    if let Some(c) = be.cfg.cookie.as_ref().filter(|c| c.indirect) {
+        strip_cookie(req.headers_mut(), &c.name);
+    }
+    sticky
+}
+
 /// The value of cookie `name` in the request's `Cookie` headers.
-pub(super) fn find_cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn find_cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -51,7 +70,7 @@ pub(super) fn find_cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Removes cookie `name` from the request (`indirect`); a `Cookie` header
 /// left empty goes.
-pub(super) fn strip_cookie(h: &mut HeaderMap, name: &str) {
+fn strip_cookie(h: &mut HeaderMap, name: &str) {
     if find_cookie(h, name).is_none() {
         return;
     }

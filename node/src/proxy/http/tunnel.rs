@@ -3,7 +3,51 @@
 //! `timeout tunnel` passes idle.
 
 use super::log::HttpLog;
+use super::response::ProxyBody;
+use crate::proxy::backend::{BackendRt, Slot};
+use crate::proxy::frontend::FrontendRt;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper::Response;
+use hyper_util::rt::TokioIo;
 use std::time::Duration;
+
+/// Opens the tunnel the server agreed to: both sides' upgrades, then the
+/// splice, in a task of its own that holds the slot until it closes. The
+/// client gets the server's head, with an empty body; the log line is
+/// written now.
+pub(super) fn open(
+    fe: &FrontendRt,
+    be: &BackendRt,
+    slot: Slot,
+    client_upgrade: OnUpgrade,
+    mut resp: Response<Incoming>,
+    log: &HttpLog,
+) -> Response<ProxyBody> {
+    let server_upgrade = hyper::upgrade::on(&mut resp);
+    let idle = be
+        .cfg
+        .timeout
+        .tunnel
+        .or(be.cfg.timeout.server)
+        .or(fe.cfg.timeout_client);
+    let id = be.servers[slot.idx].state.id.clone();
+    tokio::spawn(async move {
+        match tokio::try_join!(client_upgrade, server_upgrade) {
+            Ok((c, s)) => {
+                let (up, down) = splice(TokioIo::new(c), TokioIo::new(s), idle).await;
+                tracing::debug!(server = %id, up, down, "tunnel closed");
+            }
+            Err(e) => tracing::debug!(server = %id, error = %e, "upgrade failed"),
+        }
+        drop(slot);
+    });
+    let (parts, _) = resp.into_parts();
+    log.write();
+    Response::from_parts(parts, ProxyBody::Local(Full::new(Bytes::new())))
+}
 
 pub(super) fn req_was_connect(log: &HttpLog) -> bool {
     log.connect
@@ -11,7 +55,7 @@ pub(super) fn req_was_connect(log: &HttpLog) -> bool {
 
 /// Copies both ways until both sides are done, or nothing moved for `idle`
 /// (`timeout tunnel`); bytes up and down.
-pub(super) async fn splice<A, B>(a: A, b: B, idle: Option<Duration>) -> (u64, u64)
+async fn splice<A, B>(a: A, b: B, idle: Option<Duration>) -> (u64, u64)
 where
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,

@@ -1,12 +1,176 @@
-//! The upstream exchange: a slot on a server (queued as HAProxy queues) and
-//! a new connection to it.
+//! The upstream exchange: a slot on a server (queued as HAProxy queues), a
+//! connection to it (an idle pooled one, else a new one), connect retries
+//! and redispatch, and the request sent with `timeout server` on its
+//! response head.
 
+use super::log::HttpLog;
+use super::observe::observe;
 use super::pool::ReqBody;
-use crate::proxy::backend::{BackendRt, NoSlot, Slot};
+use super::response::ProxyBody;
+use crate::proxy::backend::{BackendRt, NoSlot, ServerRt, Slot};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use raftlb_proto::config::Observe;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+
+/// A request on its way to a server: what its connect, retry and send
+/// phases share.
+pub(super) struct Exchange<'a> {
+    /// The backend it was routed to.
+    pub(super) be: &'a BackendRt,
+    /// The client.
+    pub(super) peer: SocketAddr,
+    /// Its `uri`/`hdr` hash key, for a redispatch's order.
+    pub(super) key: Option<u32>,
+    /// Its server slot; a redispatch moves it to another server.
+    pub(super) slot: Slot,
+    /// An upgrade or CONNECT: it takes a new connection for good.
+    pub(super) tunnel: bool,
+}
+
+/// The server's response head, the connection it came on, and when the
+/// wait for it began (for `Tr`).
+type Answered = (Response<Incoming>, SendRequest<ReqBody>, Option<Instant>);
+
+/// Connect (or reuse), send, and wait for the response head. A connect
+/// that fails is retried `retries` times (nothing was sent: always
+/// safe), the last on another server with `redispatch`. A pooled
+/// connection that the server closed before taking the request is
+/// replaced by a new one at once. On failure, the error page (logged).
+pub(super) async fn exchange(
+    x: &mut Exchange<'_>,
+    mut req: Request<ReqBody>,
+    log: &mut HttpLog,
+) -> Result<Answered, Response<ProxyBody>> {
+    let mut retries_left = x.be.cfg.retries;
+    let connecting = log.clock();
+    loop {
+        let (mut sender, reused) = connection(x, &mut retries_left, connecting, log).await?;
+        log.tc = connecting.map(|t| t.elapsed());
+        let waiting = log.clock();
+        let srv = &x.be.servers[x.slot.idx];
+        match send(srv, &mut sender, req, reused, x.be.cfg.timeout.server, log).await? {
+            Sent::Answered(r) => return Ok((r, sender, waiting)),
+            Sent::Unsent(unsent) => req = unsent,
+        }
+    }
+}
+
+/// A connection to the slot's server, and whether it came from the pool:
+/// the most recently used idle one still open, else a new one. A connect
+/// that fails counts against `retries_left`: retried after a pause, the
+/// last one on another server with `redispatch`; none left, a 502.
+async fn connection(
+    x: &mut Exchange<'_>,
+    retries_left: &mut u32,
+    connecting: Option<Instant>,
+    log: &mut HttpLog,
+) -> Result<(SendRequest<ReqBody>, bool), Response<ProxyBody>> {
+    let be = x.be;
+    loop {
+        let srv = &be.servers[x.slot.idx];
+        // A tunnel takes its connection for good: a new one.
+        while let Some(mut s) = (!x.tunnel).then(|| srv.state.http_pool.take()).flatten() {
+            // Ready once its previous exchange is wholly done; an error
+            // means the server closed it meanwhile.
+            if s.ready().await.is_ok() {
+                return Ok((s, true));
+            }
+        }
+        match connect(be, x.slot.idx).await {
+            Ok(s) => {
+                observe(srv, Observe::Layer4, Ok(()));
+                return Ok((s, false));
+            }
+            Err(why) => {
+                observe(srv, Observe::Layer4, Err("L4CON"));
+                if *retries_left == 0 {
+                    log.tc = connecting.map(|t| t.elapsed());
+                    return Err(log.error(StatusCode::BAD_GATEWAY, &why, ('S', 'C')));
+                }
+                *retries_left -= 1;
+                if *retries_left == 0 && be.cfg.redispatch {
+                    let others: Vec<usize> = be
+                        .order_key(x.peer.ip(), x.key)
+                        .into_iter()
+                        .filter(|&i| i != x.slot.idx)
+                        .collect();
+                    if let Some(other) = be.try_take(&others) {
+                        x.slot = other;
+                        log.server = Some(x.slot.idx);
+                        continue;
+                    }
+                }
+                // HAProxy's turn-around: let a restarting server breathe.
+                let pause = be
+                    .cfg
+                    .timeout
+                    .connect
+                    .map_or(Duration::from_secs(1), |c| c.min(Duration::from_secs(1)));
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+/// What sending a request came to, short of an error page.
+// Unboxed: it is moved once, and a box would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Sent {
+    /// The server's response head.
+    Answered(Response<Incoming>),
+    /// Never sent: a pooled connection the server had closed. The request
+    /// comes back, to go on another connection.
+    Unsent(Request<ReqBody>),
+}
+
+/// Sends `req` on `sender` and waits for the response head, `timeout` at
+/// most (`timeout server`): a 504 after it, a 502 for a bad response.
+async fn send(
+    srv: &ServerRt,
+    sender: &mut SendRequest<ReqBody>,
+    req: Request<ReqBody>,
+    reused: bool,
+    timeout: Option<Duration>,
+    log: &mut HttpLog,
+) -> Result<Sent, Response<ProxyBody>> {
+    let sent = sender.try_send_request(req);
+    let outcome = match timeout {
+        Some(t) => match tokio::time::timeout(t, sent).await {
+            Ok(r) => r,
+            Err(_) => {
+                observe(srv, Observe::Layer7, Err("L7TOUT"));
+                return Err(log.error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "The server didn't respond in time.",
+                    ('s', 'H'),
+                ));
+            }
+        },
+        None => sent.await,
+    };
+    match outcome {
+        Ok(r) => Ok(Sent::Answered(r)),
+        Err(mut e) => match e.take_message() {
+            // Never sent: a pooled connection the server had closed.
+            Some(unsent) if reused => Ok(Sent::Unsent(unsent)),
+            _ => {
+                let e = e.into_error();
+                tracing::debug!(server = %srv.state.id, error = %e, "bad response from the server");
+                observe(srv, Observe::Layer7, Err("L7RSP"));
+                Err(log.error(
+                    StatusCode::BAD_GATEWAY,
+                    "The server returned an invalid or incomplete response.",
+                    ('S', 'H'),
+                ))
+            }
+        },
+    }
+}
 
 /// A slot on a server for this request (`pinned` by its cookie, else as
 /// the balancer orders them); the reason and state when none comes.
@@ -30,7 +194,7 @@ pub(super) async fn take_slot(
 }
 
 /// A new upstream connection to the slot's server.
-pub(super) async fn connect(be: &BackendRt, idx: usize) -> Result<SendRequest<ReqBody>, String> {
+async fn connect(be: &BackendRt, idx: usize) -> Result<SendRequest<ReqBody>, String> {
     let srv = &be.servers[idx];
     let attempt = TcpStream::connect(srv.cfg.address);
     let stream = match be.cfg.timeout.connect {
