@@ -11,4 +11,5 @@ pub mod node;
 pub mod nodefile;
 pub mod proxy;
 pub mod runtime;
+pub mod server;
 pub mod vip;

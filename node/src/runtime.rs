@@ -8,8 +8,8 @@
 use crate::health::{self, CheckSpec};
 use crate::proxy::backend::{BackendQueue, BackendRt};
 use crate::proxy::listener::{self, Listener, ProcessLimits};
-use crate::proxy::server::{ServerState, ServerStatus};
 use crate::proxy::FrontendRt;
+use crate::server::{ServerState, ServerStatus};
 use arc_swap::ArcSwap;
 use raftlb_proto::ClusterConfig;
 use serde::Serialize;

@@ -1,13 +1,9 @@
 //! Server health: active checkers (TCP connect, HTTP status) on each server's
-//! own schedule, and the rise/fall counter they feed. The checkers drive the
-//! server's live state in [`crate::proxy::server`], which also writes the
-//! state-change log (re-exported here as [`log_transition`]); nothing in the
-//! proxy imports this module, only its pure [`counter`].
+//! own schedule. Each result goes into the server's live state
+//! ([`crate::server`], with HAProxy's rise/fall counter), which also writes
+//! the state-change log; the proxy never imports this module.
 
-pub mod counter;
-
-pub use crate::proxy::server::log_transition;
-use crate::proxy::server::ServerState;
+use crate::server::{log_transition, ServerState};
 use raftlb_proto::config::{CheckParams, HealthCheck};
 use std::net::SocketAddr;
 use std::sync::Arc;

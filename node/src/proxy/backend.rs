@@ -2,7 +2,7 @@
 //! backups, weights) and the queue where connections wait for a free slot.
 
 use super::balance::{Candidate, LbState};
-use super::server::ServerState;
+use crate::server::ServerState;
 use raftlb_proto::config::{Backend, Server};
 use std::net::IpAddr;
 use std::sync::atomic::AtomicUsize;

@@ -7,7 +7,6 @@ pub mod frontend;
 pub mod http;
 pub mod listener;
 pub mod relay;
-pub mod server;
 pub mod session;
 
 pub use frontend::FrontendRt;

@@ -144,7 +144,7 @@ async fn connect(
                     let t =
                         slot.server
                             .observed_error(srv.cfg.on_error, srv.cfg.error_limit, reason);
-                    super::server::log_transition(&slot.server, t, reason, "observed traffic");
+                    crate::server::log_transition(&slot.server, t, reason, "observed traffic");
                 }
                 if attempts_left == 0 {
                     let who = if timed_out { 's' } else { 'S' };

@@ -7,13 +7,13 @@
 use super::headers::for_server;
 use super::log::HttpLog;
 use super::observe::{layer7_ok, observe};
-use super::pool::ReqBody;
 use super::response::{relay, ProxyBody};
 use super::routing::{hash_key, persisted, route};
 use super::tunnel::req_was_connect;
 use super::upstream::{exchange, take_slot, Exchange};
 use crate::proxy::backend::ServerRt;
 use crate::proxy::frontend::FrontendRt;
+use crate::server::pool::ReqBody;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use raftlb_proto::config::Observe;

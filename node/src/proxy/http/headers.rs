@@ -2,8 +2,8 @@
 //! the request as the server gets it (origin-form, the `Upgrade` it asks
 //! for, `forwardfor`, `via`).
 
-use super::pool::ReqBody;
 use crate::proxy::frontend::FrontendRt;
+use crate::server::pool::ReqBody;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 use hyper::Request;

@@ -5,10 +5,10 @@
 use super::conn::{ConnState, HeadTimers, InFlight, Scanned, Tracked, NOT_ARMED};
 use super::handle::handle;
 use super::log::HttpLog;
-use super::pool::ReqBody;
 use super::response::ProxyBody;
 use super::scan;
 use crate::proxy::frontend::FrontendRt;
+use crate::server::pool::ReqBody;
 use futures_util::task::AtomicWaker;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
@@ -117,12 +117,6 @@ async fn serve_one(
             }
         }
     };
-    let req = Request::from_parts(
-        parts,
-        ReqBody {
-            first,
-            rest: incoming,
-        },
-    );
+    let req = Request::from_parts(parts, ReqBody::new(first, incoming));
     handle(req, peer, fe, log).await
 }

@@ -16,7 +16,8 @@
 //! Where it is, in the order a request meets it: `intake` (the connection
 //! loop and the smuggling checks) over `conn` (the scanned reader, the head
 //! timers), `handle` (one request's phases), `routing` (rules, cookie, hash
-//! key), `upstream` (slot, connection, retries) over [`pool`], `response`
+//! key), `upstream` (slot, connection, retries) over the server's pool
+//! ([`crate::server::pool`]), `response`
 //! (the bodies, error pages), `headers` (hop-by-hop), `tunnel` (upgrades and
 //! CONNECT), `observe` (passive health), `log` (the httplog line). This file
 //! only declares them; the children import each other, never this file.
@@ -27,7 +28,6 @@ mod headers;
 mod intake;
 mod log;
 mod observe;
-pub mod pool;
 mod response;
 mod routing;
 pub mod scan;
@@ -37,5 +37,4 @@ mod upstream;
 pub use conn::Tracked;
 pub use intake::serve;
 pub use log::HttpLog;
-pub use pool::{Pool, ReqBody};
 pub use response::{ProxyBody, Upstream};

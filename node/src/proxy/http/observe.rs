@@ -2,7 +2,7 @@
 //! a server, fed to its live state as HAProxy counts it.
 
 use crate::proxy::backend::ServerRt;
-use crate::proxy::server::log_transition;
+use crate::server::log_transition;
 
 /// Passive health (`observe`): what real traffic says of a server, counted
 /// as HAProxy counts it. `layer` is what this outcome is about.

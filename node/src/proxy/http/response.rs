@@ -4,10 +4,10 @@
 
 use super::headers::strip_hop_by_hop;
 use super::log::HttpLog;
-use super::pool::ReqBody;
 use crate::proxy::backend::{BackendRt, Slot};
 use crate::proxy::frontend::FrontendRt;
-use crate::proxy::server::ServerState;
+use crate::server::pool::ReqBody;
+use crate::server::ServerState;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};

@@ -2,10 +2,10 @@
 //! else the default backend), and what picks its server there: the
 //! persistence cookie and the `uri`/`hdr` hash key.
 
-use super::pool::ReqBody;
 use crate::proxy::backend::BackendRt;
 use crate::proxy::balance;
 use crate::proxy::frontend::FrontendRt;
+use crate::server::pool::ReqBody;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::Request;
 use raftlb_proto::config::acl::RequestView;

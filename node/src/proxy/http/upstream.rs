@@ -5,9 +5,9 @@
 
 use super::log::HttpLog;
 use super::observe::observe;
-use super::pool::ReqBody;
 use super::response::ProxyBody;
 use crate::proxy::backend::{BackendRt, NoSlot, ServerRt, Slot};
+use crate::server::pool::ReqBody;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, StatusCode};

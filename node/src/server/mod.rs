@@ -1,11 +1,15 @@
 //! One server's live state, shared by the sessions that use it and its health
-//! checker: connection count, health (active and passive), slow start, and
-//! the log of its state changes. It outlives reloads that keep the server's
-//! address. It sits below both the proxy and the health checkers, which
-//! import it; it imports only the pure [`crate::health::counter`] and the
-//! HTTP [`Pool`](super::http::pool::Pool).
+//! checker: connection count, health (active and passive, through the
+//! rise/fall [`counter`]), operator state, slow start, its idle upstream
+//! HTTP connections ([`pool`]), and the log of its state changes. It
+//! outlives reloads that keep the server's address. It sits below both the
+//! proxy and the health checkers, which import it; it imports nothing else
+//! of the crate.
 
-use crate::health::counter::{ErrorCounter, HealthCounter, Transition};
+pub mod counter;
+pub mod pool;
+
+use counter::{ErrorCounter, HealthCounter, Transition};
 use raftlb_proto::config::{OnError, Server};
 use raftlb_proto::state::{OperatorState, OperatorView};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -32,7 +36,7 @@ pub struct ServerState {
     /// frees a slot or comes up.
     pub(crate) slot_freed: std::sync::Arc<Notify>,
     /// Idle upstream connections (HTTP mode).
-    pub http_pool: super::http::pool::Pool,
+    pub http_pool: pool::Pool,
 }
 
 #[derive(Debug)]

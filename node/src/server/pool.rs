@@ -34,7 +34,7 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// The most recently used idle connection (the likeliest still open).
-    pub(super) fn take(&self) -> Option<SendRequest<ReqBody>> {
+    pub fn take(&self) -> Option<SendRequest<ReqBody>> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((s, since)) = idle.pop() {
@@ -45,7 +45,7 @@ impl Pool {
         None
     }
 
-    pub(super) fn put(&self, s: SendRequest<ReqBody>) {
+    pub fn put(&self, s: SendRequest<ReqBody>) {
         if s.is_closed() {
             return;
         }
@@ -69,8 +69,15 @@ impl Pool {
 /// server was chosen, to refuse a malformed body before anything reaches
 /// one), then the rest as it comes.
 pub struct ReqBody {
-    pub(super) first: Option<Frame<Bytes>>,
-    pub(super) rest: Incoming,
+    first: Option<Frame<Bytes>>,
+    rest: Incoming,
+}
+
+impl ReqBody {
+    /// The body whose `first` frame was read already; `rest` follows.
+    pub fn new(first: Option<Frame<Bytes>>, rest: Incoming) -> ReqBody {
+        ReqBody { first, rest }
+    }
 }
 
 impl Body for ReqBody {
