@@ -3,9 +3,13 @@
 //! binds tighter; there are no parentheses); `{ ... }` holds an anonymous
 //! ACL.
 
+use super::error::AclError;
+use super::expr::Acl;
 use super::lex::{self, Token};
 use super::parse::{is_fetch_keyword, parse_acl};
-use super::{closest, Acl, AclError, AclSet, RequestView};
+use super::request::RequestView;
+use super::set::AclSet;
+use crate::config::suggest::closest;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

@@ -1,7 +1,8 @@
 //! Evaluating an ACL against a request: the fetches (path, header values,
 //! method, source) and the matching methods, without allocating.
 
-use super::{Acl, Fetch, Headers, MatchMethod, Pattern, RequestView};
+use super::expr::{Acl, Fetch, MatchMethod, Pattern};
+use super::request::{Headers, RequestView};
 use std::net::IpAddr;
 
 impl Acl {

@@ -2,7 +2,7 @@
 //! (quotes, backslash escapes), their quoting back into text, and the
 //! compiled-regex wrapper patterns keep.
 
-use super::AclError;
+use super::error::AclError;
 use std::borrow::Cow;
 
 /// One word of the text.

@@ -1,9 +1,11 @@
 //! Reading one ACL expression from its words: `<fetch> [flags] <patterns>`,
 //! and writing it back as canonical text.
 
+use super::error::AclError;
+use super::expr::{Acl, Fetch, MatchMethod, Pattern};
 use super::ip::IpPattern;
 use super::lex::{self, Regex, Token};
-use super::{closest, Acl, AclError, Fetch, MatchMethod, Pattern};
+use crate::config::suggest::closest;
 use std::fmt;
 
 /// What a fetch keyword names: the fetch kind, its default matching method.
@@ -59,6 +61,29 @@ const METHODS: &[MatchMethod] = &[
     MatchMethod::Reg,
     MatchMethod::Ip,
 ];
+
+impl Acl {
+    /// Parses one ACL definition, e.g. `path_beg /blog /static`. Columns in
+    /// the error count from 1 at the first character of `text`.
+    pub fn parse(text: &str) -> Result<Acl, AclError> {
+        let tokens = lex::tokenize(text)?;
+        parse_acl(&tokens, text.chars().count() + 1)
+    }
+}
+
+impl From<Acl> for String {
+    fn from(acl: Acl) -> String {
+        acl.to_string()
+    }
+}
+
+impl TryFrom<String> for Acl {
+    type Error = AclError;
+
+    fn try_from(text: String) -> Result<Acl, AclError> {
+        Acl::parse(&text)
+    }
+}
 
 /// Parses `tokens` as one ACL. `end_column` is where text ends (or the
 /// closing brace of an anonymous ACL), for "missing" errors.
