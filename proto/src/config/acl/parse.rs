@@ -95,7 +95,51 @@ pub(super) fn parse_acl(tokens: &[Token], end_column: usize) -> Result<Acl, AclE
         ));
     };
     let (keyword, kind, implied, fetch) = parse_fetch(first)?;
+    let flags = parse_flags(rest, end_column)?;
+    let method = match flags.forced {
+        Some((m, column)) => {
+            if !compatible(kind, m) {
+                return Err(AclError::new(
+                    column,
+                    format!(
+                        "matching method \"{}\" cannot be used with fetch \"{keyword}\"",
+                        m.as_str()
+                    ),
+                ));
+            }
+            m
+        }
+        None => implied,
+    };
+    // HAProxy §7.3.6: the `method` ACL matches case-insensitively.
+    let ignore_case = flags.ignore_case || (kind == Kind::Method && flags.forced.is_none());
 
+    let words = &rest[flags.consumed..];
+    check_pattern_count(words, keyword, kind, method, end_column)?;
+    let patterns = words
+        .iter()
+        .map(|w| parse_pattern(w, method, ignore_case))
+        .collect::<Result<_, _>>()?;
+    Ok(Acl {
+        fetch,
+        method,
+        ignore_case,
+        patterns,
+    })
+}
+
+/// The flags before an ACL's patterns.
+struct Flags {
+    /// `-i` was given.
+    ignore_case: bool,
+    /// `-m <method>`, with the method's column.
+    forced: Option<(MatchMethod, usize)>,
+    /// How many words the flags took (with `--`, if any).
+    consumed: usize,
+}
+
+/// Reads the flags (`-i`, `-m <method>`, `--`) at the start of `rest`.
+fn parse_flags(rest: &[Token], end_column: usize) -> Result<Flags, AclError> {
     let mut ignore_case = false;
     let mut forced: Option<(MatchMethod, usize)> = None;
     let mut i = 0;
@@ -120,50 +164,48 @@ pub(super) fn parse_acl(tokens: &[Token], end_column: usize) -> Result<Acl, AclE
                 }
                 forced = Some((parse_method(name)?, name.column));
             }
-            "-f" => return Err(AclError::new(
-                flag.column,
-                "flag \"-f\" (patterns from a file) is not supported: write the patterns inline",
-            )),
-            "-M" | "-u" | "-n" => {
-                return Err(AclError::new(
-                    flag.column,
-                    format!(
-                        "flag \"{}\" is not supported (flags are -i, -m and --)",
-                        flag.text
-                    ),
-                ))
-            }
-            other => {
-                return Err(AclError::new(
-                    flag.column,
-                    format!(
-                        "unknown flag \"{other}\" (flags are -i, -m and --; \
-                         put \"--\" before a pattern that begins with \"-\")"
-                    ),
-                ))
-            }
+            _ => return Err(unsupported_flag(flag)),
         }
     }
+    Ok(Flags {
+        ignore_case,
+        forced,
+        consumed: i,
+    })
+}
 
-    let method = match forced {
-        Some((m, column)) => {
-            if !compatible(kind, m) {
-                return Err(AclError::new(
-                    column,
-                    format!(
-                        "matching method \"{}\" cannot be used with fetch \"{keyword}\"",
-                        m.as_str()
-                    ),
-                ));
-            }
-            m
-        }
-        None => implied,
-    };
-    // HAProxy §7.3.6: the `method` ACL matches case-insensitively.
-    let ignore_case = ignore_case || (kind == Kind::Method && forced.is_none());
+/// The error for a flag other than `-i`, `-m` and `--`.
+fn unsupported_flag(flag: &Token) -> AclError {
+    match flag.text.as_str() {
+        "-f" => AclError::new(
+            flag.column,
+            "flag \"-f\" (patterns from a file) is not supported: write the patterns inline",
+        ),
+        "-M" | "-u" | "-n" => AclError::new(
+            flag.column,
+            format!(
+                "flag \"{}\" is not supported (flags are -i, -m and --)",
+                flag.text
+            ),
+        ),
+        other => AclError::new(
+            flag.column,
+            format!(
+                "unknown flag \"{other}\" (flags are -i, -m and --; \
+                 put \"--\" before a pattern that begins with \"-\")"
+            ),
+        ),
+    }
+}
 
-    let words = &rest[i..];
+/// `found` and `bool` take no pattern; every other method needs one at least.
+fn check_pattern_count(
+    words: &[Token],
+    keyword: &str,
+    kind: Kind,
+    method: MatchMethod,
+    end_column: usize,
+) -> Result<(), AclError> {
     if matches!(method, MatchMethod::Found | MatchMethod::Bool) {
         if let Some(extra) = words.first() {
             return Err(AclError::new(
@@ -187,16 +229,7 @@ pub(super) fn parse_acl(tokens: &[Token], end_column: usize) -> Result<Acl, AclE
             ),
         ));
     }
-    let patterns = words
-        .iter()
-        .map(|w| parse_pattern(w, method, ignore_case))
-        .collect::<Result<_, _>>()?;
-    Ok(Acl {
-        fetch,
-        method,
-        ignore_case,
-        patterns,
-    })
+    Ok(())
 }
 
 /// Reads `name[(args)]` into the keyword, its kind and implied method, and
@@ -205,21 +238,60 @@ fn parse_fetch(token: &Token) -> Result<(&str, Kind, MatchMethod, Fetch), AclErr
     let text = token.text.as_str();
     let name_end = text.find(['(', ',']).unwrap_or(text.len());
     let name = &text[..name_end];
-    let Some(&(keyword, kind, implied)) = KEYWORDS.iter().find(|(k, ..)| *k == name) else {
-        let hint = match closest(name, KEYWORDS.iter().map(|(k, ..)| *k)) {
-            Some(k) => format!(" (did you mean \"{k}\"?)"),
-            None => {
-                let all: Vec<&str> = KEYWORDS.iter().map(|(k, ..)| *k).collect();
-                format!(" (known fetches: {})", all.join(", "))
-            }
-        };
-        return Err(AclError::new(
-            token.column,
-            format!("unknown fetch \"{name}\"{hint}"),
-        ));
-    };
+    let (keyword, kind, implied) = find_keyword(token, name)?;
     let column_of = |byte: usize| token.column_at(text[..byte].chars().count());
+    let args = fetch_args(text, name, name_end, &column_of)?;
+    let fetch = match kind {
+        Kind::Header { full_line } => {
+            let Some((args, start)) = args.filter(|(a, _)| !a.is_empty()) else {
+                return Err(AclError::new(
+                    token.column,
+                    format!("\"{name}\" needs a header name, e.g. {name}(host)"),
+                ));
+            };
+            header_fetch(args, start, full_line, &column_of)?
+        }
+        _ if args.is_some() => {
+            return Err(AclError::new(
+                column_of(name_end),
+                format!("\"{name}\" takes no argument"),
+            ))
+        }
+        Kind::Path => Fetch::Path,
+        Kind::Method => Fetch::Method,
+        Kind::Src => Fetch::Src,
+        Kind::AlwaysTrue => Fetch::AlwaysTrue,
+        Kind::AlwaysFalse => Fetch::AlwaysFalse,
+    };
+    Ok((keyword, kind, implied, fetch))
+}
 
+/// The entry of [`KEYWORDS`] named `name`, or an error with a suggestion.
+fn find_keyword(token: &Token, name: &str) -> Result<(&'static str, Kind, MatchMethod), AclError> {
+    if let Some(&found) = KEYWORDS.iter().find(|(k, ..)| *k == name) {
+        return Ok(found);
+    }
+    let hint = match closest(name, KEYWORDS.iter().map(|(k, ..)| *k)) {
+        Some(k) => format!(" (did you mean \"{k}\"?)"),
+        None => {
+            let all: Vec<&str> = KEYWORDS.iter().map(|(k, ..)| *k).collect();
+            format!(" (known fetches: {})", all.join(", "))
+        }
+    };
+    Err(AclError::new(
+        token.column,
+        format!("unknown fetch \"{name}\"{hint}"),
+    ))
+}
+
+/// The text between the parentheses after the fetch's name (with the byte
+/// where it starts), if any; nothing may follow them.
+fn fetch_args<'t>(
+    text: &'t str,
+    name: &str,
+    name_end: usize,
+    column_of: &dyn Fn(usize) -> usize,
+) -> Result<Option<(&'t str, usize)>, AclError> {
     let mut args: Option<(&str, usize)> = None;
     let mut after = name_end;
     if text[name_end..].starts_with('(') {
@@ -240,55 +312,43 @@ fn parse_fetch(token: &Token) -> Result<(&str, Kind, MatchMethod, Fetch), AclErr
         };
         return Err(AclError::new(column_of(after), message));
     }
+    Ok(args)
+}
 
-    let fetch = match kind {
-        Kind::Header { full_line } => {
-            let Some((args, start)) = args.filter(|(a, _)| !a.is_empty()) else {
+/// `<name>[,<occ>]` of a header fetch; `start` is the byte where `args`
+/// starts in the fetch's text.
+fn header_fetch(
+    args: &str,
+    start: usize,
+    full_line: bool,
+    column_of: &dyn Fn(usize) -> usize,
+) -> Result<Fetch, AclError> {
+    let (header, occurrence) = match args.split_once(',') {
+        None => (args, 0),
+        Some((header, occ)) => match occ.parse::<i32>() {
+            Ok(n) => (header, n),
+            Err(_) => {
                 return Err(AclError::new(
-                    token.column,
-                    format!("\"{name}\" needs a header name, e.g. {name}(host)"),
-                ));
-            };
-            let (header, occurrence) = match args.split_once(',') {
-                None => (args, 0),
-                Some((header, occ)) => match occ.parse::<i32>() {
-                    Ok(n) => (header, n),
-                    Err(_) => {
-                        return Err(AclError::new(
-                            column_of(start + header.len() + 1),
-                            format!("bad occurrence \"{occ}\": expected a number such as 1 or -1"),
-                        ))
-                    }
-                },
-            };
-            if let Some(bad) = header
-                .find(|c: char| !is_tchar(c))
-                .or(header.is_empty().then_some(0))
-            {
-                return Err(AclError::new(
-                    column_of(start + bad),
-                    format!("bad header name \"{header}\""),
-                ));
+                    column_of(start + header.len() + 1),
+                    format!("bad occurrence \"{occ}\": expected a number such as 1 or -1"),
+                ))
             }
-            Fetch::Header {
-                name: header.to_ascii_lowercase(),
-                occurrence,
-                full_line,
-            }
-        }
-        _ if args.is_some() => {
-            return Err(AclError::new(
-                column_of(name_end),
-                format!("\"{name}\" takes no argument"),
-            ))
-        }
-        Kind::Path => Fetch::Path,
-        Kind::Method => Fetch::Method,
-        Kind::Src => Fetch::Src,
-        Kind::AlwaysTrue => Fetch::AlwaysTrue,
-        Kind::AlwaysFalse => Fetch::AlwaysFalse,
+        },
     };
-    Ok((keyword, kind, implied, fetch))
+    if let Some(bad) = header
+        .find(|c: char| !is_tchar(c))
+        .or(header.is_empty().then_some(0))
+    {
+        return Err(AclError::new(
+            column_of(start + bad),
+            format!("bad header name \"{header}\""),
+        ));
+    }
+    Ok(Fetch::Header {
+        name: header.to_ascii_lowercase(),
+        occurrence,
+        full_line,
+    })
 }
 
 /// RFC 9110 token characters, those of a header name.
