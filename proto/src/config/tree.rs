@@ -1,7 +1,8 @@
 //! A format-neutral document tree that remembers source lines, built from
 //! TOML (lines for every key and value), YAML or JSON (lines for syntax errors).
 
-use super::{ConfigError, ConfigErrors, Format};
+use super::error::{ConfigError, ConfigErrors};
+use super::format::Format;
 
 /// A value with the line it came from.
 #[derive(Debug, Clone)]

@@ -1,4 +1,5 @@
-use super::*;
+use crate::config::*;
+use std::time::Duration;
 
 const EXAMPLE: &str = r#"
 [defaults]

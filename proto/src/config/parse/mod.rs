@@ -1,0 +1,121 @@
+//! Turns a document tree into a validated [`ClusterConfig`], collecting every
+//! error with its path and line instead of stopping at the first. The
+//! sections are read in order: `[global]`, `[defaults]`, the backends, the
+//! frontends (checked against the backends they name), the VIPs.
+
+mod backend;
+mod frontend;
+mod global;
+mod keywords;
+mod reader;
+mod server;
+mod vips;
+
+use super::error::ConfigErrors;
+use super::format::Format;
+use super::model::{Backend, ClusterConfig, Frontend, Global, Mode};
+use super::tree::{self, Item};
+use global::Defaults;
+use reader::{check_name, join, Cx, Tbl};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+pub(crate) fn parse(text: &str, format: Format) -> Result<ClusterConfig, ConfigErrors> {
+    let root = tree::load(text, format)?;
+    let mut cx = Cx::default();
+    let config = build(&mut cx, &root);
+    if cx.errors.is_empty() {
+        Ok(config.expect("no errors means a config was built"))
+    } else {
+        cx.errors.sort_by_key(|e| e.line.unwrap_or(u32::MAX));
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+fn build(cx: &mut Cx, root: &Item) -> Option<ClusterConfig> {
+    let mut top = Tbl::new(cx, "", root)?;
+    let global = global::read_global(cx, &mut top);
+    let defaults = global::read_defaults(cx, &mut top);
+    let (backends, declared) = backends(cx, &mut top, &defaults);
+    let frontends = frontends(cx, &mut top, &defaults, &global, &declared);
+    let mut vips_out = Vec::new();
+    if let Some((path, item)) = top.get("vips") {
+        vips_out = vips::vips(cx, &path, item);
+    }
+    top.finish(cx);
+
+    Some(ClusterConfig {
+        global,
+        frontends,
+        backends,
+        vips: vips_out,
+    })
+}
+
+/// `[backends.*]`: the valid backends, and every declared one with its
+/// mode, valid or not, so that a mistake inside a backend is not reported
+/// again at each frontend that names it.
+fn backends(
+    cx: &mut Cx,
+    top: &mut Tbl,
+    defaults: &Defaults,
+) -> (BTreeMap<String, Backend>, BTreeMap<String, Mode>) {
+    let mut backends = BTreeMap::new();
+    let mut declared: BTreeMap<String, Mode> = BTreeMap::new();
+    if let Some((path, item)) = top.get("backends") {
+        if let Some(mut bt) = Tbl::new(cx, &path, item) {
+            for e in bt.entries {
+                let bpath = join(&path, &e.key);
+                check_name(cx, &bpath, e.key_line, &e.key);
+                let (mode, b) = backend::backend(cx, &bpath, &e.key, &e.item, defaults);
+                declared.insert(e.key.clone(), mode);
+                if let Some(b) = b {
+                    backends.insert(e.key.clone(), b);
+                }
+            }
+            bt.used.iter_mut().for_each(|u| *u = true);
+            bt.finish(cx);
+        }
+    }
+    (backends, declared)
+}
+
+/// `[frontends.*]`: the valid frontends, no address bound by two.
+fn frontends(
+    cx: &mut Cx,
+    top: &mut Tbl,
+    defaults: &Defaults,
+    global: &Global,
+    declared: &BTreeMap<String, Mode>,
+) -> BTreeMap<String, Frontend> {
+    let mut frontends = BTreeMap::new();
+    let mut binds_seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
+    if let Some((path, item)) = top.get("frontends") {
+        if let Some(mut ft) = Tbl::new(cx, &path, item) {
+            for e in ft.entries {
+                let fpath = join(&path, &e.key);
+                check_name(cx, &fpath, e.key_line, &e.key);
+                if let Some(f) =
+                    frontend::frontend(cx, &fpath, &e.key, &e.item, defaults, global, declared)
+                {
+                    for addr in &f.bind {
+                        if let Some(other) = binds_seen.insert(*addr, e.key.clone()) {
+                            cx.err(
+                                &format!("{fpath}.bind"),
+                                e.item.line,
+                                format!("address {addr} is already bound by frontend {other:?}"),
+                            );
+                        }
+                    }
+                    frontends.insert(e.key.clone(), f);
+                }
+            }
+            ft.used.iter_mut().for_each(|u| *u = true);
+            ft.finish(cx);
+        }
+    }
+    frontends
+}
+
+#[cfg(test)]
+mod tests;
