@@ -223,41 +223,7 @@ impl ReplicatedState {
                 doc,
                 format,
                 expected_version,
-            } => {
-                let current = self.config_version();
-                // The document committed now, again: a no-op that answers
-                // with the current version. That makes a retried write safe
-                // (a leader may die after committing, before answering), and
-                // its expected version may then be the one before.
-                let same = self
-                    .config
-                    .as_ref()
-                    .is_some_and(|c| c.doc == *doc && c.format == *format);
-                if same && expected_version.is_none_or(|e| e == current || e + 1 == current) {
-                    return Outcome::ConfigCommitted { version: current };
-                }
-                if let Some(expected) = *expected_version {
-                    if expected != current {
-                        return Outcome::Stale { expected, current };
-                    }
-                }
-                let config = match ClusterConfig::parse(doc, *format) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        return Outcome::Refused(format!("invalid config:\n{}", e.render("")))
-                    }
-                };
-                let servers = server_keys(&config);
-                self.health.retain(|k, _| servers.contains(k));
-                self.operator.retain(|k, _| servers.contains(k));
-                let version = current + 1;
-                self.config = Some(VersionedConfig {
-                    version,
-                    doc: doc.clone(),
-                    format: *format,
-                });
-                Outcome::ConfigCommitted { version }
-            }
+            } => self.apply_config(doc, *format, *expected_version),
             Command::ReportHealth {
                 node,
                 server,
@@ -301,6 +267,47 @@ impl ReplicatedState {
                 Outcome::Done
             }
         }
+    }
+
+    /// [`Command::ApplyConfig`]: commits `doc` as the next version, unless
+    /// it is stale or invalid; the views of servers it drops are forgotten.
+    fn apply_config(
+        &mut self,
+        doc: &str,
+        format: Format,
+        expected_version: Option<u64>,
+    ) -> Outcome {
+        let current = self.config_version();
+        // The document committed now, again: a no-op that answers
+        // with the current version. That makes a retried write safe
+        // (a leader may die after committing, before answering), and
+        // its expected version may then be the one before.
+        let same = self
+            .config
+            .as_ref()
+            .is_some_and(|c| c.doc == doc && c.format == format);
+        if same && expected_version.is_none_or(|e| e == current || e + 1 == current) {
+            return Outcome::ConfigCommitted { version: current };
+        }
+        if let Some(expected) = expected_version {
+            if expected != current {
+                return Outcome::Stale { expected, current };
+            }
+        }
+        let config = match ClusterConfig::parse(doc, format) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Refused(format!("invalid config:\n{}", e.render(""))),
+        };
+        let servers = server_keys(&config);
+        self.health.retain(|k, _| servers.contains(k));
+        self.operator.retain(|k, _| servers.contains(k));
+        let version = current + 1;
+        self.config = Some(VersionedConfig {
+            version,
+            doc: doc.to_string(),
+            format,
+        });
+        Outcome::ConfigCommitted { version }
     }
 
     /// Forgets the health views and standing of a node that left the cluster.
