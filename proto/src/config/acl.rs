@@ -23,6 +23,7 @@ mod request;
 mod set;
 #[cfg(test)]
 mod tests;
+mod text;
 
 pub use cond::{AclRef, Condition, Term};
 pub use error::AclError;

@@ -1,12 +1,11 @@
-//! Reading one ACL expression from its words: `<fetch> [flags] <patterns>`,
-//! and writing it back as canonical text.
+//! Reading one ACL expression from its words: `<fetch> [flags] <patterns>`.
+//! Writing it back as canonical text is in `text`.
 
 use super::error::AclError;
 use super::expr::{Acl, Fetch, MatchMethod, Pattern};
 use super::ip::IpPattern;
 use super::lex::{self, Regex, Token};
 use crate::config::suggest::closest;
-use std::fmt;
 
 /// What a fetch keyword names: the fetch kind, its default matching method.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -68,20 +67,6 @@ impl Acl {
     pub fn parse(text: &str) -> Result<Acl, AclError> {
         let tokens = lex::tokenize(text)?;
         parse_acl(&tokens, text.chars().count() + 1)
-    }
-}
-
-impl From<Acl> for String {
-    fn from(acl: Acl) -> String {
-        acl.to_string()
-    }
-}
-
-impl TryFrom<String> for Acl {
-    type Error = AclError;
-
-    fn try_from(text: String) -> Result<Acl, AclError> {
-        Acl::parse(&text)
     }
 }
 
@@ -433,88 +418,16 @@ fn parse_pattern(
     })
 }
 
-/// Canonical text: the suffixed keyword when one exists (`hdr_beg(host)`),
-/// else the fetch with `-m`; `-i` when it is not implied; `--` when a pattern
-/// begins with `-`.
-impl fmt::Display for Acl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.method;
-        let (base, args, suffixable) = match &self.fetch {
-            Fetch::Path => ("path", String::new(), true),
-            Fetch::Header {
-                name,
-                occurrence,
-                full_line,
-            } => {
-                let args = match occurrence {
-                    0 => format!("({name})"),
-                    n => format!("({name},{n})"),
-                };
-                (
-                    if *full_line { "req.fhdr" } else { "hdr" },
-                    args,
-                    !full_line,
-                )
-            }
-            Fetch::Method => ("method", String::new(), false),
-            Fetch::Src => ("src", String::new(), false),
-            Fetch::AlwaysTrue => ("always_true", String::new(), false),
-            Fetch::AlwaysFalse => ("always_false", String::new(), false),
-        };
-        let implied = KEYWORDS
-            .iter()
-            .find(|(k, ..)| *k == base)
-            .map(|(_, _, m)| *m);
-        let suffixed = suffixable
-            && matches!(
-                m,
-                MatchMethod::Beg
-                    | MatchMethod::End
-                    | MatchMethod::Sub
-                    | MatchMethod::Dir
-                    | MatchMethod::Dom
-                    | MatchMethod::Reg
-            );
-        let keyword = if suffixed {
-            format!("{base}_{}{args}", m.as_str())
-        } else {
-            format!("{base}{args}")
-        };
-        // A header name may hold a quote character.
-        f.write_str(&lex::quote(&keyword))?;
-        let method_default = self.fetch == Fetch::Method && implied == Some(m) && self.ignore_case;
-        if self.ignore_case && !method_default {
-            f.write_str(" -i")?;
-        }
-        let method_forced =
-            self.fetch == Fetch::Method && m == MatchMethod::Str && !self.ignore_case;
-        if (!suffixed && implied != Some(m)) || method_forced {
-            write!(f, " -m {}", m.as_str())?;
-        }
-        // Methods read better in capitals; case does not matter to them here.
-        let upper = self.fetch == Fetch::Method && self.ignore_case;
-        let text = |p: &Pattern| match p {
-            Pattern::Text(t) if upper => t.to_ascii_uppercase(),
-            Pattern::Text(t) => t.clone(),
-            Pattern::Regex(r) => r.source.clone(),
-            Pattern::Ip(ip) => ip.to_string(),
-        };
-        if self
-            .patterns
-            .first()
-            .is_some_and(|p| text(p).starts_with('-'))
-        {
-            f.write_str(" --")?;
-        }
-        for p in &self.patterns {
-            write!(f, " {}", lex::quote(&text(p)))?;
-        }
-        Ok(())
-    }
-}
-
 /// Whether `word` (maybe with arguments) starts with a fetch keyword.
 pub(super) fn is_fetch_keyword(word: &str) -> bool {
     let name = word.split(['(', ',']).next().unwrap_or(word);
     KEYWORDS.iter().any(|(k, ..)| *k == name)
+}
+
+/// The matching method fetch keyword `keyword` implies, if it is one.
+pub(super) fn implied_method(keyword: &str) -> Option<MatchMethod> {
+    KEYWORDS
+        .iter()
+        .find(|(k, ..)| *k == keyword)
+        .map(|(_, _, m)| *m)
 }
