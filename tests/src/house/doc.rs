@@ -118,7 +118,13 @@ pub fn check_links(top: &Path, doc: &Path) -> Result<Vec<String>, String> {
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let file = syn::parse_file(&source).map_err(|e| format!("{}: {e}", path.display()))?;
         let d = defined(&file);
-        let segs: Vec<&str> = name.split("::").collect();
+        let mut segs: Vec<&str> = name.split("::").collect();
+        // `session::serve` names `serve` in session.rs (`http::serve` in
+        // http/mod.rs or a child of http/).
+        let module = module_names(&path);
+        if segs.len() > 1 && module.iter().any(|m| m == segs[0]) {
+            segs.remove(0);
+        }
         let found = match segs.as_slice() {
             [one] => d.items.contains(*one),
             [.., ty, member] => d.members.contains(&(ty.to_string(), member.to_string())),
@@ -129,4 +135,24 @@ pub fn check_links(top: &Path, doc: &Path) -> Result<Vec<String>, String> {
         }
     }
     Ok(wrong)
+}
+
+/// The names a file is reached by as a module: its stem (`session` for
+/// `session.rs`), its folder's name for `mod.rs`, and the folders above it
+/// (`http` for `http/intake.rs`, whose items `http/mod.rs` may re-export).
+fn module_names(path: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+        if stem != "mod" && stem != "lib" {
+            names.push(stem.to_string());
+        }
+    }
+    if let Some(dir) = path
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|d| d.to_str())
+    {
+        names.push(dir.to_string());
+    }
+    names
 }
