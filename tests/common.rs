@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 pub struct TestNode {
     pub node: Node,
+    cfg: NodeConfig,
     _dir: TempDir,
 }
 
@@ -31,7 +32,23 @@ impl TestNode {
         let node = Node::start(&cfg, lb.to_string(), Format::Toml, "test lb.toml")
             .await
             .unwrap_or_else(|e| panic!("node did not start: {e}"));
-        TestNode { node, _dir: dir }
+        TestNode {
+            node,
+            cfg,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the node gracefully (as SIGTERM does) and starts it again from
+    /// its data directory (its listeners on new ports).
+    pub async fn restart(self) -> TestNode {
+        self.node.shutdown(std::time::Duration::from_secs(1)).await;
+        let TestNode { node, cfg, _dir } = self;
+        drop(node);
+        let node = Node::open(&cfg, raftlb::node::Startup::Resume { initial: None })
+            .await
+            .unwrap_or_else(|e| panic!("node did not start again: {e}"));
+        TestNode { node, cfg, _dir }
     }
 
     /// The first address frontend `fe` is bound to.

@@ -12,4 +12,5 @@ pub mod nodefile;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod stick;
 pub mod vip;

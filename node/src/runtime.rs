@@ -10,8 +10,10 @@ use crate::proxy::backend::{BackendQueue, BackendRt};
 use crate::proxy::listener::{self, Listener, ProcessLimits};
 use crate::proxy::FrontendRt;
 use crate::server::{ServerState, ServerStatus};
+use crate::stick::{self, SavedTable, StickTable};
 use arc_swap::ArcSwap;
 use raftlb_proto::ClusterConfig;
+use raftlb_proto::NodeId;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -49,6 +51,8 @@ pub struct ApplyReport {
     pub checkers_stopped: usize,
     /// Servers that got a fresh state (new, or a new address).
     pub new_servers: Vec<(String, String)>,
+    /// Saved stick-table entries put back (the first apply after a start).
+    pub restored: usize,
 }
 
 type ServerKey = (String, String);
@@ -74,11 +78,15 @@ struct Inner {
     queues: Queues,
     fe_limits: HashMap<String, Arc<Semaphore>>,
     frontends: BTreeMap<String, Arc<FrontendRt>>,
+    stick_tables: Tables,
+    /// Saved entries for the tables of the first config applied.
+    restore: Vec<SavedTable>,
     global_maxconn: u32,
 }
 
 type Servers = HashMap<ServerKey, (SocketAddr, Arc<ServerState>)>;
 type Queues = HashMap<String, Arc<BackendQueue>>;
+type Tables = HashMap<String, Arc<StickTable>>;
 
 /// The steps of [`Runtime::apply`], each from the running state and the new
 /// config.
@@ -118,6 +126,7 @@ impl Inner {
     fn servers_of(
         &self,
         new: &ClusterConfig,
+        tables: &Tables,
         report: &mut ApplyReport,
     ) -> (Servers, Queues, HashMap<String, Arc<BackendRt>>) {
         let mut servers = HashMap::new();
@@ -141,11 +150,42 @@ impl Inner {
                 servers.insert(key, (s.address, state.clone()));
                 states.push(state);
             }
-            let rt = Arc::new(BackendRt::new(be.clone(), states, queue.clone()));
+            let table = be
+                .stick_on
+                .as_ref()
+                .and_then(|on| tables.get(&on.table).cloned());
+            let rt = Arc::new(BackendRt::new(be.clone(), states, queue.clone(), table));
             queues.insert(be.name.clone(), queue);
             backends.insert(be.name.clone(), rt);
         }
         (servers, queues, backends)
+    }
+
+    /// The stick tables of `new`: a running table of the same name keeps
+    /// its entries (in place, or copied into one of the new size); a
+    /// table of another key type starts empty.
+    fn tables_of(&self, new: &ClusterConfig, me: NodeId) -> Tables {
+        new.stick_tables
+            .values()
+            .map(|spec| {
+                let table = match self.stick_tables.get(&spec.name) {
+                    Some(t) if t.fits(spec) => {
+                        t.reconfigure(spec);
+                        t.clone()
+                    }
+                    old => {
+                        let t = match old {
+                            Some(old) => StickTable::resized(old, spec, stick::now_ms()),
+                            None => StickTable::new(spec, me),
+                        };
+                        let t = Arc::new(t);
+                        stick::spawn_purge(&t);
+                        t
+                    }
+                };
+                (spec.name.clone(), table)
+            })
+            .collect()
     }
 
     /// Each frontend's connection limit: the running one while its
@@ -247,11 +287,32 @@ impl Inner {
     }
 }
 
+/// Puts `saved` entries into the tables of the same name (by the last
+/// writer, so a newer entry is kept); returns how many were taken.
+fn restore(saved: Vec<SavedTable>, tables: &Tables) -> usize {
+    let now = stick::now_ms();
+    let mut n = 0;
+    for s in saved {
+        let Some(t) = tables.get(&s.name) else {
+            continue;
+        };
+        for (key, entry) in s.entries {
+            if !entry.expired(now) && key.fits(t.key_type()) {
+                t.learn(key, entry, now);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 /// The running proxy of one node.
 pub struct Runtime {
     inner: Mutex<Inner>,
     limits: Arc<ProcessLimits>,
     reuseport: bool,
+    /// The node whose writes to stick tables this runtime stamps.
+    node: NodeId,
 }
 
 /// Status of the running proxy, for the admin API.
@@ -299,13 +360,14 @@ impl Default for Runtime {
 impl Runtime {
     /// A runtime serving nothing yet.
     pub fn new() -> Runtime {
-        Self::with_reuseport(false)
+        Self::for_node(0, false)
     }
 
-    /// A runtime whose listeners share their addresses with other processes
-    /// (SO_REUSEPORT) when `reuseport`.
-    pub fn with_reuseport(reuseport: bool) -> Runtime {
+    /// The runtime of node `node` (its id stamps its stick-table writes);
+    /// its listeners share their addresses (SO_REUSEPORT) when `reuseport`.
+    pub fn for_node(node: NodeId, reuseport: bool) -> Runtime {
         Runtime {
+            node,
             reuseport,
             inner: Mutex::new(Inner::default()),
             limits: Arc::new(ProcessLimits {
@@ -336,8 +398,11 @@ impl Runtime {
                 .store(Arc::new(Semaphore::new(global_maxconn as usize)));
             inner.global_maxconn = global_maxconn;
         }
-        // 3. Servers: keep the live state of those whose address stays.
-        let (servers, queues, backends) = inner.servers_of(new, &mut report);
+        // 3. Stick tables and servers: keep the entries of the tables, and
+        //    the live state of the servers whose address stays.
+        let tables = inner.tables_of(new, self.node);
+        report.restored = restore(std::mem::take(&mut inner.restore), &tables);
+        let (servers, queues, backends) = inner.servers_of(new, &tables, &mut report);
         // 4. Frontends and their listeners.
         let fe_limits = inner.frontend_limits(new);
         let mut frontends = BTreeMap::new();
@@ -369,6 +434,7 @@ impl Runtime {
         inner.queues = queues;
         inner.fe_limits = fe_limits;
         inner.frontends = frontends;
+        inner.stick_tables = tables;
         inner.config = Some(new.clone());
         // Queued connections look again at the new servers.
         for q in inner.queues.values() {
@@ -443,6 +509,20 @@ impl Runtime {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Saved stick-table entries to put back into the tables of the next
+    /// config applied (at start, before the first).
+    pub fn restore_stick_tables(&self, saved: Vec<SavedTable>) {
+        self.inner.lock().expect("runtime lock").restore = saved;
+    }
+
+    /// The stick tables running now, by name.
+    pub fn stick_tables(&self) -> Vec<Arc<StickTable>> {
+        let inner = self.inner.lock().expect("runtime lock");
+        let mut tables: Vec<_> = inner.stick_tables.values().cloned().collect();
+        tables.sort_by(|a, b| a.name().cmp(b.name()));
+        tables
     }
 
     /// Status of every frontend and server.

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod state;
+pub mod stick;
 pub mod wire;
 
 pub use config::{ClusterConfig, ConfigError, ConfigErrors, Format};

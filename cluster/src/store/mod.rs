@@ -17,6 +17,8 @@ mod tests;
 pub use log::{LastLog, LogReader, LogStore};
 pub use sm::{Applied, SnapshotBuilder, StateMachine};
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::io;
 use std::path::Path;
 use tokio::sync::watch;
@@ -34,4 +36,22 @@ pub async fn open(
         .await
         .map_err(io::Error::other)??;
     Ok((log, sm, applied))
+}
+
+/// Writes `value` to `path` as the store writes its vote: one checksummed
+/// bincode frame, replaced atomically and durably (a crash leaves the old
+/// file or the new one). For other files of a node's data directory.
+pub fn save_value<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    fsio::write_atomic(path, &fsio::encode_frame(value)?).map_err(|e| fsio::at(path, e))
+}
+
+/// Reads what [`save_value`] wrote; `None` if there is no file. A torn or
+/// corrupt file is an error (`InvalidData`).
+pub fn load_value<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match fsio::read_if_exists(path).map_err(|e| fsio::at(path, e))? {
+        Some(bytes) => fsio::decode_single(&bytes)
+            .map(Some)
+            .map_err(|e| fsio::at(path, e)),
+        None => Ok(None),
+    }
 }

@@ -2,7 +2,8 @@
 //! default) that the CLI and scripts use. Reads: `GET /health` (200 once
 //! the node has started), `/status`
 //! (this node's proxy), `/cluster` (members, roles, every node's view of
-//! every server), `/config`. Writes, committed through the cluster:
+//! every server), `/config`, `/tables` (this node's stick tables). Writes,
+//! committed through the cluster:
 //! `POST /config`, `/leave`, `/server`.
 
 pub mod client;
@@ -15,4 +16,4 @@ pub use client::{get, request, ClientError};
 pub use http::escape;
 pub use routes::serve;
 pub use state::AdminState;
-pub use views::{ClusterView, ConfigView, NodeStatus};
+pub use views::{ClusterView, ConfigView, NodeStatus, TableEntryView, TableView};

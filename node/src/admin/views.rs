@@ -1,5 +1,6 @@
 //! What the admin API answers, as JSON: `GET /status` ([`NodeStatus`]),
-//! `/cluster` ([`ClusterView`]) and `/config` ([`ConfigView`]).
+//! `/cluster` ([`ClusterView`]), `/config` ([`ConfigView`]) and `/tables`
+//! ([`TableView`]).
 
 use crate::vip::VipReport;
 use raftlb_cluster::ClusterStatus;
@@ -58,4 +59,38 @@ pub struct ConfigView {
     pub format: Option<Format>,
     /// The document.
     pub doc: String,
+}
+
+/// One stick table as `GET /tables` shows it (HAProxy's `show table`): this
+/// node's entries.
+#[derive(Debug, Serialize)]
+pub struct TableView {
+    /// The table's name.
+    pub name: String,
+    /// Its key type: `ip`, `integer`, `string`.
+    #[serde(rename = "type")]
+    pub key_type: &'static str,
+    /// Its most entries.
+    pub size: u32,
+    /// Entries it holds now.
+    pub used: usize,
+    /// The entries (all, or the one asked for), by key.
+    pub entries: Vec<TableEntryView>,
+}
+
+/// One entry of a [`TableView`].
+#[derive(Debug, Serialize)]
+pub struct TableEntryView {
+    /// The key, as an operator writes it.
+    pub key: String,
+    /// The backend that stored the server.
+    pub backend: Option<String>,
+    /// The server the key sticks to.
+    pub server: Option<String>,
+    /// Time left before it expires (none: it does not expire).
+    pub expire_in_ms: Option<u64>,
+    /// The node that wrote it last.
+    pub written_by: NodeId,
+    /// When (ms since the Unix epoch, on that node's clock).
+    pub written_ms: u64,
 }

@@ -79,6 +79,26 @@ pub enum Command {
     /// This machine's virtual IPs.
     #[command(subcommand)]
     Vip(VipCommand),
+    /// Stick tables (HAProxy's `show table`).
+    #[command(subcommand)]
+    Table(TableCommand),
+}
+
+/// `raftlb table …`.
+#[derive(Debug, Subcommand)]
+pub enum TableCommand {
+    /// A node's stick tables and their entries: key, server, expiry left,
+    /// and which node wrote it last.
+    Show {
+        /// One table (a backend's own table has the backend's name).
+        table: Option<String>,
+        /// Only this key (an address, an integer or a string, as the
+        /// table's type says); needs TABLE.
+        #[arg(long, requires = "table")]
+        key: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 /// `raftlb vip …`.

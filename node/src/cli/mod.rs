@@ -8,7 +8,9 @@ mod check;
 mod process;
 mod remote;
 
-pub use args::{Cli, ClusterCommand, Command, ConfigCommand, Remote, ServerCommand, VipCommand};
+pub use args::{
+    Cli, ClusterCommand, Command, ConfigCommand, Remote, ServerCommand, TableCommand, VipCommand,
+};
 pub use check::check;
 
 use crate::node::Startup;
@@ -26,6 +28,7 @@ pub fn main() -> ExitCode {
             | Command::Cluster(ClusterCommand::Status { .. } | ClusterCommand::Leave { .. })
             | Command::Config(_)
             | Command::Server(_)
+            | Command::Table(_)
     ) {
         // A client command piped into `head` ends quietly, as other Unix
         // tools do. (Nodes keep SIGPIPE ignored: a peer closing a socket
@@ -82,6 +85,9 @@ pub fn main() -> ExitCode {
         Command::Server(cmd) => {
             let (server, change, remote) = cmd.change();
             with_runtime(1, remote::server(remote, server, change))
+        }
+        Command::Table(TableCommand::Show { table, key, remote }) => {
+            with_runtime(1, remote::table_show(remote, table, key))
         }
     }
 }

@@ -357,3 +357,65 @@ pub async fn server(remote: Remote, server: String, change: String) -> Result<()
     }
     Ok(())
 }
+
+/// `raftlb table show [TABLE] [--key K]`.
+pub async fn table_show(
+    remote: Remote,
+    table: Option<String>,
+    key: Option<String>,
+) -> Result<(), ClientError> {
+    let mut path = "/tables".to_string();
+    if let Some(t) = &table {
+        path += &format!("?name={}", crate::admin::escape(t));
+        if let Some(k) = &key {
+            path += &format!("&key={}", crate::admin::escape(k));
+        }
+    }
+    let body = crate::admin::get(remote.admin, &path).await?;
+    if remote.json {
+        print!("{body}");
+        return Ok(());
+    }
+    let v = parse(remote.admin, &body)?;
+    let tables = v.as_array().cloned().unwrap_or_default();
+    if tables.is_empty() {
+        println!("no stick tables in the running config");
+    }
+    for t in tables {
+        println!(
+            "table {} ({}, size {}): {} entries on this node",
+            t["name"].as_str().unwrap_or("?"),
+            t["type"].as_str().unwrap_or("?"),
+            t["size"],
+            t["used"],
+        );
+        let entries = t["entries"].as_array().cloned().unwrap_or_default();
+        if entries.is_empty() {
+            continue;
+        }
+        println!(
+            "  {:<40} {:<24} {:>12}  WRITTEN BY",
+            "KEY", "SERVER", "EXPIRES IN"
+        );
+        for e in entries {
+            let server = match (e["backend"].as_str(), e["server"].as_str()) {
+                (Some(b), Some(s)) => format!("{b}/{s}"),
+                _ => "-".to_string(),
+            };
+            let expires = e["expire_in_ms"]
+                .as_u64()
+                .map_or("never".to_string(), |ms| {
+                    format!("{:.1} s", ms as f64 / 1000.0)
+                });
+            println!(
+                "  {:<40} {:<24} {:>12}  node {} at {}",
+                e["key"].as_str().unwrap_or("?"),
+                server,
+                expires,
+                e["written_by"],
+                e["written_ms"].as_u64().map_or("?".to_string(), when),
+            );
+        }
+    }
+    Ok(())
+}

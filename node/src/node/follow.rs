@@ -37,6 +37,7 @@ pub(super) async fn apply_committed(
                             kept = report.kept,
                             checkers_started = report.checkers_started,
                             checkers_stopped = report.checkers_stopped,
+                            stick_entries_restored = report.restored,
                             "config applied"
                         );
                         None

@@ -8,6 +8,7 @@ use crate::admin::{self, AdminState};
 use crate::handle::{apply_config, validate, Cluster, NodeError};
 use crate::nodefile::NodeConfig;
 use crate::runtime::Runtime;
+use crate::stick;
 use crate::vip::{Fitness, VipControl};
 use raftlb_cluster::net::secret::{ClusterSecret, SECRET_FILE};
 use raftlb_cluster::net::tcp::{self, TcpTransport};
@@ -60,6 +61,7 @@ pub struct Node {
     pub removed: Arc<Notify>,
     admin_state: Arc<AdminState>,
     vip: Arc<VipControl>,
+    data_dir: std::path::PathBuf,
     _tasks: Tasks,
 }
 
@@ -144,7 +146,8 @@ async fn start_proxy(
     cluster: &Arc<Cluster>,
     tasks: &mut Tasks,
 ) -> Result<(Arc<Runtime>, Arc<AdminState>, SocketAddr), NodeError> {
-    let runtime = Arc::new(Runtime::with_reuseport(node.reuseport));
+    let runtime = Arc::new(Runtime::for_node(node.id, node.reuseport));
+    restore_stick_tables(&runtime, &node.data_dir);
     let (admin_listener, admin_addr) = bind("admin API", node.admin.listen).await?;
     let admin_state = Arc::new(AdminState {
         node: node.name.clone(),
@@ -167,6 +170,29 @@ async fn start_proxy(
         runtime.clone(),
     )));
     Ok((runtime, admin_state, admin_addr))
+}
+
+/// The stick tables saved at the last graceful stop go back in with the
+/// first config applied; a file that cannot be read is logged and left
+/// (the tables start empty).
+fn restore_stick_tables(runtime: &Runtime, dir: &Path) {
+    let path = dir.join(stick::saved::FILE);
+    match stick::saved::load(&path) {
+        Ok(saved) if saved.is_empty() => {}
+        Ok(saved) => runtime.restore_stick_tables(saved),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the saved stick tables; they start empty")
+        }
+    }
+}
+
+/// Saves the stick tables for the next start (a graceful stop).
+fn save_stick_tables(runtime: &Runtime, dir: &Path) {
+    let path = dir.join(stick::saved::FILE);
+    match stick::saved::save(&path, &runtime.stick_tables(), stick::now_ms()) {
+        Ok(n) => tracing::info!(entries = n, file = %path.display(), "saved the stick tables"),
+        Err(e) => tracing::error!(error = %e, "cannot save the stick tables"),
+    }
 }
 
 /// The VIP holder, fit only while the last config applied.
@@ -283,6 +309,7 @@ impl Node {
             removed,
             admin_state,
             vip,
+            data_dir: dir.clone(),
             _tasks: tasks,
         };
         n.come_up(&startup, me, new_cluster.then_some(initial).flatten())
@@ -370,7 +397,7 @@ impl Node {
     }
 
     /// Stops accepting, then waits up to `grace` for connections to finish;
-    /// then stops Raft.
+    /// then saves the stick tables and stops Raft.
     pub async fn shutdown(&self, grace: Duration) {
         self.vip.stop().await;
         let active = self.runtime.stop_listening();
@@ -383,6 +410,7 @@ impl Node {
         if left > 0 {
             tracing::warn!(left, "grace period over; closing remaining connections");
         }
+        save_stick_tables(&self.runtime, &self.data_dir);
         self.cluster.shutdown().await;
     }
 }

@@ -3,7 +3,9 @@
 
 use super::balance::{Candidate, LbState};
 use crate::server::ServerState;
-use raftlb_proto::config::{Backend, Server};
+use crate::stick::{now_ms, stuck, StickTable};
+use raftlb_proto::config::{Backend, Server, StickKey};
+use raftlb_proto::stick::TableKey;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -16,8 +18,20 @@ use tokio::sync::Notify;
 pub struct ServerRt {
     /// Settings.
     pub cfg: Server,
+    /// Its name, as stick-table entries hold it.
+    pub name: Arc<str>,
     /// Live state.
     pub state: Arc<ServerState>,
+}
+
+/// A backend's `stick_on` at run time: what identifies a client, and the
+/// table (kept across reloads, maybe shared with other backends).
+#[derive(Debug)]
+pub struct Stick {
+    /// The key.
+    pub key: StickKey,
+    /// The table.
+    pub table: Arc<StickTable>,
 }
 
 /// What a backend keeps across reloads: its queue.
@@ -41,6 +55,10 @@ pub struct BackendRt {
     lb: Mutex<LbState>,
     /// `balance uri` / `hdr`: the consistent-hash ring.
     ring: Option<super::balance::Ring>,
+    /// `stick_on`, with its table.
+    pub stick: Option<Stick>,
+    /// Its name, as stick-table entries hold it.
+    name: Arc<str>,
 }
 
 /// Why no server slot came.
@@ -70,15 +88,29 @@ impl Drop for Slot {
 }
 
 impl BackendRt {
-    /// A backend over servers whose live state is given.
-    pub fn new(cfg: Backend, states: Vec<Arc<ServerState>>, queue: Arc<BackendQueue>) -> Self {
+    /// A backend over servers whose live state is given; `table` is the
+    /// stick table its `stick_on` names.
+    pub fn new(
+        cfg: Backend,
+        states: Vec<Arc<ServerState>>,
+        queue: Arc<BackendQueue>,
+        table: Option<Arc<StickTable>>,
+    ) -> Self {
         let servers: Vec<ServerRt> = cfg
             .servers
             .iter()
             .cloned()
             .zip(states)
-            .map(|(cfg, state)| ServerRt { cfg, state })
+            .map(|(cfg, state)| ServerRt {
+                name: cfg.name.as_str().into(),
+                cfg,
+                state,
+            })
             .collect();
+        let stick = cfg.stick_on.as_ref().zip(table).map(|(on, table)| Stick {
+            key: on.key.clone(),
+            table,
+        });
         let lb = Mutex::new(LbState::new(servers.len()));
         let ring = cfg.hash_key.is_some().then(|| {
             let names: Vec<&str> = servers.iter().map(|s| s.cfg.name.as_str()).collect();
@@ -86,11 +118,42 @@ impl BackendRt {
             super::balance::Ring::new(&names, &weights)
         });
         BackendRt {
+            name: cfg.name.as_str().into(),
             cfg,
             servers,
             queue,
             lb,
             ring,
+            stick,
+        }
+    }
+
+    /// The stick-table key of a client at `src`, for a backend that sticks
+    /// on `src`.
+    pub fn src_key(&self, src: IpAddr) -> Option<TableKey> {
+        let stick = self.stick.as_ref()?;
+        matches!(stick.key, StickKey::Src).then(|| TableKey::ip(src))
+    }
+
+    /// The server `key` sticks to, if that client may still go to it: the
+    /// server is in this backend (by name: the entry may come from another
+    /// config, node or backend sharing the table), healthy and not in
+    /// maintenance (a drained server keeps its sticky clients).
+    pub fn stuck(&self, key: &TableKey) -> Option<usize> {
+        let stick = self.stick.as_ref()?;
+        let idx = stick.table.find(key, now_ms(), |s| {
+            self.servers.iter().position(|srv| *srv.name == *s.server)
+        })??;
+        self.servers[idx].state.keeps_sticky().then_some(idx)
+    }
+
+    /// Makes `key` stick to server `idx` (HAProxy's `stick store-request`,
+    /// once a server was chosen): a new entry, or the entry rewritten when
+    /// its server could not take the client.
+    pub fn stick_to(&self, key: TableKey, idx: usize) {
+        if let Some(stick) = &self.stick {
+            let server = stuck(&self.name, &self.servers[idx].name);
+            stick.table.stick(key, server, now_ms());
         }
     }
 
@@ -232,7 +295,7 @@ mod tests {
             .iter()
             .map(|s| Arc::new(ServerState::new("b", s, q.notify.clone())))
             .collect();
-        BackendRt::new(cfg, states, q)
+        BackendRt::new(cfg, states, q, None)
     }
 
     fn down(b: &BackendRt, idx: usize) {

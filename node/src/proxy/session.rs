@@ -5,6 +5,7 @@ use super::backend::{BackendRt, NoSlot, Slot};
 use super::frontend::FrontendRt;
 use super::relay::{self, End, Side};
 use raftlb_proto::config::Observe;
+use raftlb_proto::stick::TableKey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +32,9 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     let Some(be) = fe.backend.clone() else { return };
     let _ = client.set_nodelay(true);
 
-    let (slot, tw) = match take_slot(&be, peer).await {
+    // `stick_on src`: the server this client sticks to comes first.
+    let sticky = be.src_key(peer.ip());
+    let (slot, tw) = match take_slot(&be, peer, sticky.as_ref()).await {
         Ok(slot) => (slot, start.elapsed()),
         Err(state) => {
             log(
@@ -67,6 +70,9 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
         }
     };
     let tc = connect_start.elapsed();
+    if let Some(key) = sticky {
+        be.stick_to(key, slot.idx);
+    }
     let tunnel = be.cfg.timeout.tunnel;
     let timeouts = relay::Timeouts {
         client: tunnel.or(fe.cfg.timeout_client),
@@ -99,16 +105,25 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     );
 }
 
-/// Waits for a server slot; the termination state when none comes.
-async fn take_slot(be: &BackendRt, peer: SocketAddr) -> Result<Slot, Termination> {
-    be.take_slot(|be| be.order(peer.ip()))
-        .await
-        .map_err(|why| match why {
-            // No server is up: close at once.
-            NoSlot::NoServer => Termination('S', 'C'),
-            NoSlot::NoServerQueued => Termination('S', 'Q'),
-            NoSlot::QueueTimeout => Termination('s', 'Q'),
-        })
+/// Waits for a server slot (on the server `sticky` sticks to, if it may
+/// take the client, else as the balancer orders them); the termination
+/// state when none comes.
+async fn take_slot(
+    be: &BackendRt,
+    peer: SocketAddr,
+    sticky: Option<&TableKey>,
+) -> Result<Slot, Termination> {
+    be.take_slot(|be| match sticky.and_then(|k| be.stuck(k)) {
+        Some(idx) => vec![idx],
+        None => be.order(peer.ip()),
+    })
+    .await
+    .map_err(|why| match why {
+        // No server is up: close at once.
+        NoSlot::NoServer => Termination('S', 'C'),
+        NoSlot::NoServerQueued => Termination('S', 'Q'),
+        NoSlot::QueueTimeout => Termination('s', 'Q'),
+    })
 }
 
 /// Connects to the slot's server; on failure retries `retries` times, the

@@ -122,6 +122,13 @@ impl ServerState {
         self.is_up() && self.admin_state() == OperatorState::Ready
     }
 
+    /// Whether a client that sticks to it (by a cookie, by a stick table)
+    /// may still go to it: healthy and not in maintenance; a drained server
+    /// keeps its sticky clients, as in HAProxy.
+    pub fn keeps_sticky(&self) -> bool {
+        self.is_up() && self.admin_state() != OperatorState::Maint
+    }
+
     /// The operator's state.
     pub fn admin_state(&self) -> OperatorState {
         match self.admin.load(Ordering::Relaxed) {

@@ -17,7 +17,8 @@ pub use error::{ConfigError, ConfigErrors};
 pub use format::Format;
 pub use model::{
     Backend, BackendTimeouts, Balance, CheckParams, ClusterConfig, Cookie, ForwardFor, Frontend,
-    Global, HashKey, HealthCheck, Mode, Observe, OnError, Server, UseBackend, Vip,
+    Global, HashKey, HealthCheck, Mode, Observe, OnError, Server, StickData, StickKey, StickOn,
+    StickTable, StickType, UseBackend, Vip,
 };
 
 impl ClusterConfig {

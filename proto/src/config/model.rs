@@ -17,6 +17,9 @@ pub struct ClusterConfig {
     pub frontends: BTreeMap<String, Frontend>,
     /// Backends by name.
     pub backends: BTreeMap<String, Backend>,
+    /// Stick tables by name: the named ones (`[stick_tables.NAME]`) and each
+    /// backend's own (`stick_table = { … }`, named after the backend).
+    pub stick_tables: BTreeMap<String, StickTable>,
     /// Virtual IPs the leader holds (`[[vips]]`), in declaration order.
     pub vips: Vec<Vip>,
 }
@@ -224,6 +227,75 @@ pub struct Backend {
     pub health_check: HealthCheck,
     /// Servers in declaration order (their position is their id for `first`).
     pub servers: Vec<Server>,
+    /// `stick_on`: the key that makes a client stick to a server, and the
+    /// table that remembers it (HAProxy's `stick on`).
+    pub stick_on: Option<StickOn>,
+}
+
+/// A stick table (HAProxy's `stick-table`): client keys and the server each
+/// one sticks to, with an expiry, in at most `size` entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StickTable {
+    /// Its name: the `[stick_tables]` key, or the backend's own name.
+    pub name: String,
+    /// What its keys are.
+    pub key_type: StickType,
+    /// Most entries; when full, the entry that expires first goes.
+    pub size: u32,
+    /// How long an entry lives after its last use (`None`: until evicted).
+    pub expire: Option<Duration>,
+    /// The counters kept per entry.
+    pub store: Vec<StickData>,
+}
+
+/// The type of a stick table's keys (HAProxy's `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StickType {
+    /// IPv4 and IPv6 addresses in one table.
+    Ip,
+    /// Unsigned integers.
+    Integer,
+    /// Strings of at most `len` bytes (longer keys are cut, as HAProxy).
+    String {
+        /// The most bytes of a key kept.
+        len: u32,
+    },
+}
+
+/// A counter a stick table keeps per entry (HAProxy's `store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StickData {
+    /// Connections open now from this key, on this node (never learned
+    /// from peers).
+    ConnCur,
+    /// New connections per period.
+    ConnRate(Duration),
+    /// HTTP requests per period.
+    HttpReqRate(Duration),
+    /// Bytes received from the client per period.
+    BytesInRate(Duration),
+}
+
+/// What a client is recognized by for stickiness (`stick_on`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StickKey {
+    /// Its source address (`src`).
+    Src,
+    /// HTTP: the value of a request cookie (`req.cook(NAME)`).
+    ReqCookie(String),
+    /// HTTP: the first value of a request header (`req.hdr(NAME)`, the name
+    /// in lower case).
+    ReqHdr(String),
+}
+
+/// A backend's `stick_on`: the key, and the table (the backend's own, or a
+/// named one) where it is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StickOn {
+    /// What identifies the client.
+    pub key: StickKey,
+    /// The name of the stick table.
+    pub table: String,
 }
 
 /// How an active health check probes a server.

@@ -8,7 +8,7 @@ use super::headers::for_server;
 use super::log::HttpLog;
 use super::observe::{layer7_ok, observe};
 use super::response::{relay, ProxyBody};
-use super::routing::{hash_key, persisted, route};
+use super::routing::{hash_key, persisted, route, stick_key};
 use super::tunnel::req_was_connect;
 use super::upstream::{exchange, take_slot, Exchange};
 use crate::proxy::backend::ServerRt;
@@ -37,11 +37,14 @@ pub(super) async fn handle(
         );
     };
     log.backend = Some(be.clone());
+    // Persistence: the cookie's server, else the stick table's.
+    let stick = stick_key(&be, &req, peer);
     let sticky = persisted(&be, &mut req);
+    let pinned = sticky.or_else(|| stick.as_ref().and_then(|k| be.stuck(k)));
     let key = hash_key(&be, &req);
     // Take a slot: at once, or after a wait in the backend's queue.
     let queued = log.clock();
-    let slot = take_slot(&be, peer, key, sticky).await;
+    let slot = take_slot(&be, peer, key, pinned).await;
     log.tw = queued.map(|t| t.elapsed());
     let slot = match slot {
         Ok(s) => s,
@@ -61,6 +64,9 @@ pub(super) async fn handle(
         Ok(r) => r,
         Err(page) => return page,
     };
+    if let Some(stick) = stick {
+        be.stick_to(stick, x.slot.idx);
+    }
     let server = be.servers[x.slot.idx].state.clone();
     let switched = head_arrived(&be.servers[x.slot.idx], &resp, waiting, &mut log);
     // Upgrade, or the response relayed.

@@ -1,6 +1,6 @@
 //! Routing: the backend a request goes to (`use_backend` rules over ACLs,
 //! else the default backend), and what picks its server there: the
-//! persistence cookie and the `uri`/`hdr` hash key.
+//! persistence cookie, the stick-table key and the `uri`/`hdr` hash key.
 
 use crate::proxy::backend::BackendRt;
 use crate::proxy::balance;
@@ -9,6 +9,8 @@ use crate::server::pool::ReqBody;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::Request;
 use raftlb_proto::config::acl::RequestView;
+use raftlb_proto::config::StickKey;
+use raftlb_proto::stick::TableKey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -44,16 +46,35 @@ pub(super) fn route(
 pub(super) fn persisted(be: &BackendRt, req: &mut Request<ReqBody>) -> Option<usize> {
     let sticky = be.cfg.cookie.as_ref().and_then(|c| {
         let value = find_cookie(req.headers(), &c.name)?;
-        be.servers.iter().position(|s| {
-            s.cfg.cookie.as_deref() == Some(value)
-                && s.state.is_up()
-                && s.state.admin_state() != raftlb_proto::OperatorState::Maint
-        })
+        be.servers
+            .iter()
+            .position(|s| s.cfg.cookie.as_deref() == Some(value) && s.state.keeps_sticky())
     });
     if let Some(c) = be.cfg.cookie.as_ref().filter(|c| c.indirect) {
         strip_cookie(req.headers_mut(), &c.name);
     }
     sticky
+}
+
+/// The request's key in its backend's stick table (`stick_on`): the
+/// client's address, or the value of a cookie or header (none when the
+/// request carries none).
+pub(super) fn stick_key(
+    be: &BackendRt,
+    req: &Request<ReqBody>,
+    peer: SocketAddr,
+) -> Option<TableKey> {
+    let stick = be.stick.as_ref()?;
+    match &stick.key {
+        StickKey::Src => Some(TableKey::ip(peer.ip())),
+        StickKey::ReqCookie(name) => {
+            find_cookie(req.headers(), name).map(|v| stick.table.string_key(v.as_bytes()))
+        }
+        StickKey::ReqHdr(name) => req
+            .headers()
+            .get(name.as_str())
+            .map(|v| stick.table.string_key(v.as_bytes())),
+    }
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.

@@ -6,22 +6,38 @@ use super::global::{timeouts, Defaults, BACKEND_TIMEOUTS};
 use super::keywords::{balance, MODES};
 use super::reader::{join, Cx, Tbl};
 use super::server::server;
-use crate::config::model::{Backend, BackendTimeouts, Cookie, HealthCheck, Mode, Server};
+use super::stick;
+use crate::config::model::{
+    Backend, BackendTimeouts, Cookie, HealthCheck, Mode, Server, StickTable,
+};
 use crate::config::tree::{Item, Val};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// One backend, with its mode even when something in it is wrong (so that
-/// frontends naming it are checked against it); the backend is `None` then
-/// (the error is in `cx`).
+/// What reading one backend gives: its mode even when something in it is
+/// wrong (so that frontends naming it are checked against it), the backend
+/// if it is valid, and its own stick table if it declares a valid one.
+pub(super) struct Read {
+    pub(super) mode: Mode,
+    pub(super) backend: Option<Backend>,
+    pub(super) own_table: Option<StickTable>,
+}
+
+/// One backend (see [`Read`]); `tables` are the named stick tables its
+/// `stick_on` may use.
 pub(super) fn backend(
     cx: &mut Cx,
     path: &str,
     name: &str,
     item: &Item,
     defaults: &Defaults,
-) -> (Mode, Option<Backend>) {
+    tables: &BTreeMap<String, StickTable>,
+) -> Read {
     let Some(mut t) = Tbl::new(cx, path, item) else {
-        return (defaults.mode, None);
+        return Read {
+            mode: defaults.mode,
+            backend: None,
+            own_table: None,
+        };
     };
     let mode = t.choice(cx, "mode", MODES).unwrap_or(defaults.mode);
     let (balance, hash_key) = balance(cx, &mut t).unwrap_or(defaults.balance.clone());
@@ -42,7 +58,10 @@ pub(super) fn backend(
         Some((hpath, hitem)) => health_check(cx, &hpath, hitem),
         None => Some(HealthCheck::Tcp),
     };
+    let (own_table, own_failed) = own_table(cx, &mut t, name, tables);
+    let (stick_on, stick_failed) = stick::stick_on(cx, &mut t, mode, own_table.as_ref(), tables);
     let mut ok = health_check.is_some() && !hash_in_tcp && !cookie_failed;
+    ok &= !own_failed && !stick_failed;
     let servers = servers(cx, &mut t, name, mode, &mut ok);
     t.finish(cx);
     let backend = ok.then(|| Backend {
@@ -63,8 +82,38 @@ pub(super) fn backend(
         },
         health_check: health_check.expect("ok implies a health check"),
         servers,
+        stick_on,
     });
-    (mode, backend)
+    Read {
+        mode,
+        backend,
+        own_table,
+    }
+}
+
+/// The backend's own `stick_table = { … }`, named after it (a name the
+/// named tables must not take too), and whether it was wrong.
+fn own_table(
+    cx: &mut Cx,
+    t: &mut Tbl,
+    name: &str,
+    tables: &BTreeMap<String, StickTable>,
+) -> (Option<StickTable>, bool) {
+    let Some((spath, sitem)) = t.get("stick_table") else {
+        return (None, false);
+    };
+    if tables.contains_key(name) {
+        cx.err(
+            &spath,
+            sitem.line,
+            format!("a stick table named {name:?} is declared in [stick_tables] too: a backend's own table takes the backend's name"),
+        );
+        return (None, true);
+    }
+    match stick::table(cx, &spath, sitem, name) {
+        Some(table) => (Some(table), false),
+        None => (None, true),
+    }
 }
 
 /// `cookie = { name = "SERVERID", mode = "insert", … }`, and whether it

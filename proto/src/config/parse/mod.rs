@@ -9,11 +9,12 @@ mod global;
 mod keywords;
 mod reader;
 mod server;
+mod stick;
 mod vips;
 
 use super::error::ConfigErrors;
 use super::format::Format;
-use super::model::{Backend, ClusterConfig, Frontend, Global, Mode};
+use super::model::{Backend, ClusterConfig, Frontend, Global, Mode, StickTable};
 use super::tree::{self, Item};
 use global::Defaults;
 use reader::{check_name, join, Cx, Tbl};
@@ -36,7 +37,8 @@ fn build(cx: &mut Cx, root: &Item) -> Option<ClusterConfig> {
     let mut top = Tbl::new(cx, "", root)?;
     let global = global::read_global(cx, &mut top);
     let defaults = global::read_defaults(cx, &mut top);
-    let (backends, declared) = backends(cx, &mut top, &defaults);
+    let mut stick_tables = stick::named_tables(cx, &mut top);
+    let (backends, declared) = backends(cx, &mut top, &defaults, &mut stick_tables);
     let frontends = frontends(cx, &mut top, &defaults, &global, &declared);
     let mut vips_out = Vec::new();
     if let Some((path, item)) = top.get("vips") {
@@ -48,35 +50,41 @@ fn build(cx: &mut Cx, root: &Item) -> Option<ClusterConfig> {
         global,
         frontends,
         backends,
+        stick_tables,
         vips: vips_out,
     })
 }
 
 /// `[backends.*]`: the valid backends, and every declared one with its
 /// mode, valid or not, so that a mistake inside a backend is not reported
-/// again at each frontend that names it.
+/// again at each frontend that names it. Each backend's own stick table
+/// joins `tables` (the named ones).
 fn backends(
     cx: &mut Cx,
     top: &mut Tbl,
     defaults: &Defaults,
+    tables: &mut BTreeMap<String, StickTable>,
 ) -> (BTreeMap<String, Backend>, BTreeMap<String, Mode>) {
     let mut backends = BTreeMap::new();
     let mut declared: BTreeMap<String, Mode> = BTreeMap::new();
+    let mut own: Vec<StickTable> = Vec::new();
     if let Some((path, item)) = top.get("backends") {
         if let Some(mut bt) = Tbl::new(cx, &path, item) {
             for e in bt.entries {
                 let bpath = join(&path, &e.key);
                 check_name(cx, &bpath, e.key_line, &e.key);
-                let (mode, b) = backend::backend(cx, &bpath, &e.key, &e.item, defaults);
-                declared.insert(e.key.clone(), mode);
-                if let Some(b) = b {
+                let read = backend::backend(cx, &bpath, &e.key, &e.item, defaults, tables);
+                declared.insert(e.key.clone(), read.mode);
+                if let Some(b) = read.backend {
                     backends.insert(e.key.clone(), b);
                 }
+                own.extend(read.own_table);
             }
             bt.used.iter_mut().for_each(|u| *u = true);
             bt.finish(cx);
         }
     }
+    tables.extend(own.into_iter().map(|t| (t.name.clone(), t)));
     (backends, declared)
 }
 

@@ -381,3 +381,5 @@ fn balance_uri_and_hdr_with_their_options() {
         "{errs:?}"
     );
 }
+
+mod stick;

@@ -1,0 +1,302 @@
+//! One stick table at run time: its entries in shards (each behind its own
+//! short lock, so connections on different threads rarely meet), each shard
+//! bounded and evicting the entry that expires first when full, as HAProxy
+//! purges its oldest entries. Time is passed in (ms since the Unix epoch),
+//! so the table is tested with a clock of the test's own.
+
+use raftlb_proto::config::{StickTable as Spec, StickType};
+use raftlb_proto::state::NodeId;
+use raftlb_proto::stick::{merge, Stamp, StickEntry, StuckServer, TableKey};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The most shards a table has.
+const MAX_SHARDS: usize = 64;
+
+/// The fewest entries a shard holds: a smaller table has fewer shards (one,
+/// under twice this), so that it fills up before it evicts (a shard evicts
+/// when it is full, whatever the others hold).
+const MIN_PER_SHARD: usize = 1024;
+
+/// A stick table.
+#[derive(Debug)]
+pub struct StickTable {
+    name: String,
+    key_type: StickType,
+    size: u32,
+    /// `expire` in ms; 0: entries live until evicted.
+    expire_ms: AtomicU64,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    me: NodeId,
+}
+
+/// Where an entry stands in its shard's eviction order: when it expires
+/// (entries that do not expire come last), then the order of writes.
+type Rank = (u64, u64);
+
+#[derive(Debug, Default)]
+struct Shard {
+    entries: HashMap<TableKey, (StickEntry, Rank)>,
+    order: BTreeMap<Rank, TableKey>,
+    next: u64,
+    cap: usize,
+}
+
+impl Shard {
+    /// Puts `entry` under `key`, making room by evicting the entry that
+    /// expires first.
+    fn put(&mut self, key: TableKey, entry: StickEntry) {
+        self.next += 1;
+        let rank = (entry.expire_at_ms.unwrap_or(u64::MAX), self.next);
+        if let Some((_, old)) = self.entries.get(&key) {
+            self.order.remove(old);
+        } else {
+            while self.entries.len() >= self.cap {
+                let Some((_, victim)) = self.order.pop_first() else {
+                    break;
+                };
+                self.entries.remove(&victim);
+            }
+        }
+        self.order.insert(rank, key.clone());
+        self.entries.insert(key, (entry, rank));
+    }
+
+    /// Removes every entry expired at `now_ms`; returns how many.
+    fn purge(&mut self, now_ms: u64) -> usize {
+        let mut gone = 0;
+        while let Some((&rank, key)) = self.order.first_key_value() {
+            if rank.0 > now_ms {
+                break;
+            }
+            let key = key.clone();
+            self.order.remove(&rank);
+            self.entries.remove(&key);
+            gone += 1;
+        }
+        gone
+    }
+}
+
+impl StickTable {
+    /// An empty table as `spec` says, whose writes this node (`me`) stamps.
+    pub fn new(spec: &Spec, me: NodeId) -> StickTable {
+        let n = shard_count(spec.size);
+        let cap = (spec.size as usize / n).max(1);
+        let shards = (0..n)
+            .map(|_| {
+                Mutex::new(Shard {
+                    cap,
+                    ..Shard::default()
+                })
+            })
+            .collect();
+        StickTable {
+            name: spec.name.clone(),
+            key_type: spec.key_type,
+            size: spec.size,
+            expire_ms: AtomicU64::new(expire_ms(spec)),
+            shards,
+            hasher: RandomState::new(),
+            me,
+        }
+    }
+
+    /// Whether this table can follow `spec` in place: the same key type and
+    /// size. (A new `expire` applies to the entries written from now on.)
+    pub fn fits(&self, spec: &Spec) -> bool {
+        self.key_type == spec.key_type && self.size == spec.size
+    }
+
+    /// Takes `spec`'s `expire` for new writes.
+    pub fn reconfigure(&self, spec: &Spec) {
+        self.expire_ms.store(expire_ms(spec), Ordering::Relaxed);
+    }
+
+    /// A table as `spec` says with the live entries of `old` (for a change
+    /// of size: the entries that expire last are kept).
+    pub fn resized(old: &StickTable, spec: &Spec, now_ms: u64) -> StickTable {
+        let new = StickTable::new(spec, old.me);
+        if old.key_type == spec.key_type {
+            let mut entries = old.entries(now_ms);
+            entries.sort_by_key(|(_, e)| e.expire_at_ms.unwrap_or(u64::MAX));
+            for (key, entry) in entries {
+                new.shard(&key).put(key, entry);
+            }
+        }
+        new
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The type of its keys.
+    pub fn key_type(&self) -> StickType {
+        self.key_type
+    }
+
+    /// Its most entries.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    fn shard(&self, key: &TableKey) -> std::sync::MutexGuard<'_, Shard> {
+        let h = self.hasher.hash_one(key);
+        let i = (h >> 32) as usize % self.shards.len();
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What `f` makes of the server `key` sticks to, if its entry is there
+    /// and alive (`f` runs under the shard's lock: keep it short).
+    pub fn find<R>(
+        &self,
+        key: &TableKey,
+        now_ms: u64,
+        f: impl FnOnce(&StuckServer) -> R,
+    ) -> Option<R> {
+        let shard = self.shard(key);
+        let (entry, _) = shard.entries.get(key)?;
+        if entry.expired(now_ms) {
+            return None;
+        }
+        entry.server.as_ref().map(f)
+    }
+
+    /// A string key from `bytes`, cut to this table's `len`.
+    pub fn string_key(&self, bytes: &[u8]) -> TableKey {
+        match self.key_type {
+            StickType::String { len } => TableKey::string(bytes, len),
+            _ => TableKey::string(bytes, u32::MAX),
+        }
+    }
+
+    /// Makes `key` stick to `server` from now (a new entry, or the entry
+    /// rewritten and its expiry renewed), stamped by this node.
+    pub fn stick(&self, key: TableKey, server: StuckServer, now_ms: u64) {
+        let expire = self.expire_ms.load(Ordering::Relaxed);
+        let entry = StickEntry {
+            server: Some(server),
+            expire_at_ms: (expire > 0).then(|| now_ms.saturating_add(expire)),
+            written: Stamp {
+                at_ms: now_ms,
+                node: self.me,
+            },
+        };
+        self.shard(&key).put(key, entry);
+    }
+
+    /// Takes a version of `key`'s entry written elsewhere (a peer, or the
+    /// table saved at a stop): it replaces this node's only if it was
+    /// written later ([`merge`]). Expired versions are dropped.
+    pub fn learn(&self, key: TableKey, entry: StickEntry, now_ms: u64) {
+        if entry.expired(now_ms) || !key.fits(self.key_type) {
+            return;
+        }
+        let mut shard = self.shard(&key);
+        let merged = match shard.entries.get(&key) {
+            Some((mine, _)) => merge(mine.clone(), entry),
+            None => entry,
+        };
+        shard.put(key, merged);
+    }
+
+    /// Removes `key`'s entry, or every entry.
+    pub fn clear(&self, key: Option<&TableKey>) -> usize {
+        match key {
+            Some(k) => {
+                let mut shard = self.shard(k);
+                match shard.entries.remove(k) {
+                    Some((_, rank)) => {
+                        shard.order.remove(&rank);
+                        1
+                    }
+                    None => 0,
+                }
+            }
+            None => self
+                .shards
+                .iter()
+                .map(|s| {
+                    let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+                    let n = s.entries.len();
+                    s.entries.clear();
+                    s.order.clear();
+                    n
+                })
+                .sum(),
+        }
+    }
+
+    /// Removes every entry expired at `now_ms`; returns how many.
+    pub fn purge(&self, now_ms: u64) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).purge(now_ms))
+            .sum()
+    }
+
+    /// The live entries now (a copy).
+    pub fn entries(&self, now_ms: u64) -> Vec<(TableKey, StickEntry)> {
+        let mut out = Vec::new();
+        for s in self.shards.iter() {
+            let s = s.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(
+                s.entries
+                    .iter()
+                    .filter(|(_, (e, _))| !e.expired(now_ms))
+                    .map(|(k, (e, _))| (k.clone(), e.clone())),
+            );
+        }
+        out
+    }
+
+    /// How many entries it holds (expired ones not yet purged included).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).entries.len())
+            .sum()
+    }
+
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A power of two, at most [`MAX_SHARDS`], with at least [`MIN_PER_SHARD`]
+/// entries a shard: every shard holds `size / shards` entries, so the table
+/// never holds more than `size`.
+fn shard_count(size: u32) -> usize {
+    let mut n = 1;
+    while n * 2 <= MAX_SHARDS && n * 2 * MIN_PER_SHARD <= size as usize {
+        n *= 2;
+    }
+    n
+}
+
+fn expire_ms(spec: &Spec) -> u64 {
+    spec.expire.map_or(0, |d| d.as_millis().max(1) as u64)
+}
+
+/// Milliseconds since the Unix epoch now: the clock of stick-table
+/// entries (wall time, so that an entry's expiry means the same on every
+/// node and after a restart).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A server of a backend, as an entry names it.
+pub fn stuck(backend: &Arc<str>, server: &Arc<str>) -> StuckServer {
+    StuckServer {
+        backend: backend.clone(),
+        server: server.clone(),
+    }
+}

@@ -1,0 +1,227 @@
+//! Stick-table entries as data: a key ([`TableKey`]), the server it sticks
+//! to, when it expires, and who wrote it last ([`Stamp`]). Nodes that hold
+//! different versions of an entry agree on one by [`merge`]: the last
+//! writer wins, by (time, node id), as HAProxy's peers converge ("the last
+//! one applying a change has the last say"), but deterministically.
+
+use crate::config::StickType;
+use crate::state::NodeId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+/// A stick table's key. IPv4 addresses are kept as IPv4-mapped IPv6 ones,
+/// so one `ip` table holds both families.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TableKey {
+    /// An address (`type = "ip"`).
+    Ip([u8; 16]),
+    /// An integer (`type = "integer"`).
+    Integer(u64),
+    /// Bytes, cut to the table's `len` (`type = "string"`).
+    String(Box<[u8]>),
+}
+
+impl TableKey {
+    /// The key of a client address.
+    pub fn ip(addr: IpAddr) -> TableKey {
+        let v6 = match addr {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        TableKey::Ip(v6.octets())
+    }
+
+    /// A string key, cut to `len` bytes as HAProxy cuts them.
+    pub fn string(bytes: &[u8], len: u32) -> TableKey {
+        let n = bytes.len().min(len as usize);
+        TableKey::String(bytes[..n].into())
+    }
+
+    /// A key as an operator writes it (`198.51.100.7`, `2001:db8::1`, `42`,
+    /// `abc`), for a table of type `ty`.
+    pub fn parse(ty: StickType, text: &str) -> Result<TableKey, String> {
+        match ty {
+            StickType::Ip => text
+                .parse::<IpAddr>()
+                .map(TableKey::ip)
+                .map_err(|_| format!("{text:?} is not an IPv4 or IPv6 address")),
+            StickType::Integer => text
+                .parse::<u64>()
+                .map(TableKey::Integer)
+                .map_err(|_| format!("{text:?} is not an unsigned integer")),
+            StickType::String { len } => Ok(TableKey::string(text.as_bytes(), len)),
+        }
+    }
+
+    /// Whether this key fits a table of type `ty`.
+    pub fn fits(&self, ty: StickType) -> bool {
+        matches!(
+            (self, ty),
+            (TableKey::Ip(_), StickType::Ip)
+                | (TableKey::Integer(_), StickType::Integer)
+                | (TableKey::String(_), StickType::String { .. })
+        )
+    }
+}
+
+impl fmt::Display for TableKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableKey::Ip(octets) => {
+                let v6 = Ipv6Addr::from(*octets);
+                match v6.to_ipv4_mapped() {
+                    Some(v4) => write!(f, "{v4}"),
+                    None => write!(f, "{v6}"),
+                }
+            }
+            TableKey::Integer(n) => write!(f, "{n}"),
+            TableKey::String(b) => write!(f, "{}", String::from_utf8_lossy(b)),
+        }
+    }
+}
+
+/// Who wrote an entry, and when (ms since the Unix epoch, on the writer's
+/// clock). Ordered by time, then by node id: of two writes, the later one
+/// wins, and two writes at the same millisecond are decided by node id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Stamp {
+    /// When.
+    pub at_ms: u64,
+    /// By which node.
+    pub node: NodeId,
+}
+
+/// A server an entry sticks to, by name (never by position: reordering or
+/// adding servers keeps affinity).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StuckServer {
+    /// The backend that stored it.
+    pub backend: Arc<str>,
+    /// The server's name.
+    pub server: Arc<str>,
+}
+
+/// One entry of a stick table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StickEntry {
+    /// The server the key sticks to (none for an entry that only counts).
+    pub server: Option<StuckServer>,
+    /// When it expires (ms since the Unix epoch; `None`: when evicted).
+    pub expire_at_ms: Option<u64>,
+    /// The last write.
+    pub written: Stamp,
+}
+
+impl StickEntry {
+    /// Whether it has expired at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expire_at_ms.is_some_and(|e| e <= now_ms)
+    }
+}
+
+/// The version of an entry two nodes agree on: the one written last (by
+/// [`Stamp`]). Commutative, associative and idempotent, so every node
+/// reaches the same entry whatever order the versions arrive in. Two
+/// versions with the same stamp (the same write, seen twice) are equal; if
+/// they were not, the greater one wins, so even then the order does not
+/// matter.
+pub fn merge(a: StickEntry, b: StickEntry) -> StickEntry {
+    match a.written.cmp(&b.written) {
+        std::cmp::Ordering::Less => b,
+        std::cmp::Ordering::Greater => a,
+        std::cmp::Ordering::Equal => a.max(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(server: &str, at_ms: u64, node: NodeId) -> StickEntry {
+        StickEntry {
+            server: Some(StuckServer {
+                backend: "web".into(),
+                server: server.into(),
+            }),
+            expire_at_ms: Some(at_ms + 1000),
+            written: Stamp { at_ms, node },
+        }
+    }
+
+    #[test]
+    fn the_last_writer_wins_and_node_ids_break_ties() {
+        let (old, new) = (entry("s1", 10, 3), entry("s2", 11, 1));
+        assert_eq!(merge(old.clone(), new.clone()), new);
+        assert_eq!(merge(new.clone(), old), new);
+        let (n1, n2) = (entry("s1", 10, 1), entry("s2", 10, 2));
+        assert_eq!(merge(n1.clone(), n2.clone()), n2);
+        assert_eq!(merge(n2.clone(), n1), n2);
+    }
+
+    #[test]
+    fn merge_is_commutative_associative_and_idempotent() {
+        let servers = ["s1", "s2", "s3"];
+        let mut all = Vec::new();
+        for at in [5, 6, 7] {
+            for node in [1, 2] {
+                for s in servers {
+                    all.push(entry(s, at, node));
+                }
+            }
+        }
+        for a in &all {
+            assert_eq!(merge(a.clone(), a.clone()), *a);
+            for b in &all {
+                let ab = merge(a.clone(), b.clone());
+                assert_eq!(ab, merge(b.clone(), a.clone()));
+                for c in &all {
+                    assert_eq!(
+                        merge(ab.clone(), c.clone()),
+                        merge(a.clone(), merge(b.clone(), c.clone()))
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keys_of_both_families_share_an_ip_table_and_print_as_written() {
+        let v4 = TableKey::parse(StickType::Ip, "198.51.100.7").unwrap();
+        assert_eq!(v4, TableKey::ip("198.51.100.7".parse().unwrap()));
+        assert_eq!(v4.to_string(), "198.51.100.7");
+        let v6 = TableKey::parse(StickType::Ip, "2001:db8::1").unwrap();
+        assert_ne!(v4, v6);
+        assert_eq!(v6.to_string(), "2001:db8::1");
+        assert!(v4.fits(StickType::Ip) && !v4.fits(StickType::Integer));
+        assert!(TableKey::parse(StickType::Ip, "198.51.100.300").is_err());
+        assert!(TableKey::parse(StickType::Ip, "10.0.0.1/8").is_err());
+    }
+
+    #[test]
+    fn string_keys_are_cut_to_the_tables_length_and_integers_parse() {
+        let ty = StickType::String { len: 4 };
+        assert_eq!(
+            TableKey::parse(ty, "abcdef").unwrap(),
+            TableKey::String(b"abcd"[..].into())
+        );
+        assert_eq!(TableKey::parse(ty, "ab").unwrap().to_string(), "ab");
+        assert_eq!(
+            TableKey::parse(StickType::Integer, "42").unwrap(),
+            TableKey::Integer(42)
+        );
+        assert!(TableKey::parse(StickType::Integer, "-1").is_err());
+    }
+
+    #[test]
+    fn an_entry_expires_at_its_time_and_one_without_expiry_never() {
+        let e = entry("s1", 10, 1);
+        assert!(!e.expired(1009) && e.expired(1010));
+        let forever = StickEntry {
+            expire_at_ms: None,
+            ..e
+        };
+        assert!(!forever.expired(u64::MAX));
+    }
+}
