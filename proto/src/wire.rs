@@ -5,15 +5,25 @@
 //!
 //! ```text
 //! u32 big-endian   length of the rest (2 + payload), at most MAX_FRAME
-//! u16 big-endian   PROTOCOL_VERSION
+//! u16 big-endian   the protocol version of the connection
 //! payload          bincode 2 (standard config) of the message
 //! ```
+//!
+//! A connection speaks one version, the newest both sides know
+//! ([`MIN_PROTOCOL_VERSION`]..=[`PROTOCOL_VERSION`] here), agreed in the
+//! handshake, so that a release and the next one run in one cluster.
 
 use serde::{de::DeserializeOwned, Serialize};
 
-/// The protocol version this build speaks. Peers of another version are
-/// refused during the handshake and at every frame.
+/// The newest protocol version this build speaks: what it offers in the
+/// handshake. A message kind added to the protocol comes with a new version,
+/// and is sent only on connections that speak it.
 pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The oldest protocol version this build still speaks, with a peer of an
+/// older release. Peers outside the range are refused in the handshake;
+/// a frame of another version than its connection's is an error.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
 
 /// The largest frame accepted or sent (length field included).
 pub const MAX_FRAME: usize = 8 << 20;
@@ -30,8 +40,8 @@ pub enum WireError {
     /// The frame is shorter than its header.
     #[error("frame of {0} bytes is shorter than its header")]
     TooShort(usize),
-    /// The peer speaks another protocol version.
-    #[error("peer speaks protocol version {0}, this node {PROTOCOL_VERSION}")]
+    /// The frame is of another protocol version than its connection's.
+    #[error("frame of protocol version {0}, not the version the connection agreed on")]
     Version(u16),
     /// The payload does not decode (or has bytes left over).
     #[error("malformed message: {0}")]
@@ -45,8 +55,14 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// Encodes a message as one whole frame, header included.
+/// Encodes a message as one whole frame of [`PROTOCOL_VERSION`].
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    encode_as(msg, PROTOCOL_VERSION)
+}
+
+/// Encodes a message as one whole frame of protocol `version`, header
+/// included.
+pub fn encode_as<T: Serialize>(msg: &T, version: u16) -> Result<Vec<u8>, WireError> {
     let mut out = vec![0u8; HEADER_LEN];
     bincode::serde::encode_into_std_write(msg, &mut out, config())
         .map_err(|e| WireError::Encode(e.to_string()))?;
@@ -55,7 +71,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
     }
     let rest = (out.len() - 4) as u32;
     out[..4].copy_from_slice(&rest.to_be_bytes());
-    out[4..6].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    out[4..6].copy_from_slice(&version.to_be_bytes());
     Ok(out)
 }
 
@@ -72,14 +88,21 @@ pub fn body_len(len_field: [u8; 4]) -> Result<usize, WireError> {
     Ok(rest)
 }
 
-/// Decodes the bytes after the length field (version + payload).
+/// Decodes the bytes after the length field (version + payload) of a
+/// frame of [`PROTOCOL_VERSION`].
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
+    decode_body_as(body, PROTOCOL_VERSION)
+}
+
+/// Decodes the bytes after the length field of a frame on a connection of
+/// protocol `version`: a frame of another version is an error.
+pub fn decode_body_as<T: DeserializeOwned>(body: &[u8], version: u16) -> Result<T, WireError> {
     if body.len() < 2 {
         return Err(WireError::TooShort(body.len() + 4));
     }
-    let version = u16::from_be_bytes([body[0], body[1]]);
-    if version != PROTOCOL_VERSION {
-        return Err(WireError::Version(version));
+    let got = u16::from_be_bytes([body[0], body[1]]);
+    if got != version {
+        return Err(WireError::Version(got));
     }
     let (msg, used) = bincode::serde::decode_from_slice(&body[2..], config())
         .map_err(|e| WireError::Malformed(e.to_string()))?;

@@ -6,7 +6,7 @@
 //! ```text
 //! client → server  Hello      "RLB\0" | u16 version | u64 from | u64 to | nonce_c[32]   (54 bytes)
 //! server → client  Challenge  0x00 | u64 server id | nonce_s[32] | proof_s[32]          (73 bytes)
-//!              or  refusal    0x01 | u16 server version     wrong protocol version
+//!              or  refusal    0x01 | u16 server's newest    a version it does not speak
 //!                             0x02 | u64 server id          `to` is not this node
 //!                             0x04                          bad magic: not raftlb
 //! client → server  Proof      0x00 | proof_c[32]                                         (33 bytes)
@@ -18,6 +18,16 @@
 //! proof_c    = HMAC-SHA256(secret, "raftlb client" | transcript)
 //! ```
 //!
+//! **Versions.** The client offers the newest version it speaks; a server
+//! that speaks it (its [`Versions`] range holds it) answers in it, and the
+//! connection speaks it from then on. A server that does not refuses with
+//! its own newest version, and a client that speaks that one too dials
+//! again offering it ([`TcpTransport`](super::tcp::TcpTransport) does):
+//! so a release and the next one, each speaking its predecessor's version,
+//! agree on the newest version both speak, whichever side calls. The
+//! version is inside the transcript: an attacker cannot make two nodes
+//! agree on an older one.
+//!
 //! Integers are big-endian. `to` = [`ANY_NODE`] (0) accepts whichever node
 //! answers (a joining node knows only its peer's address). Each side's
 //! nonce makes the other's proof fresh; the labels keep one side's proof
@@ -26,7 +36,7 @@
 
 use super::secret::ClusterSecret;
 use hmac::{Hmac, Mac};
-use raftlb_proto::wire::PROTOCOL_VERSION;
+use raftlb_proto::wire::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use raftlb_proto::NodeId;
 use sha2::Sha256;
 use std::io;
@@ -38,6 +48,28 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A `to` that accepts whichever node answers.
 pub const ANY_NODE: NodeId = 0;
+
+/// The protocol versions a node speaks: from `min` to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versions {
+    /// The oldest.
+    pub min: u16,
+    /// The newest: what a client offers first.
+    pub max: u16,
+}
+
+impl Versions {
+    /// The versions this build speaks.
+    pub const THIS: Versions = Versions {
+        min: MIN_PROTOCOL_VERSION,
+        max: PROTOCOL_VERSION,
+    };
+
+    /// Whether `v` is one of them.
+    pub fn speaks(&self, v: u16) -> bool {
+        (self.min..=self.max).contains(&v)
+    }
+}
 
 const MAGIC: [u8; 4] = *b"RLB\0";
 const NONCE: usize = 32;
@@ -60,8 +92,9 @@ pub enum HandshakeError {
     /// The peer does not speak raftlb's node protocol at all.
     #[error("not a raftlb node (bad handshake magic)")]
     BadMagic,
-    /// The peer speaks another protocol version.
-    #[error("protocol version mismatch: this node speaks {PROTOCOL_VERSION}, the peer {0}")]
+    /// The peer does not speak the offered protocol version; the server
+    /// says the newest it speaks (a server reports the version offered).
+    #[error("protocol version mismatch: the peer speaks protocol version {0} at newest, or was offered it and does not speak it (this node speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})")]
     WrongVersion(u16),
     /// The node at the address is not the one meant.
     #[error("reached node {reached}, not {meant}")]
@@ -86,8 +119,8 @@ pub enum HandshakeError {
 }
 
 /// Authenticates a fresh connection as node `from`, to node `to` (or
-/// [`ANY_NODE`]). Returns the id of the node that answered, proven to hold
-/// `secret`.
+/// [`ANY_NODE`]), offering this build's newest protocol version. Returns
+/// the id of the node that answered, proven to hold `secret`.
 pub async fn client<S>(
     stream: &mut S,
     secret: &ClusterSecret,
@@ -97,21 +130,59 @@ pub async fn client<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    within(HANDSHAKE_TIMEOUT, client_steps(stream, secret, from, to)).await
+    client_speaking(stream, secret, from, to, PROTOCOL_VERSION).await
 }
 
-/// Authenticates a fresh connection accepted by node `own_id`. Returns the
-/// id the peer claimed, proven by its knowledge of `secret`. On failure the
-/// peer was sent its refusal code; the caller logs and closes.
-pub async fn server<S>(
+/// As [`client`], offering protocol `version`: the connection speaks it
+/// once the handshake succeeds. A server that does not speak it refuses
+/// with [`HandshakeError::WrongVersion`] and the newest it speaks.
+pub async fn client_speaking<S>(
     stream: &mut S,
     secret: &ClusterSecret,
-    own_id: NodeId,
+    from: NodeId,
+    to: NodeId,
+    version: u16,
 ) -> Result<NodeId, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    within(HANDSHAKE_TIMEOUT, server_steps(stream, secret, own_id)).await
+    within(
+        HANDSHAKE_TIMEOUT,
+        client_steps(stream, secret, from, to, version),
+    )
+    .await
+}
+
+/// Authenticates a fresh connection accepted by node `own_id`, which speaks
+/// this build's protocol versions. Returns the id the peer claimed, proven
+/// by its knowledge of `secret`, and the version the connection speaks. On
+/// failure the peer was sent its refusal code; the caller logs and closes.
+pub async fn server<S>(
+    stream: &mut S,
+    secret: &ClusterSecret,
+    own_id: NodeId,
+) -> Result<(NodeId, u16), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    server_speaking(stream, secret, own_id, Versions::THIS).await
+}
+
+/// As [`server`], for a node that speaks `versions`.
+pub async fn server_speaking<S>(
+    stream: &mut S,
+    secret: &ClusterSecret,
+    own_id: NodeId,
+    versions: Versions,
+) -> Result<(NodeId, u16), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    within(
+        HANDSHAKE_TIMEOUT,
+        server_steps(stream, secret, own_id, versions),
+    )
+    .await
 }
 
 async fn within<T>(
@@ -123,11 +194,11 @@ async fn within<T>(
         .unwrap_or(Err(HandshakeError::Timeout(limit)))
 }
 
-/// The Hello message.
-fn hello(from: NodeId, to: NodeId, nonce: &[u8; NONCE]) -> [u8; HELLO] {
+/// The Hello message, offering protocol `version`.
+fn hello(version: u16, from: NodeId, to: NodeId, nonce: &[u8; NONCE]) -> [u8; HELLO] {
     let mut h = [0u8; HELLO];
     h[..4].copy_from_slice(&MAGIC);
-    h[4..6].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    h[4..6].copy_from_slice(&version.to_be_bytes());
     h[6..14].copy_from_slice(&from.to_be_bytes());
     h[14..22].copy_from_slice(&to.to_be_bytes());
     h[22..].copy_from_slice(nonce);
@@ -165,11 +236,12 @@ async fn client_steps<S>(
     secret: &ClusterSecret,
     from: NodeId,
     to: NodeId,
+    version: u16,
 ) -> Result<NodeId, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let hello = hello(from, to, &rand::random());
+    let hello = hello(version, from, to, &rand::random());
     stream.write_all(&hello).await?;
     stream.flush().await?;
 
@@ -234,7 +306,8 @@ async fn server_steps<S>(
     stream: &mut S,
     secret: &ClusterSecret,
     own_id: NodeId,
-) -> Result<NodeId, HandshakeError>
+    versions: Versions,
+) -> Result<(NodeId, u16), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -247,8 +320,8 @@ where
         return Err(HandshakeError::BadMagic);
     }
     let version = u16::from_be_bytes([hello[4], hello[5]]);
-    if version != PROTOCOL_VERSION {
-        let v = PROTOCOL_VERSION.to_be_bytes();
+    if !versions.speaks(version) {
+        let v = versions.max.to_be_bytes();
         refuse(stream, &[REFUSE_VERSION, v[0], v[1]]).await;
         return Err(HandshakeError::WrongVersion(version));
     }
@@ -293,7 +366,7 @@ where
     }
     stream.write_all(&[OK]).await?;
     stream.flush().await?;
-    Ok(from)
+    Ok((from, version))
 }
 
 /// Sends a refusal and closes our side, then reads (and drops) what the
@@ -340,15 +413,22 @@ mod tests {
         Result<NodeId, HandshakeError>,
     ) {
         let (mut c, mut s) = pair();
-        tokio::join!(
+        let (c, s) = tokio::join!(
             client(&mut c, client_secret, from, to),
             server(&mut s, server_secret, own)
+        );
+        (
+            c,
+            s.map(|(peer, version)| {
+                assert_eq!(version, PROTOCOL_VERSION);
+                peer
+            }),
         )
     }
 
     #[test]
     fn the_hello_layout_is_pinned() {
-        let h = hello(1, 0x0203, &[7; 32]);
+        let h = hello(PROTOCOL_VERSION, 1, 0x0203, &[7; 32]);
         let mut want = vec![b'R', b'L', b'B', 0, 0, 1];
         want.extend([0, 0, 0, 0, 0, 0, 0, 1]);
         want.extend([0, 0, 0, 0, 0, 0, 2, 3]);
@@ -392,7 +472,9 @@ mod tests {
         let s = ClusterSecret::generate();
         let (mut c, mut srv) = pair();
         let attacker = async {
-            c.write_all(&hello(1, 2, &[0; 32])).await.unwrap();
+            c.write_all(&hello(PROTOCOL_VERSION, 1, 2, &[0; 32]))
+                .await
+                .unwrap();
             let mut challenge = [0u8; CHALLENGE];
             c.read_exact(&mut challenge).await.unwrap();
             // Replays the server's own proof as its answer.
@@ -437,10 +519,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_server_speaks_any_version_of_its_range_and_names_its_newest_when_refusing() {
+        let s = ClusterSecret::generate();
+        let range = Versions { min: 2, max: 4 };
+        for offered in 2..=4 {
+            let (mut c, mut srv) = pair();
+            let (c, srv) = tokio::join!(
+                client_speaking(&mut c, &s, 1, 2, offered),
+                server_speaking(&mut srv, &s, 2, range)
+            );
+            assert_eq!(c.unwrap(), 2);
+            assert_eq!(srv.unwrap(), (1, offered));
+        }
+        for offered in [1, 5] {
+            let (mut c, mut srv) = pair();
+            let (c, srv) = tokio::join!(
+                client_speaking(&mut c, &s, 1, 2, offered),
+                server_speaking(&mut srv, &s, 2, range)
+            );
+            assert!(matches!(c, Err(HandshakeError::WrongVersion(4))), "{c:?}");
+            assert!(
+                matches!(srv, Err(HandshakeError::WrongVersion(v)) if v == offered),
+                "{srv:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn another_version_or_protocol_is_refused() {
         let s = ClusterSecret::generate();
         let (mut c, mut srv) = pair();
-        let mut h = hello(1, 2, &[0; 32]);
+        let mut h = hello(PROTOCOL_VERSION, 1, 2, &[0; 32]);
         h[5] = 9;
         let peer = async move {
             c.write_all(&h).await.unwrap();
@@ -491,13 +600,13 @@ mod tests {
         let s = ClusterSecret::generate();
         let limit = Duration::from_millis(100);
         let (_c, mut srv) = pair();
-        let r = within(limit, server_steps(&mut srv, &s, 2)).await;
+        let r = within(limit, server_steps(&mut srv, &s, 2, Versions::THIS)).await;
         assert!(
             matches!(r, Err(HandshakeError::Timeout(l)) if l == limit),
             "{r:?}"
         );
         let (mut c, _srv) = pair();
-        let r = within(limit, client_steps(&mut c, &s, 1, 2)).await;
+        let r = within(limit, client_steps(&mut c, &s, 1, 2, PROTOCOL_VERSION)).await;
         assert!(matches!(r, Err(HandshakeError::Timeout(_))), "{r:?}");
         assert!(r.unwrap_err().to_string().contains("100 ms"));
     }
@@ -511,7 +620,7 @@ mod tests {
             let mut junk: Vec<u8> = (0..len).map(|_| rand::random()).collect();
             if i % 2 == 0 && len >= PREFIX {
                 // Get past the magic and version checks.
-                junk[..PREFIX].copy_from_slice(&hello(0, 0, &[0; 32])[..PREFIX]);
+                junk[..PREFIX].copy_from_slice(&hello(PROTOCOL_VERSION, 0, 0, &[0; 32])[..PREFIX]);
             }
             let (mut c, mut srv) = pair();
             c.write_all(&junk).await.unwrap();

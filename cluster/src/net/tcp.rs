@@ -1,10 +1,10 @@
 //! The node-to-node transport over TCP: [`TcpTransport`] calls other nodes
 //! over pooled, authenticated connections; [`serve`] answers them. Every
-//! connection starts with the [`handshake`], then carries one
-//! `raftlb_proto::wire` frame per request and one per answer, one request
-//! in flight at a time.
+//! connection starts with the [`handshake`], which agrees on the protocol
+//! version it speaks, then carries one `raftlb_proto::wire` frame of that
+//! version per request and one per answer, one request in flight at a time.
 
-use super::handshake::{self, HANDSHAKE_TIMEOUT};
+use super::handshake::{self, HandshakeError, Versions, HANDSHAKE_TIMEOUT};
 use super::secret::ClusterSecret;
 use super::transport::{CallError, Handler, Transport};
 use crate::types::{Request, Response};
@@ -48,9 +48,15 @@ const SLOW_ANSWER: Duration = Duration::from_millis(25);
 /// The pause after a failed `accept` (EMFILE and the like).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// An authenticated connection, and the protocol version it speaks.
+struct Conn {
+    stream: TcpStream,
+    version: u16,
+}
+
 /// An authenticated connection waiting in the pool.
 struct Idle {
-    stream: TcpStream,
+    conn: Conn,
     since: Instant,
 }
 
@@ -63,6 +69,8 @@ pub struct TcpTransport {
 struct Inner {
     own_id: NodeId,
     secret: Arc<ClusterSecret>,
+    /// The protocol versions it offers.
+    versions: Versions,
     /// Idle connections by target and address (a node that moved gets new
     /// connections).
     idle: Mutex<HashMap<(NodeId, String), Vec<Idle>>>,
@@ -84,10 +92,21 @@ impl std::fmt::Debug for TcpTransport {
 impl TcpTransport {
     /// The transport node `own_id` calls with, proving `secret`.
     pub fn new(own_id: NodeId, secret: Arc<ClusterSecret>) -> TcpTransport {
+        Self::speaking(own_id, secret, Versions::THIS)
+    }
+
+    /// As [`TcpTransport::new`], speaking `versions` (another release's,
+    /// in tests).
+    pub fn speaking(
+        own_id: NodeId,
+        secret: Arc<ClusterSecret>,
+        versions: Versions,
+    ) -> TcpTransport {
         TcpTransport {
             inner: Arc::new(Inner {
                 own_id,
                 secret,
+                versions,
                 idle: Mutex::new(HashMap::new()),
                 dials: AtomicU64::new(0),
                 dialing: Mutex::new(Default::default()),
@@ -109,42 +128,73 @@ impl TcpTransport {
             .map_or(0, Vec::len)
     }
 
+    /// The protocol version of the newest idle connection to `target`.
+    #[cfg(test)]
+    pub(crate) fn idle_version(&self, target: NodeId, addr: &str) -> Option<u16> {
+        let pool = self.pool();
+        pool.get(&(target, addr.to_string()))?
+            .last()
+            .map(|c| c.conn.version)
+    }
+
     fn pool(&self) -> std::sync::MutexGuard<'_, HashMap<(NodeId, String), Vec<Idle>>> {
         // The pool holds no invariant a panic could break.
         self.inner.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The most recently used idle connection that still looks open.
-    fn take_idle(&self, target: NodeId, addr: &str) -> Option<TcpStream> {
+    fn take_idle(&self, target: NodeId, addr: &str) -> Option<Conn> {
         let mut pool = self.pool();
         let conns = pool.get_mut(&(target, addr.to_string()))?;
         while let Some(c) = conns.pop() {
-            if c.since.elapsed() < POOL_IDLE && looks_open(&c.stream) {
-                return Some(c.stream);
+            if c.since.elapsed() < POOL_IDLE && looks_open(&c.conn.stream) {
+                return Some(c.conn);
             }
         }
         None
     }
 
-    fn put_idle(&self, target: NodeId, addr: &str, stream: TcpStream) {
+    fn put_idle(&self, target: NodeId, addr: &str, conn: Conn) {
         let mut pool = self.pool();
         let conns = pool.entry((target, addr.to_string())).or_default();
         conns.retain(|c| c.since.elapsed() < POOL_IDLE);
         if conns.len() < POOL_MAX {
             conns.push(Idle {
-                stream,
+                conn,
                 since: Instant::now(),
             });
         }
     }
 
-    /// Connects and authenticates. Every failure is `Unreachable`: nothing
-    /// was sent yet.
-    async fn dial(&self, target: NodeId, addr: &str) -> Result<TcpStream, CallError> {
-        let unreachable = |reason: String| CallError::Unreachable {
+    /// Connects and authenticates, offering the newest protocol version;
+    /// a peer that speaks only an older one of ours refuses it with its
+    /// newest, and is dialled again offering that one. Every failure is
+    /// `Unreachable`: nothing was sent yet.
+    async fn dial(&self, target: NodeId, addr: &str) -> Result<Conn, CallError> {
+        let versions = self.inner.versions;
+        match self.dial_speaking(target, addr, versions.max).await {
+            Err(DialError::Handshake(_, HandshakeError::WrongVersion(theirs)))
+                if theirs < versions.max && versions.speaks(theirs) =>
+            {
+                tracing::info!(node = target, peer = %addr, version = theirs, "the peer speaks an older protocol version: speaking it");
+                self.dial_speaking(target, addr, theirs).await
+            }
+            other => other,
+        }
+        .map_err(|e| CallError::Unreachable {
             node: target,
-            reason,
-        };
+            reason: e.to_string(),
+        })
+    }
+
+    /// Connects and authenticates, offering protocol `version`.
+    async fn dial_speaking(
+        &self,
+        target: NodeId,
+        addr: &str,
+        version: u16,
+    ) -> Result<Conn, DialError> {
+        let unreachable = DialError::Connect;
         self.inner.dials.fetch_add(1, Ordering::Relaxed);
         // A SYN lost to a dead link is only retried after a second: give up
         // sooner and let the next call dial afresh.
@@ -161,10 +211,11 @@ impl TcpTransport {
         stream
             .set_nodelay(true)
             .map_err(|e| unreachable(format!("{addr}: {e}")))?;
-        handshake::client(&mut stream, &self.inner.secret, self.inner.own_id, target)
+        let (secret, me) = (&self.inner.secret, self.inner.own_id);
+        handshake::client_speaking(&mut stream, secret, me, target, version)
             .await
-            .map_err(|e| unreachable(format!("{addr}: {e}")))?;
-        Ok(stream)
+            .map_err(|e| DialError::Handshake(addr.to_string(), e))?;
+        Ok(Conn { stream, version })
     }
 }
 
@@ -194,10 +245,11 @@ enum Progress {
 }
 
 async fn exchange(
-    stream: &mut TcpStream,
+    conn: &mut Conn,
     frame: &[u8],
     progress: &mut Progress,
 ) -> Result<Response, Failed> {
+    let stream = &mut conn.stream;
     stream.write_all(frame).await.map_err(Failed::NotSent)?;
     *progress = Progress::Waiting;
     // Wait for the answer without taking any of it: a call given up here
@@ -208,7 +260,7 @@ async fn exchange(
         .await
         .map_err(|e| Failed::AfterSend(e.to_string()))?;
     *progress = Progress::Reading;
-    match read_frame::<Response, _>(stream).await {
+    match read_frame::<Response, _>(stream, conn.version).await {
         Ok(Some(resp)) => Ok(resp),
         Ok(None) => Err(Failed::AfterSend(
             "the peer closed the connection without answering".into(),
@@ -225,21 +277,21 @@ impl Transport for TcpTransport {
         req: Request,
         timeout: Duration,
     ) -> Result<Response, CallError> {
-        let frame = wire::encode(&req).map_err(|e| CallError::Network {
+        let deadline = Instant::now() + timeout;
+        let mut conn = match self.take_idle(target, addr) {
+            Some(c) => c,
+            None => self.fresh_connection(target, addr, timeout).await?,
+        };
+        let frame = wire::encode_as(&req, conn.version).map_err(|e| CallError::Network {
             node: target,
             reason: e.to_string(),
         })?;
-        let deadline = Instant::now() + timeout;
-        let mut stream = match self.take_idle(target, addr) {
-            Some(s) => s,
-            None => self.fresh_connection(target, addr, timeout).await?,
-        };
         let mut progress = Progress::Sending;
         let exchanged =
-            tokio::time::timeout_at(deadline, exchange(&mut stream, &frame, &mut progress)).await;
+            tokio::time::timeout_at(deadline, exchange(&mut conn, &frame, &mut progress)).await;
         match exchanged {
             Ok(Ok(resp)) => {
-                self.put_idle(target, addr, stream);
+                self.put_idle(target, addr, conn);
                 Ok(resp)
             }
             Ok(Err(Failed::NotSent(e))) => Err(CallError::Unreachable {
@@ -252,7 +304,7 @@ impl Transport for TcpTransport {
             }),
             Err(_) => {
                 if progress == Progress::Waiting {
-                    self.drain_late(target, addr, stream);
+                    self.drain_late(target, addr, conn);
                 }
                 Err(CallError::Timeout {
                     node: target,
@@ -272,7 +324,7 @@ impl TcpTransport {
         target: NodeId,
         addr: &str,
         timeout: Duration,
-    ) -> Result<TcpStream, CallError> {
+    ) -> Result<Conn, CallError> {
         // The dial has its own time limit, not the call's: Raft's heartbeat
         // timeout (tens of ms) can be shorter than a connect and handshake
         // on a busy machine. A connection that arrives too late for this
@@ -308,8 +360,8 @@ impl TcpTransport {
             Err(_) => {
                 let (me, to) = (self.clone(), addr.to_string());
                 tokio::spawn(async move {
-                    if let Ok(Ok(Ok(stream))) = dial.await {
-                        me.put_idle(target, &to, stream);
+                    if let Ok(Ok(Ok(conn))) = dial.await {
+                        me.put_idle(target, &to, conn);
                     }
                 });
                 Err(CallError::Unreachable {
@@ -324,16 +376,26 @@ impl TcpTransport {
     /// waiting, then pools it again: a peer that is merely slow (a loaded
     /// host) costs no new connection and handshake per late answer, which
     /// would make the next calls later still.
-    fn drain_late(&self, target: NodeId, addr: &str, mut stream: TcpStream) {
+    fn drain_late(&self, target: NodeId, addr: &str, mut conn: Conn) {
         let (me, addr) = (self.clone(), addr.to_string());
         tokio::spawn(async move {
-            let late =
-                tokio::time::timeout(DRAIN_LATE, read_frame::<Response, _>(&mut stream)).await;
-            if let Ok(Ok(Some(_))) = late {
-                me.put_idle(target, &addr, stream);
+            let read = read_frame::<Response, _>(&mut conn.stream, conn.version);
+            if let Ok(Ok(Some(_))) = tokio::time::timeout(DRAIN_LATE, read).await {
+                me.put_idle(target, &addr, conn);
             }
         });
     }
+}
+
+/// Why a dial failed.
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    /// No TCP connection.
+    #[error("{0}")]
+    Connect(String),
+    /// The handshake with the peer at the address failed.
+    #[error("{0}: {1}")]
+    Handshake(String, HandshakeError),
 }
 
 /// Why a frame could not be read.
@@ -345,9 +407,10 @@ enum FrameError {
     Wire(#[from] WireError),
 }
 
-/// Reads one frame. `None`: the peer closed the connection between frames.
-/// The length is checked before the body is allocated.
-async fn read_frame<T, S>(stream: &mut S) -> Result<Option<T>, FrameError>
+/// Reads one frame of protocol `version`. `None`: the peer closed the
+/// connection between frames. The length is checked before the body is
+/// allocated.
+async fn read_frame<T, S>(stream: &mut S, version: u16) -> Result<Option<T>, FrameError>
 where
     T: DeserializeOwned,
     S: AsyncRead + Unpin,
@@ -363,7 +426,7 @@ where
     }
     let mut body = vec![0u8; wire::body_len(len)?];
     stream.read_exact(&mut body).await?;
-    Ok(Some(wire::decode_body(&body)?))
+    Ok(Some(wire::decode_body_as(&body, version)?))
 }
 
 /// Answers node-to-node connections on `listener` as node `own_id`, until
@@ -377,6 +440,17 @@ pub async fn serve(
     secret: Arc<ClusterSecret>,
     handler: Arc<dyn Handler>,
 ) {
+    serve_speaking(listener, own_id, secret, handler, Versions::THIS).await
+}
+
+/// As [`serve`], speaking `versions` (another release's, in tests).
+pub async fn serve_speaking(
+    listener: TcpListener,
+    own_id: NodeId,
+    secret: Arc<ClusterSecret>,
+    handler: Arc<dyn Handler>,
+    versions: Versions,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -389,7 +463,8 @@ pub async fn serve(
             }
             accepted = listener.accept(), if conns.len() < MAX_CONNECTIONS => match accepted {
                 Ok((stream, peer)) => {
-                    conns.spawn(connection(stream, peer, own_id, secret.clone(), handler.clone()));
+                    let (secret, handler) = (secret.clone(), handler.clone());
+                    conns.spawn(connection(stream, peer, (own_id, versions), secret, handler));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "node-to-node accept failed; retrying");
@@ -405,23 +480,23 @@ pub async fn serve(
 async fn connection(
     mut stream: TcpStream,
     addr: SocketAddr,
-    own_id: NodeId,
+    (own_id, versions): (NodeId, Versions),
     secret: Arc<ClusterSecret>,
     handler: Arc<dyn Handler>,
 ) {
     let _ = stream.set_nodelay(true);
-    let peer = match handshake::server(&mut stream, &secret, own_id).await {
-        Ok(peer) => peer,
+    let handshake = handshake::server_speaking(&mut stream, &secret, own_id, versions);
+    let (peer, version) = match handshake.await {
+        Ok(agreed) => agreed,
         Err(e) => {
             tracing::warn!(peer = %addr, reason = %e, "refused a node-to-node connection");
             return;
         }
     };
-    tracing::debug!(peer = %addr, node = peer, "node connected");
+    tracing::debug!(peer = %addr, node = peer, version, "node connected");
     loop {
-        let req = match tokio::time::timeout(IDLE_TIMEOUT, read_frame::<Request, _>(&mut stream))
-            .await
-        {
+        let read = read_frame::<Request, _>(&mut stream, version);
+        let req = match tokio::time::timeout(IDLE_TIMEOUT, read).await {
             Ok(Ok(Some(req))) => req,
             Ok(Ok(None)) => return,
             Ok(Err(FrameError::Wire(e))) => {
@@ -450,7 +525,7 @@ async fn connection(
             }
         };
         note_slow(peer, &resp, began.elapsed());
-        let frame = match wire::encode(&resp) {
+        let frame = match wire::encode_as(&resp, version) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(peer = %addr, node = peer, reason = %e, "cannot send an answer; closing the connection");

@@ -2,8 +2,9 @@
 //! pool, authentication, refusals, bad frames, timeouts and reconnection.
 
 use super::handshake;
+use super::handshake::Versions;
 use super::secret::ClusterSecret;
-use super::tcp::{serve, TcpTransport};
+use super::tcp::{serve, serve_speaking, TcpTransport};
 use super::transport::{BoxFuture, CallError, Handler, Transport};
 use crate::types::{Request, Response};
 use raftlb_proto::{wire, NodeId};
@@ -358,7 +359,7 @@ async fn a_stale_pooled_connection_is_not_used() {
     let once = tokio::spawn(async move {
         loop {
             let (mut c, _) = listener.accept().await.unwrap();
-            let from = handshake::server(&mut c, &secret, 2).await.unwrap();
+            let (from, _) = handshake::server(&mut c, &secret, 2).await.unwrap();
             assert_eq!(from, 1);
             let mut len = [0u8; 4];
             c.read_exact(&mut len).await.unwrap();
@@ -378,4 +379,80 @@ async fn a_stale_pooled_connection_is_not_used() {
     assert_eq!(is_member(&t, 2, &addr, 2).await, Ok(Some(true)));
     assert_eq!(t.dials(), 2);
     once.abort();
+}
+
+/// A server of a release that speaks `versions`.
+async fn server_speaking(id: NodeId, secret: &Arc<ClusterSecret>, versions: Versions) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handler = Arc::new(Even::default());
+    let h: Arc<dyn Handler> = handler.clone();
+    let task = tokio::spawn(serve_speaking(listener, id, secret.clone(), h, versions));
+    Server {
+        addr,
+        handler,
+        task,
+    }
+}
+
+#[tokio::test]
+async fn a_release_and_the_next_agree_on_the_newest_version_both_speak() {
+    let old = Versions { min: 1, max: 1 };
+    let next = Versions { min: 1, max: 2 };
+    let s = secret();
+    // The next release calls the old one: refused in 2, it dials again in 1.
+    let server = server_speaking(2, &s, old).await;
+    let t = TcpTransport::speaking(1, s.clone(), next);
+    assert_eq!(
+        is_member(&t, 2, &server.addr(), 4).await.unwrap(),
+        Some(true)
+    );
+    assert_eq!(t.dials(), 2);
+    assert_eq!(t.idle_version(2, &server.addr()), Some(1));
+    // And keeps that connection: no more dials.
+    assert_eq!(
+        is_member(&t, 2, &server.addr(), 3).await.unwrap(),
+        Some(false)
+    );
+    assert_eq!(t.dials(), 2);
+    server.stop().await;
+
+    // The old release calls the next one: it answers in 1.
+    let server = server_speaking(2, &s, next).await;
+    let t = TcpTransport::speaking(1, s.clone(), old);
+    assert_eq!(
+        is_member(&t, 2, &server.addr(), 4).await.unwrap(),
+        Some(true)
+    );
+    assert_eq!((t.dials(), t.idle_version(2, &server.addr())), (1, Some(1)));
+    // Two of the next release speak 2.
+    let t = TcpTransport::speaking(1, s.clone(), next);
+    assert_eq!(
+        is_member(&t, 2, &server.addr(), 4).await.unwrap(),
+        Some(true)
+    );
+    assert_eq!((t.dials(), t.idle_version(2, &server.addr())), (1, Some(2)));
+    assert_eq!(server.handler.handled(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn releases_with_no_version_in_common_are_unreachable_and_nothing_is_handled() {
+    let s = secret();
+    let server = server_speaking(2, &s, Versions { min: 3, max: 3 }).await;
+    let t = TcpTransport::speaking(1, s.clone(), Versions { min: 1, max: 2 });
+    let reason = unreachable_reason(is_member(&t, 2, &server.addr(), 4).await);
+    assert!(reason.contains("protocol version mismatch"), "{reason}");
+    assert_eq!(
+        t.dials(),
+        1,
+        "3 is newer than anything this side speaks: no second dial"
+    );
+    let server_old = server_speaking(3, &s, Versions { min: 1, max: 1 }).await;
+    let t = TcpTransport::speaking(1, s.clone(), Versions { min: 2, max: 2 });
+    let reason = unreachable_reason(is_member(&t, 3, &server_old.addr(), 4).await);
+    assert!(reason.contains("protocol version mismatch"), "{reason}");
+    assert_eq!(server.handler.handled() + server_old.handler.handled(), 0);
+    server.stop().await;
+    server_old.stop().await;
 }
