@@ -81,15 +81,20 @@ async fn set_state(n: &TestNode, server: &str, state: OperatorState) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn src_keeps_each_client_on_its_server_through_roundrobin_and_a_reordering_reload() {
+/// A node with `stick_on src` over backends a, b, c (roundrobin).
+async fn three_sticky() -> (TestNode, [Backend; 3]) {
     let bs = [
         Backend::start("a").await,
         Backend::start("b").await,
         Backend::start("c").await,
     ];
     let servers: String = bs.iter().map(|b| srv(b, "")).collect();
-    let n = TestNode::start(&lb(&servers, TABLE)).await;
+    (TestNode::start(&lb(&servers, TABLE)).await, bs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn src_keeps_each_client_on_its_server_through_roundrobin_and_a_reordering_reload() {
+    let (n, bs) = three_sticky().await;
     let mut first = BTreeMap::new();
     for i in 0..6 {
         let s = via(&n, client(i)).await;
@@ -212,13 +217,7 @@ async fn an_entry_expires_and_the_client_is_balanced_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_restart_keeps_every_entry_and_every_client_on_its_server() {
-    let bs = [
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    ];
-    let servers: String = bs.iter().map(|b| srv(b, "")).collect();
-    let n = TestNode::start(&lb(&servers, TABLE)).await;
+    let (n, _bs) = three_sticky().await;
     let mut before = BTreeMap::new();
     for i in 0..6 {
         before.insert(client(i), via(&n, client(i)).await);

@@ -297,10 +297,7 @@ fn restore(saved: Vec<SavedTable>, tables: &Tables) -> usize {
             continue;
         };
         for (key, entry) in s.entries {
-            if !entry.expired(now) && key.fits(t.key_type()) {
-                t.learn(key, entry, now);
-                n += 1;
-            }
+            n += usize::from(t.learn(key, entry, now));
         }
     }
     n

@@ -192,10 +192,11 @@ impl StickTable {
 
     /// Takes a version of `key`'s entry written elsewhere (a peer, or the
     /// table saved at a stop): it replaces this node's only if it was
-    /// written later ([`merge`]). Expired versions are dropped.
-    pub fn learn(&self, key: TableKey, entry: StickEntry, now_ms: u64) {
+    /// written later ([`merge`]). Expired versions, and keys of another
+    /// type, are dropped; returns whether it was taken.
+    pub fn learn(&self, key: TableKey, entry: StickEntry, now_ms: u64) -> bool {
         if entry.expired(now_ms) || !key.fits(self.key_type) {
-            return;
+            return false;
         }
         let mut shard = self.shard(&key);
         let merged = match shard.entries.get(&key) {
@@ -203,6 +204,7 @@ impl StickTable {
             None => entry,
         };
         shard.put(key, merged);
+        true
     }
 
     /// Removes `key`'s entry, or every entry.

@@ -73,6 +73,15 @@ impl<'a> Tbl<'a> {
         Some((join(&self.path, key), &e.item))
     }
 
+    /// The line of `key`'s value, if the table has it (and the format
+    /// tells lines).
+    pub(super) fn line_of(&self, key: &str) -> Option<u32> {
+        self.entries
+            .iter()
+            .find(|e| e.key == key)
+            .and_then(|e| e.item.line)
+    }
+
     /// Reports every key that nothing asked for.
     pub(super) fn finish(self, cx: &mut Cx) {
         for (e, used) in self.entries.iter().zip(&self.used) {

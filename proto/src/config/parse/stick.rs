@@ -73,14 +73,9 @@ pub(super) fn table(cx: &mut Cx, path: &str, item: &Item, name: &str) -> Option<
     let size = size(cx, &mut t, path, item);
     let expire = t.duration(cx, "expire");
     if let Some(e) = expire.filter(|e| *e > MAX_EXPIRE || e.is_zero()) {
-        let line = t
-            .entries
-            .iter()
-            .find(|e| e.key == "expire")
-            .and_then(|e| e.item.line);
         cx.err(
             &join(path, "expire"),
-            line,
+            t.line_of("expire"),
             format!("{e:?} is out of range: more than 0, at most 24 days"),
         );
     }
@@ -88,14 +83,9 @@ pub(super) fn table(cx: &mut Cx, path: &str, item: &Item, name: &str) -> Option<
     if !store.is_empty() {
         // Read and checked, so the syntax is settled; refused until the
         // counters are kept, rather than accepted and ignored.
-        let line = t
-            .entries
-            .iter()
-            .find(|e| e.key == "store")
-            .and_then(|e| e.item.line);
         cx.err(
             &join(path, "store"),
-            line,
+            t.line_of("store"),
             "stored counters are not kept yet (this version sticks clients to servers only): remove `store`",
         );
     }
