@@ -6,67 +6,18 @@
 
 mod common;
 
+use common::sticky::{admin, client, entries, srv, via, TABLE};
 use common::{lb, TestNode};
 use raftlb_proto::{Command, OperatorState, ServerKey};
-use raftlb_testkit::{connect_from, wait_until, Backend};
+use raftlb_testkit::{wait_until, Backend};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const DEADLINE: Duration = Duration::from_secs(10);
-
-const TABLE: &str =
-    "stick_table = { type = \"ip\", size = \"1k\", expire = \"10m\" }\nstick_on = \"src\"";
-
-fn srv(b: &Backend, opts: &str) -> String {
-    format!(
-        "{{ name = \"{}\", address = \"{}\" {opts} }},",
-        b.name, b.addr
-    )
-}
-
-fn client(i: u8) -> IpAddr {
-    IpAddr::from([127, 0, 0, 10 + i])
-}
-
-async fn via(n: &TestNode, from: IpAddr) -> String {
-    connect_from(Some(from), n.addr("fe"))
-        .await
-        .expect("connect through the proxy")
-        .server
-}
-
-/// `GET path` on the node's admin API, as JSON.
-async fn admin(n: &TestNode, path: &str) -> (u16, String) {
-    match raftlb::admin::get(n.node.admin_addr, path).await {
-        Ok(body) => (200, body),
-        Err(raftlb::admin::ClientError::Refused { status, message }) => (status, message),
-        Err(e) => panic!("admin API: {e}"),
-    }
-}
-
-/// The table's entries as key -> "backend/server".
-async fn entries(n: &TestNode, table: &str) -> BTreeMap<String, String> {
-    let (code, body) = admin(n, &format!("/tables?name={table}")).await;
-    assert_eq!(code, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v[0]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let server = format!(
-                "{}/{}",
-                e["backend"].as_str().unwrap(),
-                e["server"].as_str().unwrap()
-            );
-            (e["key"].as_str().unwrap().to_string(), server)
-        })
-        .collect()
-}
 
 async fn set_state(n: &TestNode, server: &str, state: OperatorState) {
     let cmd = Command::SetServerState {

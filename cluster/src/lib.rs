@@ -12,9 +12,11 @@ mod options;
 mod replica;
 mod service;
 pub mod store;
+mod sync;
 pub mod types;
 
 pub use options::Options;
 pub use replica::{ClusterError, ClusterStatus, RaftCluster};
 pub use store::Applied;
+pub use sync::StickPeer;
 pub use types::{MemberStatus, PeerNode, TypeConfig, WriteFailure};

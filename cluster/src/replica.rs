@@ -150,6 +150,7 @@ impl<T: Transport> RaftCluster<T> {
             vote_changed,
             last_log,
             reporter: Default::default(),
+            stick: Default::default(),
             promise: Default::default(),
         });
         Ok(RaftCluster {
@@ -392,6 +393,33 @@ impl<T: Transport> RaftCluster<T> {
     /// later calls change nothing).
     pub fn set_reporter(&self, f: impl Fn() -> Vec<u8> + Send + Sync + 'static) {
         let _ = self.service.reporter.set(Box::new(f));
+    }
+
+    /// Sets who takes the stick-table entries peers push and answers their
+    /// resyncs (once; later calls change nothing).
+    pub fn set_stick_peer(&self, peer: Arc<dyn crate::StickPeer>) {
+        let _ = self.service.stick.set(peer);
+    }
+
+    /// The other members (voters and learners) and where to reach them.
+    pub fn peers(&self) -> Vec<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config
+            .nodes()
+            .filter(|(id, n)| **id != self.id && !n.addr.is_empty())
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect()
+    }
+
+    /// Calls member `target` at `addr` directly (not through Raft).
+    pub async fn call(
+        &self,
+        target: NodeId,
+        addr: &str,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<Response, crate::net::CallError> {
+        self.transport.call(target, addr, req, timeout).await
     }
 
     /// The report of the node this one believes leads (its own if it

@@ -36,6 +36,8 @@ pub struct Service {
     pub(crate) last_log: crate::store::LastLog,
     /// Fills the answer to [`Request::Report`].
     pub(crate) reporter: std::sync::OnceLock<Reporter>,
+    /// Takes stick-table pushes and answers resyncs.
+    pub(crate) stick: std::sync::OnceLock<std::sync::Arc<dyn crate::StickPeer>>,
     /// The leader's vote this node last confirmed to a lease heartbeat, and
     /// when: for a while after that it votes for no one else.
     pub(crate) promise: std::sync::Mutex<Option<(openraft::Vote<NodeId>, std::time::Instant)>>,
@@ -176,6 +178,12 @@ impl Handler for Service {
                 Request::Report => Response::Report(self.report()),
                 Request::PreVote { last_log } => Response::PreVote(self.pre_vote(last_log)),
                 Request::Heartbeat { vote } => Response::Heartbeat(self.heartbeat(from, vote)),
+                Request::StickPush(tables) => {
+                    Response::StickTaken(self.stick.get().map_or(0, |s| s.take(from, tables)))
+                }
+                Request::StickPull(after) => {
+                    Response::StickPage(self.stick.get().map(|s| s.page(after)).unwrap_or_default())
+                }
             }
         })
     }

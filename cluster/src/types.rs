@@ -7,6 +7,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use raftlb_proto::stick::{PullFrom, StickPage, TableEntries};
 use raftlb_proto::{Command, NodeId, Outcome};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
@@ -123,6 +124,12 @@ pub enum Request {
         /// The leader's vote.
         vote: openraft::Vote<NodeId>,
     },
+    /// Stick-table entries this node wrote, pushed to a peer (protocol
+    /// version 2 on).
+    StickPush(Vec<TableEntries>),
+    /// A page of the peer's stick tables, from the start or from where the
+    /// last page ended: a full resync (protocol version 2 on).
+    StickPull(Option<PullFrom>),
 }
 
 impl Request {
@@ -140,6 +147,18 @@ impl Request {
             Request::Report => "Report",
             Request::PreVote { .. } => "PreVote",
             Request::Heartbeat { .. } => "Heartbeat",
+            Request::StickPush(_) => "StickPush",
+            Request::StickPull(_) => "StickPull",
+        }
+    }
+
+    /// The oldest protocol version that has this request: it is sent only
+    /// on connections that speak that version or a newer one, and a peer
+    /// refuses it on an older one.
+    pub fn since(&self) -> u16 {
+        match self {
+            Request::StickPush(_) | Request::StickPull(_) => 2,
+            _ => 1,
         }
     }
 }
@@ -168,6 +187,11 @@ pub enum Response {
     /// To [`Request::Heartbeat`]: whether this node follows that vote (and
     /// so votes for no one else for the voters' lease).
     Heartbeat(bool),
+    /// To [`Request::StickPush`]: how many entries the peer took (an
+    /// entry older than its own version is not taken, and is no error).
+    StickTaken(u64),
+    /// To [`Request::StickPull`].
+    StickPage(StickPage),
 }
 
 impl Response {
@@ -184,6 +208,8 @@ impl Response {
             Response::Report(_) => "Report",
             Response::PreVote(_) => "PreVote",
             Response::Heartbeat(_) => "Heartbeat",
+            Response::StickTaken(_) => "StickTaken",
+            Response::StickPage(_) => "StickPage",
         }
     }
 }

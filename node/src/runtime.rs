@@ -508,10 +508,31 @@ impl Runtime {
         out
     }
 
-    /// Saved stick-table entries to put back into the tables of the next
-    /// config applied (at start, before the first).
+    /// Saved stick-table entries (or a peer's, from a resync) to put back
+    /// into the tables of the next config applied (at start, before the
+    /// first); added to those given before.
     pub fn restore_stick_tables(&self, saved: Vec<SavedTable>) {
-        self.inner.lock().expect("runtime lock").restore = saved;
+        self.inner
+            .lock()
+            .expect("runtime lock")
+            .restore
+            .extend(saved);
+    }
+
+    /// Takes stick-table entries a peer wrote, into the running tables of
+    /// their names (by the last writer); before the first config is
+    /// applied (a start: its tables do not exist yet), they wait with the
+    /// saved ones for it. Returns how many were taken (or kept).
+    pub fn learn_stick_entries(&self, tables: Vec<SavedTable>) -> u64 {
+        let mut inner = self.inner.lock().expect("runtime lock");
+        if inner.config.is_none() {
+            let n = tables.iter().map(|t| t.entries.len() as u64).sum();
+            inner.restore.extend(tables);
+            return n;
+        }
+        let running = inner.stick_tables.clone();
+        drop(inner);
+        restore(tables, &running) as u64
     }
 
     /// The stick tables running now, by name.

@@ -55,14 +55,14 @@ impl TableKey {
         }
     }
 
-    /// Whether this key fits a table of type `ty`.
+    /// Whether this key fits a table of type `ty` (a string one no longer
+    /// than the table's `len`).
     pub fn fits(&self, ty: StickType) -> bool {
-        matches!(
-            (self, ty),
-            (TableKey::Ip(_), StickType::Ip)
-                | (TableKey::Integer(_), StickType::Integer)
-                | (TableKey::String(_), StickType::String { .. })
-        )
+        match (self, ty) {
+            (TableKey::Ip(_), StickType::Ip) | (TableKey::Integer(_), StickType::Integer) => true,
+            (TableKey::String(b), StickType::String { len }) => b.len() <= len as usize,
+            _ => false,
+        }
     }
 }
 
@@ -119,6 +119,39 @@ impl StickEntry {
     pub fn expired(&self, now_ms: u64) -> bool {
         self.expire_at_ms.is_some_and(|e| e <= now_ms)
     }
+}
+
+/// One table's entries, by name: what a node saves at a stop, pushes to a
+/// peer, or answers a peer's full resync with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableEntries {
+    /// The table's name.
+    pub name: String,
+    /// Its entries.
+    pub entries: Vec<(TableKey, StickEntry)>,
+}
+
+/// Where a full resync goes on: the next entries of table `table` after
+/// those up to `after` in its shard `shard` (positions are the answering
+/// node's own, opaque to the asking one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullFrom {
+    /// The table.
+    pub table: String,
+    /// The shard.
+    pub shard: u32,
+    /// The last position already sent.
+    pub after: u64,
+}
+
+/// One page of a full resync: entries of one or more tables, and where the
+/// next page starts (`None`: that was the last).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StickPage {
+    /// The entries.
+    pub tables: Vec<TableEntries>,
+    /// Where to go on.
+    pub next: Option<PullFrom>,
 }
 
 /// The version of an entry two nodes agree on: the one written last (by
@@ -212,6 +245,8 @@ mod tests {
             TableKey::Integer(42)
         );
         assert!(TableKey::parse(StickType::Integer, "-1").is_err());
+        let long = TableKey::String(b"abcde"[..].into());
+        assert!(!long.fits(ty) && long.fits(StickType::String { len: 5 }));
     }
 
     #[test]

@@ -17,8 +17,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 /// The newest protocol version this build speaks: what it offers in the
 /// handshake. A message kind added to the protocol comes with a new version,
-/// and is sent only on connections that speak it.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// and is sent only on connections that speak it. Version 2 added the
+/// stick-table sync; the messages of version 1 are encoded as they were.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The oldest protocol version this build still speaks, with a peer of an
 /// older release. Peers outside the range are refused in the handshake;
@@ -138,26 +139,29 @@ mod tests {
     use crate::state::{Command, OperatorState, ServerKey};
 
     /// Golden bytes: if this changes, the wire changed, and PROTOCOL_VERSION
-    /// must change with it.
+    /// must change with it. (Version 1's messages are the same in 2.)
     #[test]
     fn the_encoding_of_a_command_is_pinned() {
         let cmd = Command::SetServerState {
             server: ServerKey::new("web", "s1"),
             state: OperatorState::Drain,
         };
-        let frame = encode(&cmd).unwrap();
+        let frame = encode_as(&cmd, 1).unwrap();
         assert_eq!(
             frame,
             [0, 0, 0, 11, 0, 1, 2, 3, b'w', b'e', b'b', 2, b's', b'1', 1],
         );
-        assert_eq!(decode::<Command>(&frame).unwrap(), cmd);
+        assert_eq!(decode_body_as::<Command>(&frame[4..], 1).unwrap(), cmd);
+        let mut v2 = frame.clone();
+        v2[5] = 2;
+        assert_eq!(encode(&cmd).unwrap(), v2);
         let apply = Command::ApplyConfig {
             doc: "x".into(),
             format: Format::Yaml,
             expected_version: Some(300),
         };
         assert_eq!(
-            encode(&apply).unwrap(),
+            encode_as(&apply, 1).unwrap(),
             [0, 0, 0, 10, 0, 1, 0, 1, b'x', 1, 1, 251, 44, 1],
         );
     }

@@ -114,7 +114,7 @@ impl<T: Transport> Peer<T> {
                     )))),
                 }
             }
-            Err(e @ CallError::Unreachable { .. }) => {
+            Err(e @ (CallError::Unreachable { .. } | CallError::Unsupported { .. })) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
             Err(e @ CallError::Network { .. }) => Err(RPCError::Network(NetworkError::new(&e))),

@@ -282,6 +282,15 @@ impl Transport for TcpTransport {
             Some(c) => c,
             None => self.fresh_connection(target, addr, timeout).await?,
         };
+        if req.since() > conn.version {
+            let speaks = conn.version;
+            self.put_idle(target, addr, conn);
+            return Err(CallError::Unsupported {
+                node: target,
+                speaks,
+                needs: req.since(),
+            });
+        }
         let frame = wire::encode_as(&req, conn.version).map_err(|e| CallError::Network {
             node: target,
             reason: e.to_string(),
@@ -512,6 +521,10 @@ async fn connection(
                 return;
             }
         };
+        if req.since() > version {
+            tracing::warn!(peer = %addr, node = peer, kind = req.kind(), version, "a request this connection's protocol version does not have; closing the connection");
+            return;
+        }
         // The caller sends nothing while it waits: if the connection turns
         // readable, it gave up (timeout) or broke the protocol.
         let mut byte = [0u8; 1];

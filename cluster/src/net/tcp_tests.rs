@@ -241,7 +241,7 @@ async fn another_protocol_version_is_refused() {
     let server = Server::start(2, &s).await;
     let mut peer = TcpStream::connect(server.addr).await.unwrap();
     let mut hello = Vec::from(*b"RLB\0");
-    hello.extend(2u16.to_be_bytes());
+    hello.extend(9u16.to_be_bytes());
     hello.extend(1u64.to_be_bytes());
     hello.extend(2u64.to_be_bytes());
     hello.extend([0u8; 32]);
@@ -251,8 +251,8 @@ async fn another_protocol_version_is_refused() {
         .await
         .unwrap()
         .unwrap();
-    // Refused (version code, then this node's version), then closed.
-    assert_eq!(answer, [0x01, 0, 1]);
+    // Refused (version code, then this node's newest version), then closed.
+    assert_eq!(answer, [0x01, 0, 2]);
 
     // Something that is not raftlb at all.
     let mut http = TcpStream::connect(server.addr).await.unwrap();
@@ -433,6 +433,40 @@ async fn a_release_and_the_next_agree_on_the_newest_version_both_speak() {
     );
     assert_eq!((t.dials(), t.idle_version(2, &server.addr())), (1, Some(2)));
     assert_eq!(server.handler.handled(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_newer_than_the_connections_version_is_not_sent() {
+    let s = secret();
+    let server = server_speaking(2, &s, Versions { min: 1, max: 1 }).await;
+    let t = TcpTransport::speaking(1, s.clone(), Versions::THIS);
+    // A request of version 1 first: the connection speaks 1.
+    assert_eq!(
+        is_member(&t, 2, &server.addr(), 4).await.unwrap(),
+        Some(true)
+    );
+    let push = Request::StickPush(Vec::new());
+    assert_eq!(push.since(), 2);
+    let r = t.call(2, &server.addr(), push, T).await;
+    assert!(
+        matches!(
+            r,
+            Err(CallError::Unsupported {
+                speaks: 1,
+                needs: 2,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(server.handler.handled(), 1, "the push never reached it");
+    // The connection stays good for what it speaks.
+    assert_eq!(
+        is_member(&t, 2, &server.addr(), 3).await.unwrap(),
+        Some(false)
+    );
+    assert_eq!(t.dials(), 2);
     server.stop().await;
 }
 

@@ -28,6 +28,17 @@ pub enum CallError {
         /// Why.
         reason: String,
     },
+    /// The peer speaks an older protocol version than the request needs
+    /// (a node of an older release, mid-upgrade): nothing was sent.
+    #[error("node {node} speaks protocol version {speaks}; this request needs {needs}")]
+    Unsupported {
+        /// The node called.
+        node: NodeId,
+        /// The version its connection speaks.
+        speaks: u16,
+        /// The version the request needs.
+        needs: u16,
+    },
     /// No answer within the call's timeout.
     #[error("node {node} did not answer within {} ms", .after.as_millis())]
     Timeout {

@@ -7,19 +7,22 @@
 use crate::admin::AdminState;
 use crate::handle::Cluster;
 use crate::runtime::Runtime;
-use raftlb_cluster::Applied;
+use crate::stick;
 use raftlb_proto::{ClusterConfig, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Applies every newly committed state to the proxy: a new config version
-/// through the diff/apply path, operator states on every change.
+/// through the diff/apply path, operator states on every change. Before the
+/// first config, the stick tables are resynced from a peer, so that the
+/// frontends open with them.
 pub(super) async fn apply_committed(
-    mut rx: tokio::sync::watch::Receiver<Applied>,
+    cluster: Arc<Cluster>,
     runtime: Arc<Runtime>,
     state: Arc<AdminState>,
     me: raftlb_proto::NodeId,
 ) {
+    let mut rx = cluster.watch();
     let mut running = 0u64;
     loop {
         let applied = rx.borrow_and_update().clone();
@@ -27,6 +30,10 @@ pub(super) async fn apply_committed(
         let version = st.config_version();
         if version != running {
             if let Some(config) = st.parsed_config() {
+                if running == 0 && !config.stick_tables.is_empty() {
+                    let peers = stick::sync::resync(&cluster, stick::sync::RESYNC_WITHIN).await;
+                    runtime.restore_stick_tables(peers);
+                }
                 let err = match runtime.apply(&config) {
                     Ok(report) => {
                         remembered_health(&runtime, &config, &report.new_servers, st, me);

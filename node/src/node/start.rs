@@ -70,6 +70,19 @@ pub struct Node {
 #[derive(Default)]
 struct Tasks(Vec<tokio::task::JoinHandle<()>>);
 
+impl Tasks {
+    /// Aborts every task and waits until each has ended (its sockets
+    /// closed).
+    async fn stop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+        for t in self.0.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
 impl Drop for Tasks {
     fn drop(&mut self) {
         for t in &self.0 {
@@ -161,10 +174,18 @@ async fn start_proxy(
         admin_listener,
         admin_state.clone(),
     )));
-    let (watch, rt, st) = (cluster.watch(), runtime.clone(), admin_state.clone());
-    tasks
-        .0
-        .push(tokio::spawn(apply_committed(watch, rt, st, node.id)));
+    cluster.set_stick_peer(Arc::new(stick::sync::Peering::new(runtime.clone())));
+    tasks.0.push(tokio::spawn(stick::sync::push_to_peers(
+        cluster.clone(),
+        runtime.clone(),
+    )));
+    let (rt, st) = (runtime.clone(), admin_state.clone());
+    tasks.0.push(tokio::spawn(apply_committed(
+        cluster.clone(),
+        rt,
+        st,
+        node.id,
+    )));
     tasks.0.push(tokio::spawn(report_health(
         cluster.clone(),
         runtime.clone(),
@@ -412,5 +433,12 @@ impl Node {
         }
         save_stick_tables(&self.runtime, &self.data_dir);
         self.cluster.shutdown().await;
+    }
+
+    /// Ends the node's tasks and waits until they are gone, so that its
+    /// listeners are closed when this returns (to start it again in the
+    /// same process, as tests do).
+    pub async fn close(mut self) {
+        self._tasks.stop().await;
     }
 }

@@ -2,10 +2,11 @@
 //! expiry, eviction, last-writer-wins learning), and the task that purges
 //! each table's expired entries. The proxy consults a backend's table
 //! before its balance algorithm (`proxy/backend.rs`); the runtime keeps the
-//! tables across reloads, and a graceful stop saves them for the next start
-//! ([`saved`]).
+//! tables across reloads, a graceful stop saves them for the next start
+//! ([`saved`]), and peers keep each other's tables in step ([`sync`]).
 
 pub mod saved;
+pub mod sync;
 mod table;
 
 pub use saved::SavedTable;

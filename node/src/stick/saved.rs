@@ -4,7 +4,7 @@
 //! (HAProxy loses its tables on reload: its issues #1216, #842).
 
 use super::table::StickTable;
-use raftlb_proto::stick::{StickEntry, TableKey};
+use raftlb_proto::stick::TableEntries;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::Path;
@@ -23,14 +23,8 @@ struct Saved {
     tables: Vec<SavedTable>,
 }
 
-/// One table's entries as saved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SavedTable {
-    /// The table's name.
-    pub name: String,
-    /// Its live entries when it was saved.
-    pub entries: Vec<(TableKey, StickEntry)>,
-}
+/// One table's entries as saved (or as a peer sent them).
+pub type SavedTable = TableEntries;
 
 /// Writes the live entries of `tables` at `now_ms` to `path` (atomically);
 /// returns how many.

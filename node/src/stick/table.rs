@@ -7,7 +7,7 @@
 use raftlb_proto::config::{StickTable as Spec, StickType};
 use raftlb_proto::state::NodeId;
 use raftlb_proto::stick::{merge, Stamp, StickEntry, StuckServer, TableKey};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,53 +31,110 @@ pub struct StickTable {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     me: NodeId,
+    /// Unique to this table object (see [`StickTable::id`]).
+    id: u64,
 }
 
+/// The next table's [`StickTable::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// Where an entry stands in its shard's eviction order: when it expires
-/// (entries that do not expire come last), then the order of writes.
+/// (entries that do not expire come last), then its position (the order
+/// of writes).
 type Rank = (u64, u64);
 
+/// One shard: its entries, and two orders on them, both by position
+/// (every write gives the entry the shard's next one): by expiry, for
+/// eviction and purging, and by position alone, for the peers' sync
+/// (what changed after the last position a peer took).
 #[derive(Debug, Default)]
 struct Shard {
     entries: HashMap<TableKey, (StickEntry, Rank)>,
-    order: BTreeMap<Rank, TableKey>,
+    by_expiry: BTreeSet<Rank>,
+    by_position: BTreeMap<u64, TableKey>,
     next: u64,
     cap: usize,
 }
 
 impl Shard {
-    /// Puts `entry` under `key`, making room by evicting the entry that
-    /// expires first.
+    /// Puts `entry` under `key` at the next position, making room by
+    /// evicting the entry that expires first.
     fn put(&mut self, key: TableKey, entry: StickEntry) {
         self.next += 1;
         let rank = (entry.expire_at_ms.unwrap_or(u64::MAX), self.next);
         if let Some((_, old)) = self.entries.get(&key) {
-            self.order.remove(old);
+            let old = *old;
+            self.by_expiry.remove(&old);
+            self.by_position.remove(&old.1);
         } else {
             while self.entries.len() >= self.cap {
-                let Some((_, victim)) = self.order.pop_first() else {
+                let Some(victim) = self.by_expiry.first().copied() else {
                     break;
                 };
-                self.entries.remove(&victim);
+                self.remove_at(victim);
             }
         }
-        self.order.insert(rank, key.clone());
+        self.by_expiry.insert(rank);
+        self.by_position.insert(rank.1, key.clone());
         self.entries.insert(key, (entry, rank));
+    }
+
+    /// Removes the entry of rank `rank`.
+    fn remove_at(&mut self, rank: Rank) {
+        self.by_expiry.remove(&rank);
+        if let Some(key) = self.by_position.remove(&rank.1) {
+            self.entries.remove(&key);
+        }
+    }
+
+    /// Removes `key`'s entry; whether there was one.
+    fn remove(&mut self, key: &TableKey) -> bool {
+        match self.entries.get(key) {
+            Some((_, rank)) => {
+                let rank = *rank;
+                self.remove_at(rank);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes every entry expired at `now_ms`; returns how many.
     fn purge(&mut self, now_ms: u64) -> usize {
         let mut gone = 0;
-        while let Some((&rank, key)) = self.order.first_key_value() {
+        while let Some(&rank) = self.by_expiry.first() {
             if rank.0 > now_ms {
                 break;
             }
-            let key = key.clone();
-            self.order.remove(&rank);
-            self.entries.remove(&key);
+            self.remove_at(rank);
             gone += 1;
         }
         gone
+    }
+
+    /// The live entries written after position `after`, in the order
+    /// written, at most `limit` of them and only those `keep` keeps; and
+    /// the position of the last one looked at.
+    fn written_after(
+        &self,
+        after: u64,
+        limit: usize,
+        now_ms: u64,
+        keep: impl Fn(&StickEntry) -> bool,
+    ) -> (Vec<(TableKey, StickEntry)>, u64) {
+        let mut out = Vec::new();
+        let mut last = after;
+        for (&pos, key) in self.by_position.range(after + 1..) {
+            if out.len() >= limit {
+                break;
+            }
+            last = pos;
+            let (entry, _) = &self.entries[key];
+            if !entry.expired(now_ms) && keep(entry) {
+                out.push((key.clone(), entry.clone()));
+            }
+        }
+        (out, last)
     }
 }
 
@@ -102,6 +159,7 @@ impl StickTable {
             shards,
             hasher: RandomState::new(),
             me,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -143,6 +201,43 @@ impl StickTable {
     /// Its most entries.
     pub fn size(&self) -> u32 {
         self.size
+    }
+
+    /// This table object's identity: a table made anew (for a change of
+    /// size) has another, and positions in the old one mean nothing in it.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The node that stamps this table's writes.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// How many shards it has.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The live entries of shard `shard` written after position `after`,
+    /// in the order written, at most `limit` and only those `keep` keeps;
+    /// and the position up to which it looked (`after` if nothing was
+    /// written since).
+    pub fn written_after(
+        &self,
+        shard: usize,
+        after: u64,
+        limit: usize,
+        now_ms: u64,
+        keep: impl Fn(&StickEntry) -> bool,
+    ) -> (Vec<(TableKey, StickEntry)>, u64) {
+        match self.shards.get(shard) {
+            Some(s) => s
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .written_after(after, limit, now_ms, keep),
+            None => (Vec::new(), after),
+        }
     }
 
     fn shard(&self, key: &TableKey) -> std::sync::MutexGuard<'_, Shard> {
@@ -193,13 +288,15 @@ impl StickTable {
     /// Takes a version of `key`'s entry written elsewhere (a peer, or the
     /// table saved at a stop): it replaces this node's only if it was
     /// written later ([`merge`]). Expired versions, and keys of another
-    /// type, are dropped; returns whether it was taken.
+    /// type, are dropped; returns whether it was taken (whether the entry
+    /// changed).
     pub fn learn(&self, key: TableKey, entry: StickEntry, now_ms: u64) -> bool {
         if entry.expired(now_ms) || !key.fits(self.key_type) {
             return false;
         }
         let mut shard = self.shard(&key);
         let merged = match shard.entries.get(&key) {
+            Some((mine, _)) if *mine == merge(mine.clone(), entry.clone()) => return false,
             Some((mine, _)) => merge(mine.clone(), entry),
             None => entry,
         };
@@ -207,19 +304,10 @@ impl StickTable {
         true
     }
 
-    /// Removes `key`'s entry, or every entry.
+    /// Removes `key`'s entry, or every entry; returns how many.
     pub fn clear(&self, key: Option<&TableKey>) -> usize {
         match key {
-            Some(k) => {
-                let mut shard = self.shard(k);
-                match shard.entries.remove(k) {
-                    Some((_, rank)) => {
-                        shard.order.remove(&rank);
-                        1
-                    }
-                    None => 0,
-                }
-            }
+            Some(k) => usize::from(self.shard(k).remove(k)),
             None => self
                 .shards
                 .iter()
@@ -227,7 +315,8 @@ impl StickTable {
                     let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
                     let n = s.entries.len();
                     s.entries.clear();
-                    s.order.clear();
+                    s.by_expiry.clear();
+                    s.by_position.clear();
                     n
                 })
                 .sum(),

@@ -179,3 +179,97 @@ fn saved_tables_read_back_as_written_and_a_torn_file_is_an_error() {
     std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
     assert!(saved::load(&path).is_err());
 }
+
+fn learned(name: &str, at_ms: u64, node: u64) -> StickEntry {
+    StickEntry {
+        server: Some(server(name)),
+        expire_at_ms: None,
+        written: Stamp { at_ms, node },
+    }
+}
+
+#[test]
+fn a_resync_walks_every_entry_page_by_page_even_as_entries_are_written() {
+    let t = Arc::new(StickTable::new(&spec(20_000, None), 1));
+    for n in 0..9000 {
+        if n % 2 == 0 {
+            t.stick(key(n), server("s1"), 10);
+        } else {
+            t.learn(key(n), learned("s2", 10, 2), 10);
+        }
+    }
+    let page = sync::page_of(std::slice::from_ref(&t), None, 20);
+    let sent: Vec<_> = page.tables.iter().flat_map(|t| &t.entries).collect();
+    assert_eq!(sent.len(), 4096, "a full page");
+    assert!(
+        sent.iter().any(|(_, e)| e.written.node == 2),
+        "learned entries are sent too"
+    );
+    let tables = [t.clone()];
+    let mut got = std::collections::BTreeMap::new();
+    let mut from = None;
+    let mut pages = 0;
+    loop {
+        let page = sync::page_of(&tables, from, 20);
+        pages += 1;
+        for te in page.tables {
+            assert_eq!(te.name, "t");
+            got.extend(te.entries);
+        }
+        // Written meanwhile: every entry is still sent once at least (a
+        // rewrite moves it on in its shard; a later write of an entry
+        // already sent reaches the asking node by its writer's push).
+        if pages == 1 {
+            for n in 0..9000 {
+                t.stick(key(n), server("s3"), 30);
+            }
+        }
+        match page.next {
+            Some(next) => from = Some(next),
+            None => break,
+        }
+    }
+    assert!(pages >= 3, "4096 entries a page: {pages}");
+    assert_eq!(got.len(), 9000);
+}
+
+#[test]
+fn a_pusher_sends_this_nodes_writes_once_each_and_what_changed_since() {
+    let t = Arc::new(StickTable::new(&spec(100, None), 1));
+    t.stick(key(1), server("s1"), 10);
+    t.stick(key(2), server("s1"), 10);
+    t.learn(key(3), learned("s2", 10, 2), 10);
+    let tables = [t.clone()];
+    let none = sync::Cursors::default();
+    let (batch, after) = none.next_batch(&tables, 1, 20);
+    let keys: Vec<_> = batch[0].entries.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(keys, [key(1), key(2)], "only its own writes, in order");
+    // Not acknowledged: the same batch again.
+    assert_eq!(none.next_batch(&tables, 1, 20).0, batch);
+    // Acknowledged: nothing until a write.
+    assert!(after.next_batch(&tables, 1, 20).0.is_empty());
+    t.stick(key(1), server("s2"), 15);
+    t.stick(key(1), server("s3"), 16);
+    t.learn(key(4), learned("s2", 17, 3), 17);
+    let (batch, _) = after.next_batch(&tables, 1, 20);
+    assert_eq!(batch.len(), 1);
+    assert_eq!(
+        batch[0].entries.len(),
+        1,
+        "two writes of one key: one entry"
+    );
+    assert_eq!(batch[0].entries[0].1.server, Some(server("s3")));
+    // A table made anew (a new size) starts the peer over.
+    let bigger = Arc::new(StickTable::resized(&t, &spec(5000, None), 20));
+    let (batch, _) = after.next_batch(&[bigger], 1, 20);
+    assert_eq!(batch[0].entries.len(), 2);
+}
+
+#[test]
+fn a_version_already_held_is_not_taken_again() {
+    let t = StickTable::new(&spec(100, None), 1);
+    assert!(t.learn(key(1), learned("s2", 10, 2), 10));
+    assert!(!t.learn(key(1), learned("s2", 10, 2), 11), "the same write");
+    assert!(!t.learn(key(1), learned("s1", 9, 3), 11), "an older one");
+    assert!(t.learn(key(1), learned("s1", 12, 3), 12));
+}
