@@ -270,6 +270,32 @@ impl Lab {
         )
     }
 
+    /// Gives `h` one more address (IPv4 or IPv6, with its prefix length):
+    /// one host can then be many clients.
+    pub fn add_address(&self, h: &Host, cidr: &str) {
+        ip(&["-n", &h.ns, "addr", "add", cidr, "dev", IFACE, "nodad"]);
+    }
+
+    /// Connects from address `src` of `from` to `to` and reads the
+    /// backend's greeting.
+    pub async fn connect_from(
+        &self,
+        from: &Host,
+        src: std::net::IpAddr,
+        to: SocketAddr,
+    ) -> std::io::Result<Conn> {
+        let s = self.inside(from, move || {
+            let domain = socket2::Domain::for_address(to);
+            let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+            sock.bind(&SocketAddr::new(src, 0).into())?;
+            sock.connect_timeout(&to.into(), Duration::from_secs(2))?;
+            let s: std::net::TcpStream = sock.into();
+            s.set_nonblocking(true)?;
+            Ok(s)
+        })?;
+        greeting(tokio::net::TcpStream::from_std(s)?).await
+    }
+
     /// Connects from `from` to `to` and reads the backend's greeting.
     pub async fn connect(&self, from: &Host, to: SocketAddr) -> std::io::Result<Conn> {
         let s = self.inside(from, move || {

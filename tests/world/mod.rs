@@ -110,6 +110,24 @@ impl World {
         }
     }
 
+    /// SIGTERM to node `id`'s process, then waits until it has exited (a
+    /// graceful stop: it saves its stick tables).
+    pub async fn stop(&mut self, id: u64) {
+        let Some(mut p) = self.procs[id as usize].take() else {
+            return;
+        };
+        p.signal(libc::SIGTERM);
+        let end = Instant::now() + DEADLINE;
+        while p.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < end,
+                "node {id} did not stop:\n{}",
+                p.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn procs_started(&self, id: u64) -> usize {
         (0..100)
             .find(|k| !self.dir.path(&format!("n{id}.{k}.log")).exists())
