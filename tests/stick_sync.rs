@@ -176,3 +176,85 @@ async fn a_bad_frame_on_the_peer_port_closes_that_connection_only() {
         .await
         .expect("the cluster still commits");
 }
+
+/// `POST path` on node `n`'s admin API, as JSON.
+async fn post(n: &TestNode, path: &str) -> serde_json::Value {
+    let body = raftlb::admin::request(n.node.admin_addr, "POST", path, "", DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_clear_acts_on_every_node_and_clients_are_balanced_anew() {
+    let ([n1, n2, n3], _bs) = three_sticky().await;
+    for i in 0..4 {
+        via(&n1, client(i)).await;
+    }
+    let mut table = entries(&n1, "be").await;
+    assert_eq!(table.len(), 4);
+    for n in [&n2, &n3] {
+        wait_table(n, &table).await;
+    }
+
+    // One key, asked of node 2.
+    let gone = client(0).to_string();
+    let v = post(&n2, &format!("/tables/clear?name=be&key={gone}")).await;
+    let cleared: Vec<u64> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["cleared"].as_u64().unwrap())
+        .collect();
+    assert_eq!(cleared, [1, 1, 1], "{v}");
+    table.remove(&gone);
+    for n in [&n1, &n2, &n3] {
+        wait_table(n, &table).await;
+    }
+
+    // The whole table, asked of node 3; then a client is stuck again, and
+    // that reaches every node (the tombstones do not block new writes).
+    let v = post(&n3, "/tables/clear?name=be").await;
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 3, "{v}");
+    for n in [&n1, &n2, &n3] {
+        wait_table(n, &BTreeMap::new()).await;
+    }
+    via(&n1, client(2)).await;
+    let again = entries(&n1, "be").await;
+    assert_eq!(again.len(), 1);
+    for n in [&n2, &n3] {
+        wait_table(n, &again).await;
+    }
+
+    // A table no node runs, or a bad key: refused.
+    let err = raftlb::admin::request(
+        n1.node.admin_addr,
+        "POST",
+        "/tables/clear?name=nope",
+        "",
+        DEADLINE,
+    )
+    .await;
+    assert!(
+        matches!(
+            err,
+            Err(raftlb::admin::ClientError::Refused { status: 404, .. })
+        ),
+        "{err:?}"
+    );
+    let err = raftlb::admin::request(
+        n1.node.admin_addr,
+        "POST",
+        "/tables/clear?name=be&key=x",
+        "",
+        DEADLINE,
+    )
+    .await;
+    assert!(
+        matches!(
+            err,
+            Err(raftlb::admin::ClientError::Refused { status: 400, .. })
+        ),
+        "{err:?}"
+    );
+}

@@ -184,6 +184,9 @@ impl Handler for Service {
                 Request::StickPull(after) => {
                     Response::StickPage(self.stick.get().map(|s| s.page(after)).unwrap_or_default())
                 }
+                Request::StickClear { table, key } => Response::StickCleared(
+                    self.stick.get().and_then(|s| s.clear(&table, key.as_ref())),
+                ),
             }
         })
     }

@@ -7,7 +7,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use raftlb_proto::stick::{PullFrom, StickPage, TableEntries};
+use raftlb_proto::stick::{PullFrom, StickPage, TableEntries, TableKey};
 use raftlb_proto::{Command, NodeId, Outcome};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
@@ -130,6 +130,15 @@ pub enum Request {
     /// A page of the peer's stick tables, from the start or from where the
     /// last page ended: a full resync (protocol version 2 on).
     StickPull(Option<PullFrom>),
+    /// `table clear`, asked of every node by the node the operator asked:
+    /// clear table `table` (its entry `key` only, if given) (protocol
+    /// version 2 on).
+    StickClear {
+        /// The table.
+        table: String,
+        /// One entry only.
+        key: Option<TableKey>,
+    },
 }
 
 impl Request {
@@ -149,6 +158,7 @@ impl Request {
             Request::Heartbeat { .. } => "Heartbeat",
             Request::StickPush(_) => "StickPush",
             Request::StickPull(_) => "StickPull",
+            Request::StickClear { .. } => "StickClear",
         }
     }
 
@@ -157,7 +167,7 @@ impl Request {
     /// refuses it on an older one.
     pub fn since(&self) -> u16 {
         match self {
-            Request::StickPush(_) | Request::StickPull(_) => 2,
+            Request::StickPush(_) | Request::StickPull(_) | Request::StickClear { .. } => 2,
             _ => 1,
         }
     }
@@ -192,6 +202,9 @@ pub enum Response {
     StickTaken(u64),
     /// To [`Request::StickPull`].
     StickPage(StickPage),
+    /// To [`Request::StickClear`]: how many entries it cleared; `None` if
+    /// it runs no table of that name.
+    StickCleared(Option<u64>),
 }
 
 impl Response {
@@ -210,6 +223,7 @@ impl Response {
             Response::Heartbeat(_) => "Heartbeat",
             Response::StickTaken(_) => "StickTaken",
             Response::StickPage(_) => "StickPage",
+            Response::StickCleared(_) => "StickCleared",
         }
     }
 }

@@ -4,12 +4,14 @@
 //! (this node's proxy), `/cluster` (members, roles, every node's view of
 //! every server), `/config`, `/tables` (this node's stick tables). Writes,
 //! committed through the cluster:
-//! `POST /config`, `/leave`, `/server`.
+//! `POST /config`, `/leave`, `/server`; and `POST /tables/clear`, carried
+//! to every node by the stick-table sync.
 
 pub mod client;
 mod http;
 mod routes;
 mod state;
+mod tables;
 mod views;
 
 pub use client::{get, request, ClientError};

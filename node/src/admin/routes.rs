@@ -4,12 +4,10 @@
 
 use super::http::{error, json, read_request, respond, Answer, Req};
 use super::state::AdminState;
-use super::views::{ClusterView, ConfigView, NodeStatus, TableEntryView, TableView};
+use super::tables;
+use super::views::{ClusterView, ConfigView, NodeStatus};
 use crate::handle::{apply_config, NodeError};
-use crate::stick::{now_ms, StickTable};
 use raftlb_cluster::WriteFailure;
-use raftlb_proto::config::StickType;
-use raftlb_proto::stick::TableKey;
 use raftlb_proto::{Command, Format, NodeId, OperatorState, Outcome, ServerKey};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +59,8 @@ async fn route(req: Req, state: &AdminState) -> Answer {
         ("GET", "/status") => status(state),
         ("GET", "/cluster") => cluster(state).await,
         ("GET", "/config") => config(state),
-        ("GET", "/tables") => tables(req, state),
+        ("GET", "/tables") => tables::show(req, state),
+        ("POST", "/tables/clear") => tables::clear(req, state).await,
         ("POST", "/config") => apply(req, state).await,
         ("POST", "/leave") => leave(req, state).await,
         ("POST", "/server") => server(req, state).await,
@@ -124,68 +123,6 @@ fn config(state: &AdminState) -> Answer {
         format: c.map(|c| c.format),
         doc: c.map(|c| c.doc.clone()).unwrap_or_default(),
     })
-}
-
-/// `GET /tables?name=&key=`: this node's stick tables (one with `name`),
-/// their entries (one with `key`).
-fn tables(req: Req, state: &AdminState) -> Answer {
-    let all = state.runtime.stick_tables();
-    let name = req.query.get("name");
-    let chosen: Vec<&StickTable> = all
-        .iter()
-        .map(|t| &**t)
-        .filter(|t| name.is_none_or(|n| t.name() == n))
-        .collect();
-    if let (Some(n), true) = (name, chosen.is_empty()) {
-        let known: Vec<&str> = all.iter().map(|t| t.name()).collect();
-        return error(
-            404,
-            format!("no stick table {n:?} (tables: {})", known.join(", ")),
-        );
-    }
-    let key = match (req.query.get("key"), chosen.as_slice()) {
-        (None, _) => None,
-        (Some(k), [t]) => match TableKey::parse(t.key_type(), k) {
-            Ok(k) => Some(k),
-            Err(why) => return error(400, format!("key: {why}")),
-        },
-        (Some(_), _) => return error(400, "key: name one table (name=) to look a key up in"),
-    };
-    let now = now_ms();
-    json(
-        &chosen
-            .iter()
-            .map(|t| table_view(t, key.as_ref(), now))
-            .collect::<Vec<_>>(),
-    )
-}
-
-fn table_view(t: &StickTable, key: Option<&TableKey>, now: u64) -> TableView {
-    let mut found = t.entries(now);
-    found.retain(|(k, _)| key.is_none_or(|want| want == k));
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    let entries = found
-        .into_iter()
-        .map(|(k, e)| TableEntryView {
-            key: k.to_string(),
-            backend: e.server.as_ref().map(|s| s.backend.to_string()),
-            server: e.server.as_ref().map(|s| s.server.to_string()),
-            expire_in_ms: e.expire_at_ms.map(|at| at.saturating_sub(now)),
-            written_by: e.written.node,
-            written_ms: e.written.at_ms,
-        })
-        .collect();
-    TableView {
-        name: t.name().to_string(),
-        key_type: match t.key_type() {
-            StickType::Ip => "ip",
-            StickType::Integer => "integer",
-            StickType::String { .. } => "string",
-        },
-        size: t.size(),
-        used: t.len(),
-        entries,
-    }
 }
 
 /// `POST /config?source=&format=&expected=`: validates and commits a

@@ -79,7 +79,7 @@ pub enum Command {
     /// This machine's virtual IPs.
     #[command(subcommand)]
     Vip(VipCommand),
-    /// Stick tables (HAProxy's `show table`).
+    /// Stick tables (HAProxy's `show table`, `clear table`).
     #[command(subcommand)]
     Table(TableCommand),
 }
@@ -95,6 +95,17 @@ pub enum TableCommand {
         /// Only this key (an address, an integer or a string, as the
         /// table's type says); needs TABLE.
         #[arg(long, requires = "table")]
+        key: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Clear a table (HAProxy's `clear table`), or one of its entries, on
+    /// every node: its clients are balanced anew.
+    Clear {
+        /// The table.
+        table: String,
+        /// Only this key.
+        #[arg(long)]
         key: Option<String>,
         #[command(flatten)]
         remote: Remote,

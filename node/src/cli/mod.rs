@@ -89,5 +89,8 @@ pub fn main() -> ExitCode {
         Command::Table(TableCommand::Show { table, key, remote }) => {
             with_runtime(1, remote::table_show(remote, table, key))
         }
+        Command::Table(TableCommand::Clear { table, key, remote }) => {
+            with_runtime(1, remote::table_clear(remote, table, key))
+        }
     }
 }

@@ -419,3 +419,36 @@ pub async fn table_show(
     }
     Ok(())
 }
+
+/// `raftlb table clear TABLE [--key K]`: on every node; says what each did.
+pub async fn table_clear(
+    remote: Remote,
+    table: String,
+    key: Option<String>,
+) -> Result<(), ClientError> {
+    let mut path = format!("/tables/clear?name={}", crate::admin::escape(&table));
+    if let Some(k) = &key {
+        path += &format!("&key={}", crate::admin::escape(k));
+    }
+    let Some(v) = post(&remote, &path, "", 30).await? else {
+        return Ok(());
+    };
+    let mut unreached = 0;
+    for n in v["nodes"].as_array().cloned().unwrap_or_default() {
+        match (n["cleared"].as_u64(), n["error"].as_str()) {
+            (Some(c), _) => println!("node {}: {c} entries cleared", n["node"]),
+            (None, Some(e)) => {
+                unreached += 1;
+                println!("node {}: not reached ({e}); it gets the clear when it is back, for the entries other nodes hold", n["node"]);
+            }
+            (None, None) => println!("node {}: runs no table {table:?}", n["node"]),
+        }
+    }
+    if unreached > 0 {
+        return Err(ClientError::Refused {
+            status: 0,
+            message: format!("{unreached} node(s) not reached"),
+        });
+    }
+    Ok(())
+}

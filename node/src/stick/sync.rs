@@ -75,6 +75,64 @@ impl StickPeer for Peering {
     fn page(&self, from: Option<PullFrom>) -> StickPage {
         page_of(&self.runtime.stick_tables(), from, now_ms())
     }
+
+    fn clear(&self, table: &str, key: Option<&TableKey>) -> Option<u64> {
+        clear_here(&self.runtime, table, key)
+    }
+}
+
+/// Clears `runtime`'s table `table` (its entry `key` only): how many
+/// entries, or `None` without such a table.
+fn clear_here(runtime: &Runtime, table: &str, key: Option<&TableKey>) -> Option<u64> {
+    let tables = runtime.stick_tables();
+    let t = tables.iter().find(|t| t.name() == table)?;
+    Some(t.forget(key, now_ms()) as u64)
+}
+
+/// What `table clear` did on one node.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Cleared {
+    /// The node.
+    pub node: NodeId,
+    /// How many entries it cleared (none: it runs no such table).
+    pub cleared: Option<u64>,
+    /// Why it could not be asked.
+    pub error: Option<String>,
+}
+
+/// `table clear` on every node: this one, then each peer in turn. A peer
+/// that cannot be reached still gets this node's tombstones when it is
+/// back (they are this node's writes); only entries no other node holds
+/// stay there.
+pub async fn clear_everywhere(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    table: &str,
+    key: Option<&TableKey>,
+) -> Vec<Cleared> {
+    let here = clear_here(runtime, table, key);
+    let mut out = vec![Cleared {
+        node: cluster.id(),
+        cleared: here,
+        error: None,
+    }];
+    for (id, addr) in cluster.peers() {
+        let req = Request::StickClear {
+            table: table.to_string(),
+            key: key.cloned(),
+        };
+        let (cleared, error) = match cluster.call(id, &addr, req, CALL_TIMEOUT).await {
+            Ok(Response::StickCleared(n)) => (n, None),
+            Ok(other) => (None, Some(format!("unexpected answer {}", other.kind()))),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        out.push(Cleared {
+            node: id,
+            cleared,
+            error,
+        });
+    }
+    out
 }
 
 /// A rough size of an entry on the wire, to bound a batch in bytes.

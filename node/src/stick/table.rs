@@ -12,6 +12,11 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// How long a cleared entry's tombstone lives in a table without
+/// `expire`: longer than any version written before the clear takes to
+/// reach this node from a peer that was away.
+pub const TOMBSTONE_MS: u64 = 24 * 3600 * 1000;
+
 /// The most shards a table has.
 const MAX_SHARDS: usize = 64;
 
@@ -84,18 +89,6 @@ impl Shard {
         self.by_expiry.remove(&rank);
         if let Some(key) = self.by_position.remove(&rank.1) {
             self.entries.remove(&key);
-        }
-    }
-
-    /// Removes `key`'s entry; whether there was one.
-    fn remove(&mut self, key: &TableKey) -> bool {
-        match self.entries.get(key) {
-            Some((_, rank)) => {
-                let rank = *rank;
-                self.remove_at(rank);
-                true
-            }
-            None => false,
         }
     }
 
@@ -304,20 +297,50 @@ impl StickTable {
         true
     }
 
-    /// Removes `key`'s entry, or every entry; returns how many.
-    pub fn clear(&self, key: Option<&TableKey>) -> usize {
+    /// Clears `key`'s entry, or every entry (`table clear`): each becomes
+    /// a tombstone, an entry of no server written by this node now, so
+    /// that the clear reaches the peers as any write does and wins over
+    /// the versions written before it. A tombstone lives as long as an
+    /// entry would ([`TOMBSTONE_MS`] in a table without `expire`). Returns
+    /// how many entries were cleared.
+    pub fn forget(&self, key: Option<&TableKey>, now_ms: u64) -> usize {
+        let expire = match self.expire_ms.load(Ordering::Relaxed) {
+            0 => TOMBSTONE_MS,
+            e => e,
+        };
+        let tombstone = StickEntry {
+            server: None,
+            expire_at_ms: Some(now_ms.saturating_add(expire)),
+            written: Stamp {
+                at_ms: now_ms,
+                node: self.me,
+            },
+        };
+        let live = |e: &StickEntry| e.server.is_some() && !e.expired(now_ms);
         match key {
-            Some(k) => usize::from(self.shard(k).remove(k)),
+            Some(k) => {
+                let mut shard = self.shard(k);
+                let cleared = shard.entries.get(k).is_some_and(|(e, _)| live(e));
+                if cleared {
+                    shard.put(k.clone(), tombstone);
+                }
+                usize::from(cleared)
+            }
             None => self
                 .shards
                 .iter()
                 .map(|s| {
                     let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-                    let n = s.entries.len();
-                    s.entries.clear();
-                    s.by_expiry.clear();
-                    s.by_position.clear();
-                    n
+                    let keys: Vec<TableKey> = s
+                        .entries
+                        .iter()
+                        .filter(|(_, (e, _))| live(e))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in &keys {
+                        s.put(k.clone(), tombstone.clone());
+                    }
+                    keys.len()
                 })
                 .sum(),
         }

@@ -121,16 +121,26 @@ fn learned_versions_replace_only_older_ones() {
 }
 
 #[test]
-fn clear_removes_one_key_or_all() {
+fn a_clear_leaves_tombstones_that_win_over_older_versions() {
     let t = StickTable::new(&spec(100, None), 1);
     for n in 0..10 {
         t.stick(key(n), server("s1"), 1);
     }
-    assert_eq!(t.clear(Some(&key(3))), 1);
-    assert_eq!(t.clear(Some(&key(3))), 0);
-    assert_eq!(t.len(), 9);
-    assert_eq!(t.clear(None), 9);
-    assert!(t.is_empty());
+    assert_eq!(t.forget(Some(&key(3)), 5), 1);
+    assert_eq!(t.forget(Some(&key(3)), 6), 0, "already cleared");
+    assert_eq!(found(&t, &key(3), 6), None);
+    assert_eq!(t.forget(None, 7), 9);
+    assert!((0..10).all(|n| found(&t, &key(n), 8).is_none()));
+    // A version written before the clear (a peer's, late) loses to it; a
+    // write after it sticks again.
+    assert!(!t.learn(key(4), learned("s2", 6, 2), 8));
+    assert_eq!(found(&t, &key(4), 8), None);
+    assert!(t.learn(key(4), learned("s2", 9, 2), 9));
+    assert_eq!(found(&t, &key(4), 9).as_deref(), Some("s2"));
+    // Tombstones are this node's writes, pushed to peers like any other.
+    let (batch, _) = sync::Cursors::default().next_batch(&[Arc::new(t)], 1, 10);
+    assert_eq!(batch[0].entries.len(), 9);
+    assert!(batch[0].entries.iter().all(|(_, e)| e.server.is_none()));
 }
 
 #[test]
