@@ -44,11 +44,13 @@ pub(super) fn show(req: Req, state: &AdminState) -> Answer {
 }
 
 fn table_view(t: &StickTable, key: Option<&TableKey>, now: u64) -> TableView {
-    // Cleared entries (tombstones) are not shown.
-    let mut found = t.entries(now);
+    // Cleared entries (tombstones) are not shown (but count in `used`
+    // until they expire: they take room).
+    let mut found = match key {
+        Some(k) => t.get(k, now).map(|e| (k.clone(), e)).into_iter().collect(),
+        None => t.entries(now),
+    };
     found.retain(|(_, e)| e.server.is_some());
-    let used = found.len();
-    found.retain(|(k, _)| key.is_none_or(|want| want == k));
     found.sort_by(|a, b| a.0.cmp(&b.0));
     let entries = found
         .into_iter()
@@ -69,7 +71,7 @@ fn table_view(t: &StickTable, key: Option<&TableKey>, now: u64) -> TableView {
             StickType::String { .. } => "string",
         },
         size: t.size(),
-        used,
+        used: t.len(),
         entries,
     }
 }

@@ -72,7 +72,7 @@ pub struct TableView {
     pub key_type: &'static str,
     /// Its most entries.
     pub size: u32,
-    /// Entries it holds now.
+    /// Entries it holds now (cleared ones included until they expire).
     pub used: usize,
     /// The entries (all, or the one asked for), by key.
     pub entries: Vec<TableEntryView>,

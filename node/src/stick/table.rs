@@ -255,6 +255,13 @@ impl StickTable {
         entry.server.as_ref().map(f)
     }
 
+    /// `key`'s entry, if it is there and alive (cleared ones included).
+    pub fn get(&self, key: &TableKey, now_ms: u64) -> Option<StickEntry> {
+        let shard = self.shard(key);
+        let (entry, _) = shard.entries.get(key)?;
+        (!entry.expired(now_ms)).then(|| entry.clone())
+    }
+
     /// A string key from `bytes`, cut to this table's `len`.
     pub fn string_key(&self, bytes: &[u8]) -> TableKey {
         match self.key_type {
