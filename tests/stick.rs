@@ -288,4 +288,6 @@ async fn http_requests_stick_by_cookie_value_and_requests_without_it_are_balance
         table.keys().cloned().collect::<Vec<_>>(),
         ["u1", "u2", "u3", "u4"]
     );
+    // By the backend's name too (HAProxy's `show table BACKEND`).
+    assert_eq!(entries(&n, "be").await, table);
 }

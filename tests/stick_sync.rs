@@ -141,6 +141,7 @@ async fn a_bad_frame_on_the_peer_port_closes_that_connection_only() {
             at_ms: u64::MAX / 2,
             node: 1,
         },
+        counters: Vec::new(),
     };
     let key = TableKey::ip(client(40));
     let push = Request::StickPush(vec![TableEntries {

@@ -414,6 +414,8 @@ impl Runtime {
                     .map(|r| (r.clone(), backends[&r.backend].clone()))
                     .collect(),
                 maxconn: fe_limits[&fe.name].clone(),
+                tracked: fe.track_sc0.as_ref().and_then(|t| tables.get(t).cloned()),
+                tables: tables.clone(),
             });
             for &addr in &fe.bind {
                 let l = inner.listener_for(addr, &rt, &mut fresh, &self.limits, &mut report)?;

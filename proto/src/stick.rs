@@ -4,7 +4,7 @@
 //! writer wins, by (time, node id), as HAProxy's peers converge ("the last
 //! one applying a change has the last say"), but deterministically.
 
-use crate::config::StickType;
+use crate::config::{StickData, StickType};
 use crate::state::NodeId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -85,7 +85,9 @@ impl fmt::Display for TableKey {
 /// Who wrote an entry, and when (ms since the Unix epoch, on the writer's
 /// clock). Ordered by time, then by node id: of two writes, the later one
 /// wins, and two writes at the same millisecond are decided by node id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Stamp {
     /// When.
     pub at_ms: u64,
@@ -112,6 +114,97 @@ pub struct StickEntry {
     pub expire_at_ms: Option<u64>,
     /// The last write.
     pub written: Stamp,
+    /// The counters the table stores (`store`), each with what it counts.
+    pub counters: Vec<(StickData, Counter)>,
+}
+
+/// A counter of an entry: a gauge (`conn_cur`), or events per period as
+/// HAProxy's frequency counters keep them: the count of the current
+/// period, which began at `start_ms` (periods are aligned on the epoch, so
+/// every node cuts them alike), and the count of the one before. The rate
+/// read at a time is the current count plus the previous one weighted by
+/// how much of a period ago it still covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Counter {
+    /// A value now.
+    Gauge(u64),
+    /// Events in the current and the previous period.
+    Rate {
+        /// When the current period began (ms since the Unix epoch).
+        start_ms: u64,
+        /// Events in it so far.
+        curr: u64,
+        /// Events in the period before it.
+        prev: u64,
+    },
+}
+
+impl Counter {
+    /// A counter at zero for `data`.
+    pub fn new(data: StickData) -> Counter {
+        match data.period_ms() {
+            None => Counter::Gauge(0),
+            Some(_) => Counter::Rate {
+                start_ms: 0,
+                curr: 0,
+                prev: 0,
+            },
+        }
+    }
+
+    /// Moves a rate on to the period that holds `now_ms` (`period_ms` long).
+    fn roll(&mut self, period_ms: u64, now_ms: u64) {
+        if let Counter::Rate {
+            start_ms,
+            curr,
+            prev,
+        } = self
+        {
+            // A clock that went back counts in the current period.
+            let elapsed = now_ms.saturating_sub(*start_ms);
+            if elapsed >= period_ms {
+                let periods = elapsed / period_ms;
+                *prev = if periods == 1 { *curr } else { 0 };
+                *curr = 0;
+                *start_ms += periods * period_ms;
+            }
+        }
+    }
+
+    /// Adds `n` events at `now_ms` (a gauge: adds `n`).
+    pub fn add(&mut self, n: u64, period_ms: u64, now_ms: u64) {
+        self.roll(period_ms, now_ms);
+        match self {
+            Counter::Gauge(g) => *g = g.saturating_add(n),
+            Counter::Rate { curr, .. } => *curr = curr.saturating_add(n),
+        }
+    }
+
+    /// Takes `n` off a gauge (a rate is left as it is).
+    pub fn sub(&mut self, n: u64) {
+        if let Counter::Gauge(g) = self {
+            *g = g.saturating_sub(n);
+        }
+    }
+
+    /// The value at `now_ms`: a gauge's value, or the events per period.
+    pub fn value(&self, period_ms: u64, now_ms: u64) -> u64 {
+        let mut c = *self;
+        c.roll(period_ms, now_ms);
+        match c {
+            Counter::Gauge(g) => g,
+            Counter::Rate {
+                start_ms,
+                curr,
+                prev,
+            } => {
+                let into = now_ms.saturating_sub(start_ms).min(period_ms);
+                let left = period_ms - into;
+                let weighted = (u128::from(prev) * u128::from(left) / u128::from(period_ms)) as u64;
+                curr.saturating_add(weighted)
+            }
+        }
+    }
 }
 
 impl StickEntry {
@@ -180,6 +273,7 @@ mod tests {
             }),
             expire_at_ms: Some(at_ms + 1000),
             written: Stamp { at_ms, node },
+            counters: Vec::new(),
         }
     }
 
@@ -258,5 +352,37 @@ mod tests {
             ..e
         };
         assert!(!forever.expired(u64::MAX));
+    }
+
+    #[test]
+    fn a_rate_counts_this_period_and_weighs_the_last_one_by_what_it_still_covers() {
+        let data = StickData::ConnRate(std::time::Duration::from_secs(10));
+        let p = 10_000;
+        let mut c = Counter::new(data);
+        // A paused clock: every time is given.
+        for t in [100_000, 101_000, 102_000, 109_999] {
+            c.add(1, p, t);
+        }
+        assert_eq!(c.value(p, 109_999), 4, "four in the period of 100 000");
+        // Half-way through the next period: nothing new, half the last.
+        assert_eq!(c.value(p, 115_000), 2);
+        c.add(3, p, 115_000);
+        assert_eq!(c.value(p, 115_000), 5);
+        // Two periods on, the old ones are gone.
+        assert_eq!(c.value(p, 130_000), 0);
+        assert_eq!(c.value(p, 125_000), 1, "3 weighed by half");
+        // A clock that went back counts in the current period.
+        c.add(1, p, 90_000);
+        assert_eq!(c.value(p, 115_000), 6);
+    }
+
+    #[test]
+    fn a_gauge_goes_up_and_down_and_never_below_zero() {
+        let mut g = Counter::new(StickData::ConnCur);
+        g.add(2, 0, 5);
+        g.sub(1);
+        assert_eq!(g.value(0, 10), 1);
+        g.sub(5);
+        assert_eq!(g.value(0, 10), 0);
     }
 }

@@ -13,7 +13,10 @@ use raftlb_proto::stick::TableKey;
 /// their entries (one with `key`).
 pub(super) fn show(req: Req, state: &AdminState) -> Answer {
     let all = state.runtime.stick_tables();
-    let name = req.query.get("name");
+    // A backend's name stands for the table its `stick_on` uses (HAProxy's
+    // `show table BACKEND`).
+    let name = req.query.get("name").map(|n| table_of(state, n));
+    let name = name.as_ref();
     let chosen: Vec<&StickTable> = all
         .iter()
         .map(|t| &**t)
@@ -43,14 +46,34 @@ pub(super) fn show(req: Req, state: &AdminState) -> Answer {
     )
 }
 
+/// The table `name` means: a table of that name, else the table backend
+/// `name` sticks on, else `name` (to be reported unknown).
+fn table_of(state: &AdminState, name: &str) -> String {
+    let all = state.runtime.stick_tables();
+    if all.iter().any(|t| t.name() == name) {
+        return name.to_string();
+    }
+    state
+        .runtime
+        .config()
+        .and_then(|c| {
+            c.backends
+                .get(name)?
+                .stick_on
+                .as_ref()
+                .map(|s| s.table.clone())
+        })
+        .unwrap_or_else(|| name.to_string())
+}
+
 fn table_view(t: &StickTable, key: Option<&TableKey>, now: u64) -> TableView {
-    // Cleared entries (tombstones) are not shown (but count in `used`
-    // until they expire: they take room).
+    // Cleared entries (tombstones: no server, no counter) are not shown
+    // (but count in `used` until they expire: they take room).
     let mut found = match key {
         Some(k) => t.get(k, now).map(|e| (k.clone(), e)).into_iter().collect(),
         None => t.entries(now),
     };
-    found.retain(|(_, e)| e.server.is_some());
+    found.retain(|(_, e)| e.server.is_some() || !e.counters.is_empty());
     found.sort_by(|a, b| a.0.cmp(&b.0));
     let entries = found
         .into_iter()
@@ -61,6 +84,11 @@ fn table_view(t: &StickTable, key: Option<&TableKey>, now: u64) -> TableView {
             expire_in_ms: e.expire_at_ms.map(|at| at.saturating_sub(now)),
             written_by: e.written.node,
             written_ms: e.written.at_ms,
+            counters: e
+                .counters
+                .iter()
+                .map(|(d, c)| (d.to_string(), c.value(d.period_ms().unwrap_or(0), now)))
+                .collect(),
         })
         .collect();
     TableView {

@@ -93,4 +93,8 @@ pub struct TableEntryView {
     pub written_by: NodeId,
     /// When (ms since the Unix epoch, on that node's clock).
     pub written_ms: u64,
+    /// The stored counters now, by name as `store` writes them
+    /// (`conn_rate(10s)`): a rate is per its period; `conn_cur` is this
+    /// node's.
+    pub counters: std::collections::BTreeMap<String, u64>,
 }

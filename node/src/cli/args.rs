@@ -90,7 +90,7 @@ pub enum TableCommand {
     /// A node's stick tables and their entries: key, server, expiry left,
     /// and which node wrote it last.
     Show {
-        /// One table (a backend's own table has the backend's name).
+        /// One table, by its name or by a backend that sticks on it.
         table: Option<String>,
         /// Only this key (an address, an integer or a string, as the
         /// table's type says); needs TABLE.

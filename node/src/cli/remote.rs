@@ -394,8 +394,8 @@ pub async fn table_show(
             continue;
         }
         println!(
-            "  {:<40} {:<24} {:>12}  WRITTEN BY",
-            "KEY", "SERVER", "EXPIRES IN"
+            "  {:<40} {:<24} {:>12}  {:<28} COUNTERS",
+            "KEY", "SERVER", "EXPIRES IN", "WRITTEN BY"
         );
         for e in entries {
             let server = match (e["backend"].as_str(), e["server"].as_str()) {
@@ -407,13 +407,22 @@ pub async fn table_show(
                 .map_or("never".to_string(), |ms| {
                     format!("{:.1} s", ms as f64 / 1000.0)
                 });
+            let counters: Vec<String> = e["counters"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect())
+                .unwrap_or_default();
+            let written = format!(
+                "node {} at {}",
+                e["written_by"],
+                e["written_ms"].as_u64().map_or("?".to_string(), when)
+            );
             println!(
-                "  {:<40} {:<24} {:>12}  node {} at {}",
+                "  {:<40} {:<24} {:>12}  {:<28} {}",
                 e["key"].as_str().unwrap_or("?"),
                 server,
                 expires,
-                e["written_by"],
-                e["written_ms"].as_u64().map_or("?".to_string(), when),
+                written,
+                counters.join(" "),
             );
         }
     }

@@ -107,14 +107,26 @@ async fn accept_loop(
                 let limits = global.clone();
                 limits.active.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    match fe.cfg.mode {
-                        raftlb_proto::config::Mode::Tcp => {
-                            super::session::serve(stream, peer, fe).await
+                    // `track_sc0` first, then the connection rules.
+                    let mut tracking = fe.track(peer.ip());
+                    if fe.accepts(peer.ip()) {
+                        let bytes_in = match fe.cfg.mode {
+                            raftlb_proto::config::Mode::Tcp => {
+                                super::session::serve(stream, peer, fe).await
+                            }
+                            raftlb_proto::config::Mode::Http => {
+                                super::http::serve(stream, peer, fe).await
+                            }
+                        };
+                        if let Some(t) = tracking.as_mut() {
+                            t.bytes_in = bytes_in;
                         }
-                        raftlb_proto::config::Mode::Http => {
-                            super::http::serve(stream, peer, fe).await
-                        }
+                    } else {
+                        // `reject`: closed at once, without a byte.
+                        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                        drop(stream);
                     }
+                    drop(tracking);
                     drop(fe_permit);
                     drop(global_permit);
                     limits.active.fetch_sub(1, Ordering::Relaxed);

@@ -25,11 +25,14 @@ impl std::fmt::Display for Termination {
 /// Most time between two connect attempts to the same server.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// Serves one accepted client connection to the end.
-pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
+/// Serves one accepted client connection to the end; returns how many
+/// bytes the client sent.
+pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> u64 {
     let start = Instant::now();
     // A TCP frontend always has its default backend (the config says so).
-    let Some(be) = fe.backend.clone() else { return };
+    let Some(be) = fe.backend.clone() else {
+        return 0;
+    };
     let _ = client.set_nodelay(true);
 
     // `stick_on src`: the server this client sticks to comes first.
@@ -48,7 +51,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
                 0,
                 state,
             );
-            return;
+            return 0;
         }
     };
     let connect_start = Instant::now();
@@ -66,7 +69,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
                 0,
                 state,
             );
-            return;
+            return 0;
         }
     };
     let tc = connect_start.elapsed();
@@ -79,13 +82,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
         server: tunnel.or(be.cfg.timeout.server),
     };
     let out = relay::relay(&client, &server, timeouts).await;
-    let state = match out.end {
-        End::Closed => Termination('-', '-'),
-        End::Timeout(Side::Client) => Termination('c', 'D'),
-        End::Timeout(Side::Server) => Termination('s', 'D'),
-        End::Error(Side::Client) => Termination('C', 'D'),
-        End::Error(Side::Server) => Termination('S', 'D'),
-    };
+    let state = termination(out.end);
     if matches!(out.end, End::Timeout(_) | End::Error(_)) {
         // Abort both sides at once, as HAProxy does on a timeout or an error.
         for s in [&client, &server] {
@@ -103,6 +100,18 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
         out.bytes_down,
         state,
     );
+    out.bytes_up
+}
+
+/// How a relay that ended so is logged (HAProxy's termination state).
+fn termination(end: End) -> Termination {
+    match end {
+        End::Closed => Termination('-', '-'),
+        End::Timeout(Side::Client) => Termination('c', 'D'),
+        End::Timeout(Side::Server) => Termination('s', 'D'),
+        End::Error(Side::Client) => Termination('C', 'D'),
+        End::Error(Side::Server) => Termination('S', 'D'),
+    }
 }
 
 /// Waits for a server slot (on the server `sticky` sticks to, if it may

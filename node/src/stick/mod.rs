@@ -5,6 +5,7 @@
 //! tables across reloads, a graceful stop saves them for the next start
 //! ([`saved`]), and peers keep each other's tables in step ([`sync`]).
 
+mod count;
 pub mod saved;
 pub mod sync;
 mod table;

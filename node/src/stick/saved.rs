@@ -14,8 +14,8 @@ use std::sync::Arc;
 pub const FILE: &str = "stick-tables";
 
 /// The layout of the file this version writes; another is refused (and the
-/// tables start empty) rather than misread.
-const VERSION: u32 = 1;
+/// tables start empty) rather than misread. 2: entries keep counters.
+const VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Saved {

@@ -4,9 +4,9 @@
 //! purges its oldest entries. Time is passed in (ms since the Unix epoch),
 //! so the table is tested with a clock of the test's own.
 
-use raftlb_proto::config::{StickTable as Spec, StickType};
+use raftlb_proto::config::{StickData, StickTable as Spec, StickType};
 use raftlb_proto::state::NodeId;
-use raftlb_proto::stick::{merge, Stamp, StickEntry, StuckServer, TableKey};
+use raftlb_proto::stick::{merge, Counter, Stamp, StickEntry, StuckServer, TableKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,10 +32,12 @@ pub struct StickTable {
     key_type: StickType,
     size: u32,
     /// `expire` in ms; 0: entries live until evicted.
-    expire_ms: AtomicU64,
+    pub(super) expire_ms: AtomicU64,
+    /// The counters each entry keeps (`store`).
+    pub(super) store: Vec<StickData>,
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
-    me: NodeId,
+    pub(super) me: NodeId,
     /// Unique to this table object (see [`StickTable::id`]).
     id: u64,
 }
@@ -53,7 +55,7 @@ type Rank = (u64, u64);
 /// eviction and purging, and by position alone, for the peers' sync
 /// (what changed after the last position a peer took).
 #[derive(Debug, Default)]
-struct Shard {
+pub(super) struct Shard {
     entries: HashMap<TableKey, (StickEntry, Rank)>,
     by_expiry: BTreeSet<Rank>,
     by_position: BTreeMap<u64, TableKey>,
@@ -62,9 +64,20 @@ struct Shard {
 }
 
 impl Shard {
+    /// `key`'s entry.
+    pub(super) fn get(&self, key: &TableKey) -> Option<&StickEntry> {
+        self.entries.get(key).map(|(e, _)| e)
+    }
+
+    /// `key`'s entry, to change in place without a new position (a change
+    /// peers are not told of: `conn_cur`).
+    pub(super) fn get_mut(&mut self, key: &TableKey) -> Option<&mut StickEntry> {
+        self.entries.get_mut(key).map(|(e, _)| e)
+    }
+
     /// Puts `entry` under `key` at the next position, making room by
     /// evicting the entry that expires first.
-    fn put(&mut self, key: TableKey, entry: StickEntry) {
+    pub(super) fn put(&mut self, key: TableKey, entry: StickEntry) {
         self.next += 1;
         let rank = (entry.expire_at_ms.unwrap_or(u64::MAX), self.next);
         if let Some((_, old)) = self.entries.get(&key) {
@@ -82,6 +95,15 @@ impl Shard {
         self.by_expiry.insert(rank);
         self.by_position.insert(rank.1, key.clone());
         self.entries.insert(key, (entry, rank));
+    }
+
+    /// Takes `key`'s entry out (to put it back changed, at a new
+    /// position, with no eviction to make room for it).
+    pub(super) fn take(&mut self, key: &TableKey) -> Option<StickEntry> {
+        let (entry, rank) = self.entries.remove(key)?;
+        self.by_expiry.remove(&rank);
+        self.by_position.remove(&rank.1);
+        Some(entry)
     }
 
     /// Removes the entry of rank `rank`.
@@ -149,6 +171,7 @@ impl StickTable {
             key_type: spec.key_type,
             size: spec.size,
             expire_ms: AtomicU64::new(expire_ms(spec)),
+            store: spec.store.clone(),
             shards,
             hasher: RandomState::new(),
             me,
@@ -156,10 +179,11 @@ impl StickTable {
         }
     }
 
-    /// Whether this table can follow `spec` in place: the same key type and
-    /// size. (A new `expire` applies to the entries written from now on.)
+    /// Whether this table can follow `spec` in place: the same key type,
+    /// size and counters. (A new `expire` applies to the entries written
+    /// from now on.)
     pub fn fits(&self, spec: &Spec) -> bool {
-        self.key_type == spec.key_type && self.size == spec.size
+        self.key_type == spec.key_type && self.size == spec.size && self.store == spec.store
     }
 
     /// Takes `spec`'s `expire` for new writes.
@@ -174,7 +198,8 @@ impl StickTable {
         if old.key_type == spec.key_type {
             let mut entries = old.entries(now_ms);
             entries.sort_by_key(|(_, e)| e.expire_at_ms.unwrap_or(u64::MAX));
-            for (key, entry) in entries {
+            for (key, mut entry) in entries {
+                entry.counters = new.counters_from(&entry.counters);
                 new.shard(&key).put(key, entry);
             }
         }
@@ -233,7 +258,25 @@ impl StickTable {
         }
     }
 
-    fn shard(&self, key: &TableKey) -> std::sync::MutexGuard<'_, Shard> {
+    /// The counters this table stores, from `old` where it counts the
+    /// same thing (over the same period), else at zero.
+    pub(super) fn counters_from(&self, old: &[(StickData, Counter)]) -> Vec<(StickData, Counter)> {
+        self.store
+            .iter()
+            .map(|d| {
+                let kept = old.iter().find(|(o, _)| o == d).map(|(_, c)| *c);
+                (*d, kept.unwrap_or_else(|| Counter::new(*d)))
+            })
+            .collect()
+    }
+
+    /// Its entries' expiry if written at `now_ms`.
+    pub(super) fn expiry(&self, now_ms: u64) -> Option<u64> {
+        let expire = self.expire_ms.load(Ordering::Relaxed);
+        (expire > 0).then(|| now_ms.saturating_add(expire))
+    }
+
+    pub(super) fn shard(&self, key: &TableKey) -> std::sync::MutexGuard<'_, Shard> {
         let h = self.hasher.hash_one(key);
         let i = (h >> 32) as usize % self.shards.len();
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
@@ -273,16 +316,21 @@ impl StickTable {
     /// Makes `key` stick to `server` from now (a new entry, or the entry
     /// rewritten and its expiry renewed), stamped by this node.
     pub fn stick(&self, key: TableKey, server: StuckServer, now_ms: u64) {
-        let expire = self.expire_ms.load(Ordering::Relaxed);
+        let mut shard = self.shard(&key);
+        let counters = match shard.take(&key) {
+            Some(e) if !e.expired(now_ms) => e.counters,
+            _ => self.counters_from(&[]),
+        };
         let entry = StickEntry {
             server: Some(server),
-            expire_at_ms: (expire > 0).then(|| now_ms.saturating_add(expire)),
+            expire_at_ms: self.expiry(now_ms),
             written: Stamp {
                 at_ms: now_ms,
                 node: self.me,
             },
+            counters,
         };
-        self.shard(&key).put(key, entry);
+        shard.put(key, entry);
     }
 
     /// Takes a version of `key`'s entry written elsewhere (a peer, or the
@@ -295,9 +343,18 @@ impl StickTable {
             return false;
         }
         let mut shard = self.shard(&key);
-        let merged = match shard.entries.get(&key) {
-            Some((mine, _)) if *mine == merge(mine.clone(), entry.clone()) => return false,
-            Some((mine, _)) => merge(mine.clone(), entry),
+        // `conn_cur` counts this node's connections: never a peer's.
+        let mut entry = entry;
+        let mine = shard.get(&key);
+        let here = mine.map_or(0, conn_cur);
+        for (d, c) in entry.counters.iter_mut() {
+            if *d == StickData::ConnCur {
+                *c = Counter::Gauge(here);
+            }
+        }
+        let merged = match mine {
+            Some(mine) if *mine == merge(mine.clone(), entry.clone()) => return false,
+            Some(mine) => merge(mine.clone(), entry),
             None => entry,
         };
         shard.put(key, merged);
@@ -322,8 +379,10 @@ impl StickTable {
                 at_ms: now_ms,
                 node: self.me,
             },
+            counters: Vec::new(),
         };
-        let live = |e: &StickEntry| e.server.is_some() && !e.expired(now_ms);
+        let live =
+            |e: &StickEntry| (e.server.is_some() || !e.counters.is_empty()) && !e.expired(now_ms);
         match key {
             Some(k) => {
                 let mut shard = self.shard(k);
@@ -412,6 +471,17 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// An entry's `conn_cur` (0 if it stores none).
+fn conn_cur(e: &StickEntry) -> u64 {
+    e.counters
+        .iter()
+        .find_map(|(d, c)| match (d, c) {
+            (StickData::ConnCur, Counter::Gauge(g)) => Some(*g),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// A server of a backend, as an entry names it.

@@ -2,7 +2,7 @@
 //! writer, clearing and resizing, with a clock of the test's own.
 
 use super::*;
-use raftlb_proto::config::{StickTable as Spec, StickType};
+use raftlb_proto::config::{StickData, StickTable as Spec, StickType};
 use raftlb_proto::stick::{Stamp, StickEntry, StuckServer, TableKey};
 use std::time::Duration;
 
@@ -106,6 +106,7 @@ fn learned_versions_replace_only_older_ones() {
         server: Some(server(name)),
         expire_at_ms: Some(at_ms + 1000),
         written: Stamp { at_ms, node },
+        counters: Vec::new(),
     };
     t.learn(key(1), theirs(4999, 2, "older"), 5000);
     assert_eq!(found(&t, &key(1), 5000).as_deref(), Some("mine"));
@@ -195,6 +196,7 @@ fn learned(name: &str, at_ms: u64, node: u64) -> StickEntry {
         server: Some(server(name)),
         expire_at_ms: None,
         written: Stamp { at_ms, node },
+        counters: Vec::new(),
     }
 }
 
@@ -282,4 +284,72 @@ fn a_version_already_held_is_not_taken_again() {
     assert!(!t.learn(key(1), learned("s2", 10, 2), 11), "the same write");
     assert!(!t.learn(key(1), learned("s1", 9, 3), 11), "an older one");
     assert!(t.learn(key(1), learned("s1", 12, 3), 12));
+}
+
+fn counting(store: &[&str]) -> Spec {
+    Spec {
+        store: store
+            .iter()
+            .map(|d| match *d {
+                "conn_cur" => StickData::ConnCur,
+                "conn_rate" => StickData::ConnRate(Duration::from_secs(10)),
+                "http_req_rate" => StickData::HttpReqRate(Duration::from_secs(10)),
+                _ => StickData::BytesInRate(Duration::from_secs(10)),
+            })
+            .collect(),
+        ..spec(100, Some(60_000))
+    }
+}
+
+#[test]
+fn counters_count_a_clients_connections_and_requests_over_a_paused_clock() {
+    use raftlb_proto::config::acl::CounterKind as K;
+    let t = StickTable::new(&counting(&["conn_cur", "conn_rate", "http_req_rate"]), 1);
+    let k = key(1);
+    assert_eq!(t.counter(&k, K::ConnRate, 100_000), Some(0), "no entry: 0");
+    assert_eq!(t.counter(&k, K::BytesInRate, 100_000), None, "not stored");
+    for at in [100_000, 101_000, 102_000] {
+        t.count(&k, &[(K::ConnCur, 1), (K::ConnRate, 1)], at);
+    }
+    t.count(&k, &[(K::HttpReqRate, 5)], 102_000);
+    assert_eq!(t.counter(&k, K::ConnCur, 102_000), Some(3));
+    assert_eq!(t.counter(&k, K::ConnRate, 109_000), Some(3));
+    assert_eq!(t.counter(&k, K::HttpReqRate, 109_000), Some(5));
+    // Half-way through the next period: half of the last one's.
+    assert_eq!(t.counter(&k, K::ConnRate, 115_000), Some(1));
+    t.release(&k);
+    assert_eq!(t.counter(&k, K::ConnCur, 115_000), Some(2));
+    // Sticking the key to a server keeps its counters; counting keeps its
+    // server.
+    t.stick(k.clone(), server("s1"), 116_000);
+    t.count(&k, &[(K::ConnRate, 1)], 117_000);
+    assert_eq!(found(&t, &k, 117_000).as_deref(), Some("s1"));
+    assert_eq!(t.counter(&k, K::ConnCur, 117_000), Some(2));
+}
+
+#[test]
+fn a_peers_version_brings_its_rates_but_never_its_conn_cur() {
+    use raftlb_proto::config::acl::CounterKind as K;
+    let spec = counting(&["conn_cur", "conn_rate"]);
+    let (here, there) = (StickTable::new(&spec, 1), StickTable::new(&spec, 2));
+    let k = key(1);
+    here.count(&k, &[(K::ConnCur, 1), (K::ConnRate, 1)], 100_000);
+    for at in [100_001, 100_002, 100_003] {
+        there.count(&k, &[(K::ConnCur, 1), (K::ConnRate, 1)], at);
+    }
+    let theirs = there.get(&k, 100_003).unwrap();
+    assert!(here.learn(k.clone(), theirs, 100_004));
+    assert_eq!(
+        here.counter(&k, K::ConnRate, 100_004),
+        Some(3),
+        "their later write"
+    );
+    assert_eq!(
+        here.counter(&k, K::ConnCur, 100_004),
+        Some(1),
+        "this node's own"
+    );
+    // And the rates' periods line up on every node (aligned on the epoch).
+    here.count(&k, &[(K::ConnRate, 1)], 100_005);
+    assert_eq!(here.counter(&k, K::ConnRate, 100_005), Some(4));
 }

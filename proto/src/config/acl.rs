@@ -9,13 +9,17 @@
 //! Supported fetches: `path`, `path_beg`, `path_end`, `path_sub`, `path_dir`,
 //! `path_dom`, `path_reg`, `hdr(<name>[,<occ>])` with the same suffixes,
 //! `req.hdr(..)`, `req.fhdr(..)`, `method`, `src`, `always_true`,
-//! `always_false`. Flags: `-i`, `-m <method>`, `--`. Predefined ACLs (§7.4):
-//! `TRUE`, `FALSE`, `LOCALHOST` and `METH_*`.
+//! `always_false`, and the stick-table counters `sc0_conn_cur`,
+//! `sc0_conn_rate`, `sc0_http_req_rate`, `sc0_bytes_in_rate` and their
+//! `src_*([table])` twins (integers: `gt 100`, `le 5`, `10:20`). Flags:
+//! `-i`, `-m <method>`, `--`. Predefined ACLs (§7.4): `TRUE`, `FALSE`,
+//! `LOCALHOST` and `METH_*`.
 
 mod cond;
 mod error;
 mod eval;
 mod expr;
+mod int;
 mod ip;
 mod lex;
 mod parse;
@@ -27,6 +31,7 @@ mod text;
 
 pub use cond::{AclRef, Condition, Term};
 pub use error::AclError;
-pub use expr::{Acl, Fetch, MatchMethod};
-pub use request::{Headers, RequestView};
+pub use expr::{Acl, CounterKind, CounterOf, Fetch, MatchMethod};
+pub use int::IntPattern;
+pub use request::{Counters, Headers, RequestView};
 pub use set::AclSet;

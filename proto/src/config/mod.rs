@@ -16,9 +16,9 @@ pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use format::Format;
 pub use model::{
-    Backend, BackendTimeouts, Balance, CheckParams, ClusterConfig, Cookie, ForwardFor, Frontend,
-    Global, HashKey, HealthCheck, Mode, Observe, OnError, Server, StickData, StickKey, StickOn,
-    StickTable, StickType, UseBackend, Vip,
+    Backend, BackendTimeouts, Balance, CheckParams, ClusterConfig, ConnAction, ConnRule, Cookie,
+    ForwardFor, Frontend, Global, HashKey, HealthCheck, HttpAction, HttpRule, Mode, Observe,
+    OnError, Server, StickData, StickKey, StickOn, StickTable, StickType, UseBackend, Vip,
 };
 
 impl ClusterConfig {

@@ -96,6 +96,73 @@ pub struct Frontend {
     pub forwardfor: Option<ForwardFor>,
     /// HTTP mode: add `Via: 1.1 raftlb` to requests and responses.
     pub via: bool,
+    /// `track_sc0`: the stick table each connection's client (`src`) is
+    /// counted in (HAProxy's `track-sc0 src`), for the `sc0_*` fetches.
+    pub track_sc0: Option<String>,
+    /// `tcp_request_connection`: rules on each new connection, in order;
+    /// the first that applies decides (HAProxy's `tcp-request connection`).
+    pub tcp_request_connection: Vec<ConnRule>,
+    /// `http_request`: rules on each HTTP request before it is routed, in
+    /// order; the first that applies decides (HAProxy's `http-request`).
+    pub http_request: Vec<HttpRule>,
+}
+
+/// A `tcp_request_connection` rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnRule {
+    /// What it does.
+    pub action: ConnAction,
+    /// When.
+    pub cond: acl::Condition,
+    /// `unless`: it applies when the condition is false.
+    pub unless: bool,
+}
+
+/// What a connection rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnAction {
+    /// Serve the connection (no later rule is looked at).
+    Accept,
+    /// Close it at once, without a byte.
+    Reject,
+}
+
+/// An `http_request` rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpRule {
+    /// What it does.
+    pub action: HttpAction,
+    /// When.
+    pub cond: acl::Condition,
+    /// `unless`: it applies when the condition is false.
+    pub unless: bool,
+}
+
+/// What an HTTP request rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HttpAction {
+    /// Go on with the request (no later rule is looked at).
+    Allow,
+    /// Answer with `status` (403 unless given; 429 for rate limits) and
+    /// close; no server sees the request.
+    Deny {
+        /// The status.
+        status: u16,
+    },
+}
+
+impl ConnRule {
+    /// Whether it applies to `req`.
+    pub fn applies(&self, req: &acl::RequestView<'_>) -> bool {
+        self.cond.eval(req) != self.unless
+    }
+}
+
+impl HttpRule {
+    /// Whether it applies to `req`.
+    pub fn applies(&self, req: &acl::RequestView<'_>) -> bool {
+        self.cond.eval(req) != self.unless
+    }
 }
 
 /// `forwardfor = true`, or `{ except = "10.0.0.0/8", header = "X-Client-IP" }`.
@@ -263,7 +330,7 @@ pub enum StickType {
 }
 
 /// A counter a stick table keeps per entry (HAProxy's `store`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum StickData {
     /// Connections open now from this key, on this node (never learned
     /// from peers).
@@ -274,6 +341,46 @@ pub enum StickData {
     HttpReqRate(Duration),
     /// Bytes received from the client per period.
     BytesInRate(Duration),
+}
+
+impl StickData {
+    /// What it counts, as fetches name it.
+    pub fn kind(self) -> acl::CounterKind {
+        match self {
+            StickData::ConnCur => acl::CounterKind::ConnCur,
+            StickData::ConnRate(_) => acl::CounterKind::ConnRate,
+            StickData::HttpReqRate(_) => acl::CounterKind::HttpReqRate,
+            StickData::BytesInRate(_) => acl::CounterKind::BytesInRate,
+        }
+    }
+
+    /// A rate's period in ms (none for a gauge).
+    pub fn period_ms(self) -> Option<u64> {
+        match self {
+            StickData::ConnCur => None,
+            StickData::ConnRate(d) | StickData::HttpReqRate(d) | StickData::BytesInRate(d) => {
+                Some(d.as_millis().max(1) as u64)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for StickData {
+    /// As `store` writes it: `conn_cur`, `conn_rate(10s)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.period_ms() {
+            None => f.write_str(self.kind().as_str()),
+            Some(ms) => {
+                let period = match ms {
+                    m if m % 3_600_000 == 0 => format!("{}h", m / 3_600_000),
+                    m if m % 60_000 == 0 => format!("{}m", m / 60_000),
+                    m if m % 1000 == 0 => format!("{}s", m / 1000),
+                    m => format!("{m}ms"),
+                };
+                write!(f, "{}({period})", self.kind().as_str())
+            }
+        }
+    }
 }
 
 /// What a client is recognized by for stickiness (`stick_on`).

@@ -195,7 +195,7 @@ async fn worker(run: Arc<Run>) {
         let at = run.start.elapsed().as_micros() as u64;
         run.last_us.fetch_max(at, Ordering::Relaxed);
         let every = run.args.sample_every;
-        if !run.args.peers.is_empty() && every > 0 && i % every == 0 {
+        if !run.args.peers.is_empty() && every > 0 && i.is_multiple_of(every) {
             samplers.push(tokio::spawn(sample(run.clone(), key, Instant::now())));
         }
     }

@@ -35,6 +35,8 @@ pub(super) struct ConnState {
     /// The reader, when it waits while a response is on its way: woken
     /// when the connection turns idle and its timer would fire too late.
     pub(super) reader: AtomicWaker,
+    /// Bytes read from the client so far.
+    pub(super) bytes_in: AtomicU64,
 }
 
 impl ConnState {
@@ -191,7 +193,11 @@ impl tokio::io::AsyncRead for Scanned {
         let r = Pin::new(&mut me.inner).poll_read(cx, buf);
         match &r {
             Poll::Ready(Ok(())) => {
-                me.scanner.feed(&buf.filled()[before..]);
+                let read = &buf.filled()[before..];
+                me.conn
+                    .bytes_in
+                    .fetch_add(read.len() as u64, Ordering::Relaxed);
+                me.scanner.feed(read);
                 r
             }
             Poll::Ready(Err(_)) => r,

@@ -8,7 +8,7 @@ use super::headers::for_server;
 use super::log::HttpLog;
 use super::observe::{layer7_ok, observe};
 use super::response::{relay, ProxyBody};
-use super::routing::{hash_key, persisted, route, stick_key};
+use super::routing::{denied, hash_key, persisted, route, stick_key};
 use super::tunnel::req_was_connect;
 use super::upstream::{exchange, take_slot, Exchange};
 use crate::proxy::backend::ServerRt;
@@ -28,6 +28,16 @@ pub(super) async fn handle(
     fe: Arc<FrontendRt>,
     mut log: HttpLog,
 ) -> Response<ProxyBody> {
+    // The `http_request` rules, on the counters with this request in them.
+    if let Some(status) = denied(&fe, &req, peer) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+        let mut r = log.error(status, "Request denied.", ('P', 'R'));
+        r.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        return r;
+    }
     // Route: the backend, then what picks its server there.
     let Some(be) = route(&fe, &req, peer) else {
         return log.error(

@@ -114,15 +114,10 @@ pub(super) fn for_server(
 /// `option forwardfor`: the client's address in a header of its own, and
 /// `X-Forwarded-Proto`, unless the client is of the `except` networks.
 fn forwarded_for(h: &mut HeaderMap, ff: &ForwardFor, peer: SocketAddr) {
-    let excepted = ff.except.as_ref().is_some_and(|nets| {
-        let none = |_: &str, _: &mut dyn FnMut(&[u8]) -> bool| false;
-        nets.matches(&RequestView {
-            method: "",
-            uri: "",
-            headers: &none,
-            src: peer.ip(),
-        })
-    });
+    let excepted = ff
+        .except
+        .as_ref()
+        .is_some_and(|nets| nets.matches(&RequestView::connection(peer.ip(), None)));
     if !excepted {
         // A new header line, as HAProxy adds it: servers read the last.
         if let (Ok(n), Ok(v)) = (

@@ -22,8 +22,9 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 
 /// Serves one accepted client connection in HTTP mode until the client
-/// closes it (keep-alive) or a timeout ends it.
-pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
+/// closes it (keep-alive) or a timeout ends it; returns how many bytes the
+/// client sent.
+pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> u64 {
     let _ = client.set_nodelay(true);
     let mut builder = hyper::server::conn::http1::Builder::new();
     // No timer for hyper: the head timers are ours (`Scanned`), and hyper's
@@ -46,7 +47,9 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
         },
         armed: AtomicU64::new(NOT_ARMED),
         reader: AtomicWaker::new(),
+        bytes_in: AtomicU64::new(0),
     });
+    let counted = conn.clone();
     let tracked = conn.clone();
     let service = hyper::service::service_fn(move |req| {
         let fe = fe.clone();
@@ -75,6 +78,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) {
     {
         tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
     }
+    counted.bytes_in.load(Ordering::Relaxed)
 }
 
 /// One request: refused at once if the scanner saw both lengths, or if the

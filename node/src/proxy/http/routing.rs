@@ -26,17 +26,42 @@ pub(super) fn route(
         let lookup = |name: &str, f: &mut dyn FnMut(&[u8]) -> bool| {
             headers.get_all(name).iter().any(|v| f(v.as_bytes()))
         };
-        let view = RequestView {
-            method: req.method().as_str(),
-            uri: req.uri().path_and_query().map_or("/", |p| p.as_str()),
-            headers: &lookup,
-            src: peer.ip(),
-        };
+        let view = view_of(req, peer, &lookup);
         if let Some((_, be)) = fe.rules.iter().find(|(r, _)| r.applies(&view)) {
             return Some(be.clone());
         }
     }
     fe.backend.clone()
+}
+
+/// The `http_request` rules' verdict on `req` (after it was counted in
+/// the `track_sc0` table): the status to deny it with, if one applies.
+pub(super) fn denied(fe: &FrontendRt, req: &Request<ReqBody>, peer: SocketAddr) -> Option<u16> {
+    fe.count_request(peer.ip());
+    if fe.cfg.http_request.is_empty() {
+        return None;
+    }
+    let headers = req.headers();
+    let lookup = |name: &str, f: &mut dyn FnMut(&[u8]) -> bool| {
+        headers.get_all(name).iter().any(|v| f(v.as_bytes()))
+    };
+    fe.denies(view_of(req, peer, &lookup))
+}
+
+/// What ACLs read of `req` (without counters), its headers through
+/// `lookup`.
+fn view_of<'a>(
+    req: &'a Request<ReqBody>,
+    peer: SocketAddr,
+    lookup: &'a dyn raftlb_proto::config::acl::Headers,
+) -> RequestView<'a> {
+    RequestView {
+        method: req.method().as_str(),
+        uri: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        headers: lookup,
+        src: peer.ip(),
+        counters: None,
+    }
 }
 
 /// Cookie persistence: the server the client's cookie names, while it is

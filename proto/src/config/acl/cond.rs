@@ -61,6 +61,19 @@ pub enum AclRef {
 }
 
 impl Condition {
+    /// Every fetch its ACLs read: to check them against what the proxy
+    /// holds where the condition is used (a counter its stick table
+    /// stores; no HTTP fetch before a request).
+    pub fn fetches(&self) -> impl Iterator<Item = &crate::config::acl::Fetch> + '_ {
+        self.groups.iter().flatten().flat_map(|t| {
+            let acls: &[Acl] = match &t.acl {
+                AclRef::Named { definitions, .. } => definitions,
+                AclRef::Anonymous(a) => std::slice::from_ref(a),
+            };
+            acls.iter().map(|a| a.fetch())
+        })
+    }
+
     /// Parses `text` (e.g. `is_api !is_post or office`), resolving names in
     /// `acls` and then among the predefined ACLs. Columns in the error count
     /// from 1 at the first character of `text`.

@@ -13,6 +13,10 @@ impl Acl {
             Fetch::AlwaysTrue => true,
             Fetch::AlwaysFalse => self.method == MatchMethod::Found,
             Fetch::Src => self.method == MatchMethod::Found || self.test_ip(req.src),
+            Fetch::Counter { of, kind } => req
+                .counters
+                .and_then(|c| c.counter(of, *kind))
+                .is_some_and(|v| self.method == MatchMethod::Found || self.test_int(v)),
             Fetch::Method => self.test(req.method.as_bytes()),
             Fetch::Path => path_of(req.uri).is_some_and(|p| self.test(p.as_bytes())),
             Fetch::Header {
@@ -50,6 +54,10 @@ impl Acl {
         match self.method {
             MatchMethod::Found => true,
             MatchMethod::Bool => false,
+            MatchMethod::Int => std::str::from_utf8(value)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .is_some_and(|v| self.test_int(v)),
             MatchMethod::Ip => std::str::from_utf8(value)
                 .ok()
                 .and_then(|s| s.parse::<IpAddr>().ok())
@@ -57,9 +65,16 @@ impl Acl {
             m => self.patterns.iter().any(|p| match p {
                 Pattern::Regex(r) => r.compiled.is_match(value),
                 Pattern::Text(t) => text_matches(m, value, t.as_bytes(), ci),
-                Pattern::Ip(_) => false,
+                Pattern::Ip(_) | Pattern::Int(_) => false,
             }),
         }
+    }
+
+    fn test_int(&self, v: u64) -> bool {
+        self.patterns.iter().any(|p| match p {
+            Pattern::Int(i) => i.matches(v),
+            _ => false,
+        })
     }
 
     fn test_ip(&self, ip: IpAddr) -> bool {

@@ -2,6 +2,7 @@
 //! [`MatchMethod`] and its compiled patterns. Reading it from text is in
 //! `parse`, testing a request in `eval`.
 
+use super::int::IntPattern;
 use super::ip::IpPattern;
 use super::lex::Regex;
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,61 @@ pub enum Fetch {
     AlwaysTrue,
     /// `always_false`: a boolean that is always false.
     AlwaysFalse,
+    /// `sc0_conn_rate`, `src_conn_cur(table)`, …: a counter of a
+    /// stick-table entry (an integer).
+    Counter {
+        /// Whose entry.
+        of: CounterOf,
+        /// Which counter.
+        kind: CounterKind,
+    },
+}
+
+/// Whose stick-table entry a counter fetch reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CounterOf {
+    /// `sc0_*`: the entry the frontend tracks (`track_sc0`) for this
+    /// connection.
+    Sc0,
+    /// `src_*`: the entry of the client's address, in `table` (none: the
+    /// table the frontend tracks in).
+    Src {
+        /// The table, as in `src_conn_rate(NAME)`.
+        table: Option<String>,
+    },
+}
+
+/// A counter a stick table stores (`store`), as a fetch names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CounterKind {
+    /// `conn_cur`: connections open now (on this node).
+    ConnCur,
+    /// `conn_rate`: new connections per the stored period.
+    ConnRate,
+    /// `http_req_rate`: HTTP requests per the stored period.
+    HttpReqRate,
+    /// `bytes_in_rate`: bytes from the client per the stored period.
+    BytesInRate,
+}
+
+impl CounterKind {
+    /// Every kind.
+    pub const ALL: [CounterKind; 4] = [
+        CounterKind::ConnCur,
+        CounterKind::ConnRate,
+        CounterKind::HttpReqRate,
+        CounterKind::BytesInRate,
+    ];
+
+    /// Its name in `store` and in fetches (`sc0_<name>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CounterKind::ConnCur => "conn_cur",
+            CounterKind::ConnRate => "conn_rate",
+            CounterKind::HttpReqRate => "http_req_rate",
+            CounterKind::BytesInRate => "bytes_in_rate",
+        }
+    }
 }
 
 /// A pattern matching method (`-m`), HAProxy §7.1.
@@ -88,6 +144,8 @@ pub enum MatchMethod {
     Reg,
     /// `ip`: an address within a pattern's network.
     Ip,
+    /// `int`: an integer compared with each pattern (`gt 100`, `10:20`).
+    Int,
 }
 
 impl MatchMethod {
@@ -104,6 +162,7 @@ impl MatchMethod {
             MatchMethod::Dom => "dom",
             MatchMethod::Reg => "reg",
             MatchMethod::Ip => "ip",
+            MatchMethod::Int => "int",
         }
     }
 }
@@ -117,4 +176,6 @@ pub(super) enum Pattern {
     Regex(Regex),
     /// An address or network.
     Ip(IpPattern),
+    /// An integer comparison.
+    Int(IntPattern),
 }

@@ -2,7 +2,8 @@
 //! Writing it back as canonical text is in `text`.
 
 use super::error::AclError;
-use super::expr::{Acl, Fetch, MatchMethod, Pattern};
+use super::expr::{Acl, CounterKind, CounterOf, Fetch, MatchMethod, Pattern};
+use super::int::parse_int_patterns;
 use super::ip::IpPattern;
 use super::lex::{self, Regex, Token};
 use crate::config::suggest::closest;
@@ -11,11 +12,18 @@ use crate::config::suggest::closest;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Path,
-    Header { full_line: bool },
+    Header {
+        full_line: bool,
+    },
     Method,
     Src,
     AlwaysTrue,
     AlwaysFalse,
+    /// `sc0_*` (`sc0`) or `src_*([table])`.
+    Counter {
+        sc0: bool,
+        kind: CounterKind,
+    },
 }
 
 /// The fetch keywords: name, kind, implied matching method.
@@ -44,7 +52,47 @@ const KEYWORDS: &[(&str, Kind, MatchMethod)] = &[
     ("src", Kind::Src, MatchMethod::Ip),
     ("always_true", Kind::AlwaysTrue, MatchMethod::Bool),
     ("always_false", Kind::AlwaysFalse, MatchMethod::Bool),
+    ("sc0_conn_cur", sc0(CounterKind::ConnCur), MatchMethod::Int),
+    (
+        "sc0_conn_rate",
+        sc0(CounterKind::ConnRate),
+        MatchMethod::Int,
+    ),
+    (
+        "sc0_http_req_rate",
+        sc0(CounterKind::HttpReqRate),
+        MatchMethod::Int,
+    ),
+    (
+        "sc0_bytes_in_rate",
+        sc0(CounterKind::BytesInRate),
+        MatchMethod::Int,
+    ),
+    ("src_conn_cur", src(CounterKind::ConnCur), MatchMethod::Int),
+    (
+        "src_conn_rate",
+        src(CounterKind::ConnRate),
+        MatchMethod::Int,
+    ),
+    (
+        "src_http_req_rate",
+        src(CounterKind::HttpReqRate),
+        MatchMethod::Int,
+    ),
+    (
+        "src_bytes_in_rate",
+        src(CounterKind::BytesInRate),
+        MatchMethod::Int,
+    ),
 ];
+
+const fn sc0(kind: CounterKind) -> Kind {
+    Kind::Counter { sc0: true, kind }
+}
+
+const fn src(kind: CounterKind) -> Kind {
+    Kind::Counter { sc0: false, kind }
+}
 const HDR: Kind = Kind::Header { full_line: false };
 
 /// The `-m` methods this implementation has.
@@ -59,6 +107,7 @@ const METHODS: &[MatchMethod] = &[
     MatchMethod::Dom,
     MatchMethod::Reg,
     MatchMethod::Ip,
+    MatchMethod::Int,
 ];
 
 impl Acl {
@@ -101,10 +150,17 @@ pub(super) fn parse_acl(tokens: &[Token], end_column: usize) -> Result<Acl, AclE
 
     let words = &rest[flags.consumed..];
     check_pattern_count(words, keyword, kind, method, end_column)?;
-    let patterns = words
-        .iter()
-        .map(|w| parse_pattern(w, method, ignore_case))
-        .collect::<Result<_, _>>()?;
+    let patterns = if method == MatchMethod::Int {
+        parse_int_patterns(words, end_column)?
+            .into_iter()
+            .map(Pattern::Int)
+            .collect()
+    } else {
+        words
+            .iter()
+            .map(|w| parse_pattern(w, method, ignore_case))
+            .collect::<Result<_, _>>()?
+    };
     Ok(Acl {
         fetch,
         method,
@@ -236,6 +292,22 @@ fn parse_fetch(token: &Token) -> Result<(&str, Kind, MatchMethod, Fetch), AclErr
             };
             header_fetch(args, start, full_line, &column_of)?
         }
+        Kind::Counter { sc0: false, kind } => {
+            let table = match args {
+                None => None,
+                Some((a, start)) if a.is_empty() || a.contains(',') => {
+                    return Err(AclError::new(
+                        column_of(start),
+                        format!("\"{name}\" takes one argument, a stick table's name, or none"),
+                    ))
+                }
+                Some((a, _)) => Some(a.to_string()),
+            };
+            Fetch::Counter {
+                of: CounterOf::Src { table },
+                kind,
+            }
+        }
         _ if args.is_some() => {
             return Err(AclError::new(
                 column_of(name_end),
@@ -247,6 +319,10 @@ fn parse_fetch(token: &Token) -> Result<(&str, Kind, MatchMethod, Fetch), AclErr
         Kind::Src => Fetch::Src,
         Kind::AlwaysTrue => Fetch::AlwaysTrue,
         Kind::AlwaysFalse => Fetch::AlwaysFalse,
+        Kind::Counter { sc0: true, kind } => Fetch::Counter {
+            of: CounterOf::Sc0,
+            kind,
+        },
     };
     Ok((keyword, kind, implied, fetch))
 }
@@ -346,7 +422,7 @@ fn parse_method(token: &Token) -> Result<MatchMethod, AclError> {
     if let Some(m) = METHODS.iter().find(|m| m.as_str() == name) {
         return Ok(*m);
     }
-    let message = if ["int", "bin", "len"].contains(&name) {
+    let message = if ["bin", "len"].contains(&name) {
         format!(
             "matching method \"{name}\" is not supported ({})",
             method_list()
@@ -373,6 +449,7 @@ fn compatible(kind: Kind, method: MatchMethod) -> bool {
             matches!(method, MatchMethod::Bool | MatchMethod::Found)
         }
         Kind::Src => matches!(method, MatchMethod::Ip | MatchMethod::Found),
+        Kind::Counter { .. } => matches!(method, MatchMethod::Int | MatchMethod::Found),
         Kind::Path | Kind::Header { .. } | Kind::Method => method != MatchMethod::Bool,
     }
 }

@@ -1,6 +1,7 @@
 //! What an ACL reads from a request: the [`RequestView`] the HTTP layer
 //! builds, and the [`Headers`] access it goes through.
 
+use super::expr::{CounterKind, CounterOf};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -18,7 +19,35 @@ pub struct RequestView<'a> {
     /// The client's address (IPv4-mapped IPv6 addresses may be left as they
     /// are: `src` matching treats them as HAProxy does).
     pub src: IpAddr,
+    /// The stick-table counters the `sc0_*` and `src_*` fetches read (none:
+    /// those fetches yield nothing).
+    pub counters: Option<&'a dyn Counters>,
 }
+
+/// The stick-table counters a request's fetches read, from the proxy.
+pub trait Counters {
+    /// The value of counter `kind` of the entry `of` names; `None` if the
+    /// fetch yields nothing (nothing tracked, or no such table).
+    fn counter(&self, of: &CounterOf, kind: CounterKind) -> Option<u64>;
+}
+
+impl<'a> RequestView<'a> {
+    /// A view of a connection that carries no request yet (HAProxy's
+    /// `tcp-request connection` rules): its source address and counters
+    /// only.
+    pub fn connection(src: IpAddr, counters: Option<&'a dyn Counters>) -> RequestView<'a> {
+        RequestView {
+            method: "",
+            uri: "",
+            headers: &NO_HEADERS,
+            src,
+            counters,
+        }
+    }
+}
+
+/// No header fields.
+static NO_HEADERS: [(&str, &str); 0] = [];
 
 impl fmt::Debug for RequestView<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

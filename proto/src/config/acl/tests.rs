@@ -13,6 +13,7 @@ fn view<'a>(method: &'a str, uri: &'a str, headers: &'a dyn Headers, src: &str) 
         uri,
         headers,
         src: src.parse().expect("test address"),
+        counters: None,
     }
 }
 
@@ -267,6 +268,7 @@ fn header_values_are_bytes() {
         uri: "/",
         headers: &headers,
         src: "192.0.2.1".parse().expect("address"),
+        counters: None,
     };
     assert!(acl("hdr_beg(x-bin) caf").matches(&req));
     assert!(acl("hdr_reg(x-bin) ^caf").matches(&req));
@@ -469,6 +471,7 @@ fn headers_from_a_closure() {
         uri: "/",
         headers: &headers,
         src: "192.0.2.1".parse().expect("address"),
+        counters: None,
     };
     assert!(acl("hdr(X-Fwd) 10.0.0.2").matches(&req));
     assert!(acl("hdr(X-FWD,-1) -m ip 10.0.0.0/24").matches(&req));
@@ -477,4 +480,71 @@ fn headers_from_a_closure() {
         3,
         "one pass, then two for a count from the end"
     );
+}
+
+/// Counters as a stick table would give them: sc0's, and per table.
+struct FakeCounters;
+
+impl super::Counters for FakeCounters {
+    fn counter(&self, of: &super::CounterOf, kind: super::CounterKind) -> Option<u64> {
+        use super::{CounterKind as K, CounterOf as O};
+        match (of, kind) {
+            (O::Sc0, K::ConnRate) => Some(120),
+            (O::Sc0, K::ConnCur) => Some(4),
+            (O::Src { table: Some(t) }, K::HttpReqRate) if t == "abuse" => Some(7),
+            (O::Src { table: None }, K::HttpReqRate) => Some(3),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn counter_fetches_compare_integers_and_print_back_as_written() {
+    let counters = FakeCounters;
+    let req = RequestView::connection("198.51.100.7".parse().unwrap(), Some(&counters));
+    for (text, want) in [
+        ("sc0_conn_rate gt 100", true),
+        ("sc0_conn_rate gt 120", false),
+        ("sc0_conn_rate ge 120", true),
+        ("sc0_conn_rate lt 121", true),
+        ("sc0_conn_rate le 119", false),
+        ("sc0_conn_rate 120", true),
+        ("sc0_conn_rate eq 7 120", true),
+        ("sc0_conn_cur 3:5", true),
+        ("sc0_conn_cur :3", false),
+        ("sc0_conn_cur 5:", false),
+        ("src_http_req_rate(abuse) 7", true),
+        ("src_http_req_rate 3", true),
+        ("sc0_bytes_in_rate ge 0", false),
+        ("sc0_bytes_in_rate -m found", false),
+        ("sc0_conn_cur -m found", true),
+    ] {
+        let a = acl(text);
+        assert_eq!(a.matches(&req), want, "{text}");
+        assert_eq!(a.to_string().as_str(), text.replace("eq 7", "7"), "{text}");
+        assert_eq!(Acl::parse(&a.to_string()).unwrap(), a, "{text}");
+    }
+    // Without counters (an HTTP request of a frontend that tracks none),
+    // a counter fetch yields nothing.
+    let none: [(&str, &str); 0] = [];
+    let plain = view("GET", "/", &none, "198.51.100.7");
+    assert!(!acl("sc0_conn_rate ge 0").matches(&plain));
+}
+
+#[test]
+fn bad_integer_patterns_and_counter_arguments_are_refused_with_their_column() {
+    for (text, column, message) in [
+        ("sc0_conn_rate gt", 17, "\"gt\" needs a number"),
+        ("sc0_conn_rate gt ten", 18, "not an unsigned integer"),
+        ("sc0_conn_rate 5:3", 15, "its start is after its end"),
+        ("sc0_conn_rate a:3", 15, "bad range"),
+        ("sc0_conn_rate(t) 1", 14, "takes no argument"),
+        ("src_conn_rate() 1", 15, "one argument"),
+        ("sc0_conn_rat 1", 1, "did you mean \"sc0_conn_rate\""),
+        ("sc0_conn_rate -m str 1", 18, "cannot be used"),
+    ] {
+        let e = Acl::parse(text).expect_err(text);
+        assert_eq!(e.position, column, "{text}: {e}");
+        assert!(e.message.contains(message), "{text}: {e}");
+    }
 }

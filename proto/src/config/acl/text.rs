@@ -2,7 +2,7 @@
 //! [`Acl`], and the serde conversions through that text.
 
 use super::error::AclError;
-use super::expr::{Acl, Fetch, MatchMethod, Pattern};
+use super::expr::{Acl, CounterOf, Fetch, MatchMethod, Pattern};
 use super::lex;
 use super::parse::implied_method;
 use std::fmt;
@@ -27,28 +27,8 @@ impl TryFrom<String> for Acl {
 impl fmt::Display for Acl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.method;
-        let (base, args, suffixable) = match &self.fetch {
-            Fetch::Path => ("path", String::new(), true),
-            Fetch::Header {
-                name,
-                occurrence,
-                full_line,
-            } => {
-                let args = match occurrence {
-                    0 => format!("({name})"),
-                    n => format!("({name},{n})"),
-                };
-                (
-                    if *full_line { "req.fhdr" } else { "hdr" },
-                    args,
-                    !full_line,
-                )
-            }
-            Fetch::Method => ("method", String::new(), false),
-            Fetch::Src => ("src", String::new(), false),
-            Fetch::AlwaysTrue => ("always_true", String::new(), false),
-            Fetch::AlwaysFalse => ("always_false", String::new(), false),
-        };
+        let (base, args, suffixable) = self.keyword_parts();
+        let base = base.as_str();
         let implied = implied_method(base);
         let suffixed = suffixable
             && matches!(
@@ -83,6 +63,7 @@ impl fmt::Display for Acl {
             Pattern::Text(t) => t.clone(),
             Pattern::Regex(r) => r.source.clone(),
             Pattern::Ip(ip) => ip.to_string(),
+            Pattern::Int(i) => i.to_string(),
         };
         if self
             .patterns
@@ -92,8 +73,47 @@ impl fmt::Display for Acl {
             f.write_str(" --")?;
         }
         for p in &self.patterns {
-            write!(f, " {}", lex::quote(&text(p)))?;
+            match p {
+                // `gt 100`: an operator and a number, two words.
+                Pattern::Int(i) => write!(f, " {i}")?,
+                p => write!(f, " {}", lex::quote(&text(p)))?,
+            }
         }
         Ok(())
+    }
+}
+
+impl Acl {
+    /// The fetch's keyword without a method suffix, its arguments as
+    /// written (`(host)`), and whether a method suffix may follow.
+    fn keyword_parts(&self) -> (String, String, bool) {
+        let s = |k: &str| k.to_string();
+        match &self.fetch {
+            Fetch::Path => (s("path"), String::new(), true),
+            Fetch::Counter { of, kind } => {
+                let (prefix, args) = match of {
+                    CounterOf::Sc0 => ("sc0", String::new()),
+                    CounterOf::Src { table: None } => ("src", String::new()),
+                    CounterOf::Src { table: Some(t) } => ("src", format!("({t})")),
+                };
+                (format!("{prefix}_{}", kind.as_str()), args, false)
+            }
+            Fetch::Header {
+                name,
+                occurrence,
+                full_line,
+            } => {
+                let args = match occurrence {
+                    0 => format!("({name})"),
+                    n => format!("({name},{n})"),
+                };
+                let base = if *full_line { "req.fhdr" } else { "hdr" };
+                (s(base), args, !full_line)
+            }
+            Fetch::Method => (s("method"), String::new(), false),
+            Fetch::Src => (s("src"), String::new(), false),
+            Fetch::AlwaysTrue => (s("always_true"), String::new(), false),
+            Fetch::AlwaysFalse => (s("always_false"), String::new(), false),
+        }
     }
 }

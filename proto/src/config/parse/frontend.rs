@@ -5,25 +5,35 @@
 use super::global::{timeouts, Defaults, FRONTEND_TIMEOUTS};
 use super::keywords::MODES;
 use super::reader::{addr, join, Cx, Tbl};
+use super::rules;
 use crate::config::acl;
 use crate::config::defaults;
-use crate::config::model::{ForwardFor, Frontend, Global, Mode, UseBackend};
+use crate::config::model::{ForwardFor, Frontend, Global, Mode, StickTable, UseBackend};
 use crate::config::tree::{Item, Val};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-/// One frontend; `backends` are the declared backends with their modes.
+/// What a frontend's settings refer to: the declared backends with their
+/// modes, and the stick tables (named, and the backends' own).
+pub(super) struct Known<'a> {
+    pub(super) backends: &'a BTreeMap<String, Mode>,
+    pub(super) tables: &'a BTreeMap<String, StickTable>,
+}
+
+/// One frontend, and its own stick table if it declares a valid one.
 /// `None` when something in it is wrong (the error is in `cx`).
 pub(super) fn frontend(
     cx: &mut Cx,
     path: &str,
     name: &str,
     item: &Item,
-    defaults: &Defaults,
-    global: &Global,
-    backends: &BTreeMap<String, Mode>,
-) -> Option<Frontend> {
-    let mut t = Tbl::new(cx, path, item)?;
+    (defaults, global): (&Defaults, &Global),
+    refs: &Known,
+) -> (Option<Frontend>, Option<StickTable>) {
+    let Some(mut t) = Tbl::new(cx, path, item) else {
+        return (None, None);
+    };
+    let backends = refs.backends;
     let mut ok = true;
     let bind = bind(cx, &mut t, path, item, &mut ok);
     let mode = t.choice(cx, "mode", MODES).unwrap_or(defaults.mode);
@@ -39,8 +49,20 @@ pub(super) fn frontend(
     let use_backend = use_backend(cx, &mut t, &acls, &known, &mut ok);
     let forwardfor = forwardfor(cx, &mut t, &mut ok);
     let via = t.bool(cx, "via").unwrap_or(false);
+    let (own, own_failed) = rules::own_table(cx, &mut t, name, refs.tables);
+    let (track_sc0, track_failed) = rules::track_sc0(cx, &mut t, own.as_ref(), refs.tables);
+    ok &= !own_failed && !track_failed;
+    let scope = rules::Scope {
+        mode,
+        acls: &acls,
+        own: own.as_ref(),
+        tables: refs.tables,
+        tracked: track_sc0.as_deref(),
+    };
+    let tcp_request_connection = rules::conn_rules(cx, &mut t, &scope, &mut ok);
+    let http_request = rules::http_rules(cx, &mut t, &scope, &mut ok);
     t.finish(cx);
-    ok.then(|| Frontend {
+    let fe = ok.then(|| Frontend {
         name: name.to_string(),
         bind,
         mode,
@@ -53,7 +75,11 @@ pub(super) fn frontend(
         use_backend,
         forwardfor,
         via,
-    })
+        track_sc0,
+        tcp_request_connection,
+        http_request,
+    });
+    (fe, own)
 }
 
 /// `bind`: one address or a list, none twice.

@@ -8,6 +8,7 @@ mod frontend;
 mod global;
 mod keywords;
 mod reader;
+mod rules;
 mod server;
 mod stick;
 mod vips;
@@ -39,7 +40,13 @@ fn build(cx: &mut Cx, root: &Item) -> Option<ClusterConfig> {
     let defaults = global::read_defaults(cx, &mut top);
     let mut stick_tables = stick::named_tables(cx, &mut top);
     let (backends, declared) = backends(cx, &mut top, &defaults, &mut stick_tables);
-    let frontends = frontends(cx, &mut top, &defaults, &global, &declared);
+    let frontends = frontends(
+        cx,
+        &mut top,
+        (&defaults, &global),
+        &declared,
+        &mut stick_tables,
+    );
     let mut vips_out = Vec::new();
     if let Some((path, item)) = top.get("vips") {
         vips_out = vips::vips(cx, &path, item);
@@ -92,10 +99,11 @@ fn backends(
 fn frontends(
     cx: &mut Cx,
     top: &mut Tbl,
-    defaults: &Defaults,
-    global: &Global,
+    settings: (&Defaults, &Global),
     declared: &BTreeMap<String, Mode>,
+    tables: &mut BTreeMap<String, StickTable>,
 ) -> BTreeMap<String, Frontend> {
+    let mut own: Vec<StickTable> = Vec::new();
     let mut frontends = BTreeMap::new();
     let mut binds_seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
     if let Some((path, item)) = top.get("frontends") {
@@ -103,9 +111,13 @@ fn frontends(
             for e in ft.entries {
                 let fpath = join(&path, &e.key);
                 check_name(cx, &fpath, e.key_line, &e.key);
-                if let Some(f) =
-                    frontend::frontend(cx, &fpath, &e.key, &e.item, defaults, global, declared)
-                {
+                let known = frontend::Known {
+                    backends: declared,
+                    tables,
+                };
+                let (f, table) = frontend::frontend(cx, &fpath, &e.key, &e.item, settings, &known);
+                own.extend(table);
+                if let Some(f) = f {
                     for addr in &f.bind {
                         if let Some(other) = binds_seen.insert(*addr, e.key.clone()) {
                             cx.err(
@@ -122,6 +134,7 @@ fn frontends(
             ft.finish(cx);
         }
     }
+    tables.extend(own.into_iter().map(|t| (t.name.clone(), t)));
     frontends
 }
 

@@ -80,15 +80,6 @@ pub(super) fn table(cx: &mut Cx, path: &str, item: &Item, name: &str) -> Option<
         );
     }
     let store = store(cx, &mut t);
-    if !store.is_empty() {
-        // Read and checked, so the syntax is settled; refused until the
-        // counters are kept, rather than accepted and ignored.
-        cx.err(
-            &join(path, "store"),
-            t.line_of("store"),
-            "stored counters are not kept yet (this version sticks clients to servers only): remove `store`",
-        );
-    }
     t.finish(cx);
     if cx.errors.len() > before {
         return None;

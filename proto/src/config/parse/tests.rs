@@ -382,4 +382,5 @@ fn balance_uri_and_hdr_with_their_options() {
     );
 }
 
+mod rules;
 mod stick;

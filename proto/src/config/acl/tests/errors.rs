@@ -89,7 +89,7 @@ fn bad_m_values() {
     fails(
         "path -m zzzzzz /x",
         9,
-        "(one of found, bool, str, beg, end, sub, dir, dom, reg, ip)",
+        "(one of found, bool, str, beg, end, sub, dir, dom, reg, ip, int)",
     );
     fails(
         "path -m len 3",
