@@ -29,6 +29,30 @@ impl StickTable {
             return;
         }
         let mut shard = self.shard(key);
+        let (expire_at_ms, me) = (self.expiry(now_ms), self.me);
+        let add = |entry: &mut StickEntry| {
+            for (d, c) in entry.counters.iter_mut() {
+                for (kind, n) in events {
+                    if d.kind() == *kind {
+                        c.add(*n, d.period_ms().unwrap_or(0), now_ms);
+                    }
+                }
+            }
+            entry.expire_at_ms = expire_at_ms;
+            entry.written = Stamp {
+                at_ms: now_ms,
+                node: me,
+            };
+        };
+        // In place while peers heard of it lately (they hear of the counts
+        // at the next write put at a position, within `quiet_ms`).
+        let renewed = shard.touch(key, now_ms, self.quiet_ms(), |e| {
+            add(e);
+            true
+        });
+        if renewed {
+            return;
+        }
         let mut entry = match shard.take(key) {
             Some(e) if !e.expired(now_ms) => e,
             _ => StickEntry {
@@ -38,18 +62,7 @@ impl StickTable {
                 counters: self.counters_from(&[]),
             },
         };
-        for (d, c) in entry.counters.iter_mut() {
-            for (kind, n) in events {
-                if d.kind() == *kind {
-                    c.add(*n, d.period_ms().unwrap_or(0), now_ms);
-                }
-            }
-        }
-        entry.expire_at_ms = self.expiry(now_ms);
-        entry.written = Stamp {
-            at_ms: now_ms,
-            node: self.me,
-        };
+        add(&mut entry);
         shard.put(key.clone(), entry);
     }
 

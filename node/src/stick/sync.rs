@@ -145,7 +145,7 @@ fn wire_size(key: &TableKey, entry: &StickEntry) -> usize {
         .server
         .as_ref()
         .map_or(0, |s| s.backend.len() + s.server.len());
-    key + server + 32
+    key + server + 32 + 24 * entry.counters.len()
 }
 
 /// A batch being filled: the entries by table, and how much is left.

@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex};
 /// reach this node from a peer that was away.
 pub const TOMBSTONE_MS: u64 = 24 * 3600 * 1000;
 
+/// The longest a key's renewals stay unpushed ([`StickTable::quiet_ms`]).
+pub const QUIET_MS: u64 = 5000;
+
 /// The most shards a table has.
 const MAX_SHARDS: usize = 64;
 
@@ -47,8 +50,18 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Where an entry stands in its shard's eviction order: when it expires
 /// (entries that do not expire come last), then its position (the order
-/// of writes).
+/// of writes). An entry renewed in place ([`Shard::touch`]) keeps its rank
+/// until purging or eviction reaches it, which ranks it again then.
 type Rank = (u64, u64);
+
+/// An entry in its shard: the entry, its rank, and when it was last put at
+/// a position (a write peers hear of).
+#[derive(Debug)]
+struct Slot {
+    entry: StickEntry,
+    rank: Rank,
+    put_ms: u64,
+}
 
 /// One shard: its entries, and two orders on them, both by position
 /// (every write gives the entry the shard's next one): by expiry, for
@@ -56,7 +69,7 @@ type Rank = (u64, u64);
 /// (what changed after the last position a peer took).
 #[derive(Debug, Default)]
 pub(super) struct Shard {
-    entries: HashMap<TableKey, (StickEntry, Rank)>,
+    entries: HashMap<TableKey, Slot>,
     by_expiry: BTreeSet<Rank>,
     by_position: BTreeMap<u64, TableKey>,
     next: u64,
@@ -66,13 +79,37 @@ pub(super) struct Shard {
 impl Shard {
     /// `key`'s entry.
     pub(super) fn get(&self, key: &TableKey) -> Option<&StickEntry> {
-        self.entries.get(key).map(|(e, _)| e)
+        self.entries.get(key).map(|s| &s.entry)
     }
 
     /// `key`'s entry, to change in place without a new position (a change
     /// peers are not told of: `conn_cur`).
     pub(super) fn get_mut(&mut self, key: &TableKey) -> Option<&mut StickEntry> {
-        self.entries.get_mut(key).map(|(e, _)| e)
+        self.entries.get_mut(key).map(|s| &mut s.entry)
+    }
+
+    /// Renews `key`'s live entry in place, without a new position, if it was
+    /// put at one within `quiet_ms` and `change` makes a change peers may
+    /// hear of later (it returns whether it did: a server kept, counters
+    /// counted). Returns whether it was renewed so; if not, the caller puts
+    /// the new version at a position. So a key written at every request is
+    /// pushed to peers at most once per `quiet_ms`, while a new entry or a
+    /// new server goes at once.
+    pub(super) fn touch(
+        &mut self,
+        key: &TableKey,
+        now_ms: u64,
+        quiet_ms: u64,
+        change: impl FnOnce(&mut StickEntry) -> bool,
+    ) -> bool {
+        match self.entries.get_mut(key) {
+            Some(slot)
+                if !slot.entry.expired(now_ms) && now_ms.saturating_sub(slot.put_ms) < quiet_ms =>
+            {
+                change(&mut slot.entry)
+            }
+            _ => false,
+        }
     }
 
     /// Puts `entry` under `key` at the next position, making room by
@@ -80,13 +117,12 @@ impl Shard {
     pub(super) fn put(&mut self, key: TableKey, entry: StickEntry) {
         self.next += 1;
         let rank = (entry.expire_at_ms.unwrap_or(u64::MAX), self.next);
-        if let Some((_, old)) = self.entries.get(&key) {
-            let old = *old;
+        if let Some(old) = self.entries.get(&key).map(|s| s.rank) {
             self.by_expiry.remove(&old);
             self.by_position.remove(&old.1);
         } else {
             while self.entries.len() >= self.cap {
-                let Some(victim) = self.by_expiry.first().copied() else {
+                let Some(victim) = self.first_to_go() else {
                     break;
                 };
                 self.remove_at(victim);
@@ -94,16 +130,53 @@ impl Shard {
         }
         self.by_expiry.insert(rank);
         self.by_position.insert(rank.1, key.clone());
-        self.entries.insert(key, (entry, rank));
+        let put_ms = entry.written.at_ms;
+        self.entries.insert(
+            key,
+            Slot {
+                entry,
+                rank,
+                put_ms,
+            },
+        );
+    }
+
+    /// The rank of the entry that expires first (of entries that do not
+    /// expire, the one written first), putting on the way the entries
+    /// renewed in place since they were put at their position at a new
+    /// one (which also sends their last version to peers).
+    fn first_to_go(&mut self) -> Option<Rank> {
+        loop {
+            let rank = *self.by_expiry.first()?;
+            let Some(slot) = self
+                .by_position
+                .get(&rank.1)
+                .and_then(|k| self.entries.get_mut(k))
+            else {
+                return Some(rank);
+            };
+            if slot.entry.written.at_ms <= slot.put_ms {
+                return Some(rank);
+            }
+            self.next += 1;
+            let new = (slot.entry.expire_at_ms.unwrap_or(u64::MAX), self.next);
+            slot.rank = new;
+            slot.put_ms = slot.entry.written.at_ms;
+            self.by_expiry.remove(&rank);
+            self.by_expiry.insert(new);
+            if let Some(key) = self.by_position.remove(&rank.1) {
+                self.by_position.insert(new.1, key);
+            }
+        }
     }
 
     /// Takes `key`'s entry out (to put it back changed, at a new
     /// position, with no eviction to make room for it).
     pub(super) fn take(&mut self, key: &TableKey) -> Option<StickEntry> {
-        let (entry, rank) = self.entries.remove(key)?;
-        self.by_expiry.remove(&rank);
-        self.by_position.remove(&rank.1);
-        Some(entry)
+        let slot = self.entries.remove(key)?;
+        self.by_expiry.remove(&slot.rank);
+        self.by_position.remove(&slot.rank.1);
+        Some(slot.entry)
     }
 
     /// Removes the entry of rank `rank`.
@@ -117,7 +190,7 @@ impl Shard {
     /// Removes every entry expired at `now_ms`; returns how many.
     fn purge(&mut self, now_ms: u64) -> usize {
         let mut gone = 0;
-        while let Some(&rank) = self.by_expiry.first() {
+        while let Some(rank) = self.first_to_go() {
             if rank.0 > now_ms {
                 break;
             }
@@ -144,7 +217,7 @@ impl Shard {
                 break;
             }
             last = pos;
-            let (entry, _) = &self.entries[key];
+            let entry = &self.entries[key].entry;
             if !entry.expired(now_ms) && keep(entry) {
                 out.push((key.clone(), entry.clone()));
             }
@@ -270,6 +343,17 @@ impl StickTable {
             .collect()
     }
 
+    /// How long a key's renewals (the same server, counters counted) stay
+    /// in place before one is put at a position and pushed to peers: an
+    /// eighth of `expire` (so a peer's copy never lags by more than that),
+    /// at most [`QUIET_MS`].
+    pub(super) fn quiet_ms(&self) -> u64 {
+        match self.expire_ms.load(Ordering::Relaxed) {
+            0 => QUIET_MS,
+            e => (e / 8).min(QUIET_MS),
+        }
+    }
+
     /// Its entries' expiry if written at `now_ms`.
     pub(super) fn expiry(&self, now_ms: u64) -> Option<u64> {
         let expire = self.expire_ms.load(Ordering::Relaxed);
@@ -291,7 +375,7 @@ impl StickTable {
         f: impl FnOnce(&StuckServer) -> R,
     ) -> Option<R> {
         let shard = self.shard(key);
-        let (entry, _) = shard.entries.get(key)?;
+        let entry = shard.get(key)?;
         if entry.expired(now_ms) {
             return None;
         }
@@ -301,7 +385,7 @@ impl StickTable {
     /// `key`'s entry, if it is there and alive (cleared ones included).
     pub fn get(&self, key: &TableKey, now_ms: u64) -> Option<StickEntry> {
         let shard = self.shard(key);
-        let (entry, _) = shard.entries.get(key)?;
+        let entry = shard.get(key)?;
         (!entry.expired(now_ms)).then(|| entry.clone())
     }
 
@@ -317,6 +401,21 @@ impl StickTable {
     /// rewritten and its expiry renewed), stamped by this node.
     pub fn stick(&self, key: TableKey, server: StuckServer, now_ms: u64) {
         let mut shard = self.shard(&key);
+        let (expire_at_ms, me) = (self.expiry(now_ms), self.me);
+        let renewed = shard.touch(&key, now_ms, self.quiet_ms(), |e| {
+            if e.server.as_ref() != Some(&server) {
+                return false;
+            }
+            e.expire_at_ms = expire_at_ms;
+            e.written = Stamp {
+                at_ms: now_ms,
+                node: me,
+            };
+            true
+        });
+        if renewed {
+            return;
+        }
         let counters = match shard.take(&key) {
             Some(e) if !e.expired(now_ms) => e.counters,
             _ => self.counters_from(&[]),
@@ -386,7 +485,7 @@ impl StickTable {
         match key {
             Some(k) => {
                 let mut shard = self.shard(k);
-                let cleared = shard.entries.get(k).is_some_and(|(e, _)| live(e));
+                let cleared = shard.get(k).is_some_and(live);
                 if cleared {
                     shard.put(k.clone(), tombstone);
                 }
@@ -400,7 +499,7 @@ impl StickTable {
                     let keys: Vec<TableKey> = s
                         .entries
                         .iter()
-                        .filter(|(_, (e, _))| live(e))
+                        .filter(|(_, slot)| live(&slot.entry))
                         .map(|(k, _)| k.clone())
                         .collect();
                     for k in &keys {
@@ -428,8 +527,8 @@ impl StickTable {
             out.extend(
                 s.entries
                     .iter()
-                    .filter(|(_, (e, _))| !e.expired(now_ms))
-                    .map(|(k, (e, _))| (k.clone(), e.clone())),
+                    .filter(|(_, slot)| !slot.entry.expired(now_ms))
+                    .map(|(k, slot)| (k.clone(), slot.entry.clone())),
             );
         }
         out

@@ -353,3 +353,47 @@ fn a_peers_version_brings_its_rates_but_never_its_conn_cur() {
     here.count(&k, &[(K::ConnRate, 1)], 100_005);
     assert_eq!(here.counter(&k, K::ConnRate, 100_005), Some(4));
 }
+
+#[test]
+fn renewals_stay_in_place_until_quiet_ms_and_purging_honours_them() {
+    // expire 8 s: renewals stay unpushed for 1 s.
+    let t = Arc::new(StickTable::new(&spec(1024, Some(8000)), 1));
+    assert_eq!(t.quiet_ms(), 1000);
+    t.stick(key(1), server("s1"), 10_000);
+    t.stick(key(2), server("s1"), 10_000);
+    let tables = [t.clone()];
+    let (_, sent) = sync::Cursors::default().next_batch(&tables, 1, 10_000);
+    // The same server again, 0.5 s later: renewed in place, not pushed.
+    t.stick(key(1), server("s1"), 10_500);
+    assert!(sent.next_batch(&tables, 1, 10_500).0.is_empty());
+    assert_eq!(t.get(&key(1), 10_500).unwrap().expire_at_ms, Some(18_500));
+    // 1 s after it was pushed: put again, pushed.
+    t.stick(key(1), server("s1"), 11_000);
+    let (batch, _) = sent.next_batch(&tables, 1, 11_000);
+    assert_eq!(batch[0].entries.len(), 1);
+    // Another server: at once.
+    t.stick(key(2), server("s2"), 10_100);
+    let (batch, sent) = sent.next_batch(&tables, 1, 11_000);
+    assert_eq!(batch[0].entries.len(), 2);
+    // Renewed in place again (expiry 19 500, ranked at 19 000): purging
+    // goes by the renewed expiry, and puts the renewal at a position.
+    t.stick(key(1), server("s1"), 11_500);
+    assert_eq!(t.purge(19_100), 1, "key 2 (expired at 18 100) only");
+    assert_eq!(found(&t, &key(1), 19_100).as_deref(), Some("s1"));
+    let (batch, _) = sent.next_batch(&tables, 1, 19_100);
+    assert_eq!(batch[0].entries[0].1.expire_at_ms, Some(19_500));
+    assert_eq!(t.purge(19_500), 1);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn eviction_ranks_again_the_entries_renewed_in_place() {
+    let t = StickTable::new(&spec(2, None), 1);
+    t.stick(key(1), server("s1"), 100);
+    t.stick(key(2), server("s1"), 200);
+    // Key 1 renewed in place: it is now the most recent write.
+    t.stick(key(1), server("s1"), 300);
+    t.stick(key(3), server("s1"), 400);
+    assert_eq!(found(&t, &key(1), 500).as_deref(), Some("s1"));
+    assert_eq!(found(&t, &key(2), 500), None, "the oldest write went");
+}
