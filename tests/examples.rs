@@ -1,5 +1,6 @@
-//! Every file in deploy/examples/ is valid (`raftlb check` exits 0), and the
-//! cluster configs behave as they say, with their ports moved to test ones.
+//! Every file in deploy/examples/ and deploy/three-vms/ is valid (`raftlb
+//! check` exits 0), and the cluster configs behave as they say, with their
+//! ports moved to test ones.
 
 mod common;
 
@@ -40,7 +41,13 @@ async fn three() -> (Backend, Backend, Backend) {
 #[test]
 fn raftlb_check_accepts_every_example() {
     let mut n = 0;
-    for entry in std::fs::read_dir(examples_dir()).unwrap() {
+    let three_vms = examples_dir().join("../three-vms");
+    let dirs = [examples_dir(), three_vms];
+    let files = dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("toml".as_ref()));
+    for entry in files {
         let path = entry.unwrap().path();
         let out = Command::new(env!("CARGO_BIN_EXE_raftlb"))
             .arg("check")
@@ -64,7 +71,7 @@ fn raftlb_check_accepts_every_example() {
         assert!(stdout.contains("is valid"));
         n += 1;
     }
-    assert!(n >= 5, "examples found: {n}");
+    assert!(n >= 9, "examples found: {n}");
 }
 
 #[test]

@@ -703,3 +703,59 @@ async fn an_ipv6_vip_moves_with_the_leader_and_clients_reach_it() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_votes_but_never_holds_the_vip() {
+    let mut w = cluster([(150, true), (100, true), (0, true)]).await;
+    let holders = Holders::new(&w);
+    // Every 10 ms, whether the witness (node 3) holds the VIP (netlink
+    // handles of its own: one dump at a time per socket).
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (holders, stop) = (Holders::new(&w), stop.clone());
+        tokio::spawn(async move {
+            let mut seen = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if holders.now().await.contains(&3) {
+                    seen += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            seen
+        })
+    };
+    assert_eq!(
+        only(&holders.wait("node 1 holds it", |h| h == [1]).await),
+        1
+    );
+    wait_until(
+        "the witness says why it holds nothing",
+        DEADLINE,
+        || async {
+            w.status(1).is_some_and(|s| {
+                s["nodes"]["3"]["unfit"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("witness"))
+            })
+        },
+    )
+    .await;
+    // The preferred node's machine dies: the standby takes over, with the
+    // witness's vote, and the witness still holds nothing.
+    w.kill(1);
+    w.lab.cut(w.host(1));
+    let living = |h: &[u64]| -> Vec<u64> { h.iter().copied().filter(|n| *n != 1).collect() };
+    let h = holders
+        .wait("the standby takes the VIP", |h| !living(h).is_empty())
+        .await;
+    assert_eq!(living(&h), [2]);
+    // Back: it takes the VIP back (preempt), and the witness never had it.
+    revive(&mut w, 1).await;
+    holders.wait("node 1 holds it again", |h| h == [1]).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(
+        sampler.await.unwrap(),
+        0,
+        "samples with the witness holding"
+    );
+}

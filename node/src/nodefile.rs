@@ -93,7 +93,9 @@ pub fn default_admin() -> SocketAddr {
 pub struct VipSection {
     /// Interface the virtual IPs go on.
     pub interface: Option<String>,
-    /// Preference for holding the VIP, 1–255 (higher wins).
+    /// Preference for holding the VIP, 1–255 (higher wins); 0: a witness,
+    /// which votes and may lead the cluster but never holds a VIP (a
+    /// fit node takes leadership from it).
     #[serde(default = "default_priority")]
     pub priority: u8,
     /// Take leadership (and so the VIP) from a leader of lower priority
@@ -240,9 +242,6 @@ impl NodeConfig {
                 "admin.listen: {} is not a loopback address; the admin API has no authentication yet, so it listens on loopback only",
                 cfg.admin.listen
             )));
-        }
-        if cfg.vip.priority == 0 {
-            return Err(err("vip.priority: must be 1..=255".into()));
         }
         if cfg.id == 0 {
             return Err(err("id: must be 1 or more".into()));

@@ -23,6 +23,9 @@ impl Fitness {
         if vips.is_empty() {
             return None;
         }
+        if self.settings.priority == 0 {
+            return Some("priority 0: a witness, it votes and never holds a VIP".into());
+        }
         let Some(name) = &self.settings.interface else {
             return Some("no [vip] interface in the node file".into());
         };
