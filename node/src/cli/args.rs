@@ -82,6 +82,16 @@ pub enum Command {
     /// Stick tables (HAProxy's `show table`, `clear table`).
     #[command(subcommand)]
     Table(TableCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell), e.g. `raftlb completions bash >
+    /// /usr/share/bash-completion/completions/raftlb`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page raftlb(1), in roff (the .deb installs it).
+    #[command(hide = true)]
+    Manpage,
 }
 
 /// `raftlb table …`.

@@ -5,6 +5,7 @@
 
 mod args;
 mod check;
+mod docs;
 mod process;
 mod remote;
 
@@ -29,6 +30,8 @@ pub fn main() -> ExitCode {
             | Command::Config(_)
             | Command::Server(_)
             | Command::Table(_)
+            | Command::Completions { .. }
+            | Command::Manpage
     ) {
         // A client command piped into `head` ends quietly, as other Unix
         // tools do. (Nodes keep SIGPIPE ignored: a peer closing a socket
@@ -40,6 +43,8 @@ pub fn main() -> ExitCode {
     }
     match cli.command {
         Command::Check { files } => check(&files),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Manpage => docs::manpage(),
         Command::Vip(VipCommand::Release { node }) => vip_release(&node),
         Command::Run { node, lb } => {
             let initial = match read_initial(&lb) {

@@ -9,6 +9,7 @@
 mod follow;
 mod run;
 mod start;
+pub mod systemd;
 
 pub use run::run;
 pub use start::{Node, Startup};

@@ -1,7 +1,9 @@
 //! `raftlb run`: a started node in the foreground, until a signal or the
-//! cluster ends it; SIGHUP reloads the cluster config file.
+//! cluster ends it; SIGHUP reloads the cluster config file; systemd is told
+//! when it is ready and when it stops.
 
 use super::start::{Node, Startup};
+use super::systemd;
 use crate::handle::{read_lb, NodeError};
 use crate::nodefile::NodeConfig;
 use std::path::{Path, PathBuf};
@@ -26,7 +28,12 @@ pub async fn run(
         sig(SignalKind::interrupt()),
     );
     let n = Node::open(&node, startup).await?;
+    n.wait_serving(Duration::from_secs(30)).await;
     on_started(&n);
+    // systemd (`Type=notify`): ready now that the node joined or formed its
+    // cluster and runs the committed config; the watchdog fed from here on.
+    systemd::notify("READY=1\nSTATUS=serving");
+    let _watchdog = systemd::spawn_watchdog().map(AbortOnDrop);
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -38,6 +45,7 @@ pub async fn run(
             }
             _ = n.removed.notified() => {
                 tracing::warn!("removed from the cluster: stopping");
+                systemd::notify("STOPPING=1\nSTATUS=removed from the cluster");
                 n.shutdown(Duration::from_secs(10)).await;
                 return Err(NodeError::State("this node was removed from the cluster".into()));
             }
@@ -45,8 +53,18 @@ pub async fn run(
             _ = int.recv() => break,
         }
     }
+    systemd::notify("STOPPING=1\nSTATUS=draining");
     n.shutdown(Duration::from_secs(10)).await;
     Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// SIGHUP: re-reads the cluster config file and commits it; a file that

@@ -389,6 +389,19 @@ impl Node {
         self.apply_config(doc, format, source, None).await
     }
 
+    /// Waits, for at most `within`, until the proxy runs the config the
+    /// cluster has committed (its frontends bound), if it has one; a wait
+    /// cut short is logged.
+    pub async fn wait_serving(&self, within: Duration) {
+        let version = self.cluster.watch().borrow().state.config_version();
+        if version == 0 {
+            return;
+        }
+        if let Err(e) = self.wait_applied(version, within).await {
+            tracing::warn!(version, error = %e, "the committed config is not running yet");
+        }
+    }
+
     /// Waits until the proxy runs config `version` (or failed to apply it),
     /// for at most `within`.
     pub async fn wait_applied(&self, version: u64, within: Duration) -> Result<(), String> {
