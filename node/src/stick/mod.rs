@@ -7,6 +7,7 @@
 
 mod count;
 pub mod saved;
+mod shard;
 pub mod sync;
 mod table;
 

@@ -46,6 +46,9 @@ const BATCH_BYTES: usize = 1 << 20;
 /// How long a push or a page may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The pause between two tries of a call that did not reach its peer.
+const RETRY_EVERY: Duration = Duration::from_millis(50);
+
 /// The longest pause between tries to a peer that does not answer.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -117,11 +120,11 @@ pub async fn clear_everywhere(
         error: None,
     }];
     for (id, addr) in cluster.peers() {
-        let req = Request::StickClear {
+        let ask = || Request::StickClear {
             table: table.to_string(),
             key: key.cloned(),
         };
-        let (cleared, error) = match cluster.call(id, &addr, req, CALL_TIMEOUT).await {
+        let (cleared, error) = match call(cluster, id, &addr, ask).await {
             Ok(Response::StickCleared(n)) => (n, None),
             Ok(other) => (None, Some(format!("unexpected answer {}", other.kind()))),
             Err(e) => (None, Some(e.to_string())),
@@ -299,6 +302,28 @@ impl Drop for Pushers {
     }
 }
 
+/// Calls `peer` at `addr` with the request `req` makes, within
+/// [`CALL_TIMEOUT`]; a call that was certainly not delivered (the peer not
+/// reached yet, or a connection to it still being made for another call)
+/// is made again every [`RETRY_EVERY`] meanwhile.
+async fn call(
+    cluster: &Cluster,
+    peer: NodeId,
+    addr: &str,
+    req: impl Fn() -> Request,
+) -> Result<Response, CallError> {
+    let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match cluster.call(peer, addr, req(), left).await {
+            Err(CallError::Unreachable { .. }) if left > RETRY_EVERY * 2 => {
+                tokio::time::sleep(RETRY_EVERY).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Pushes this node's writes to peer `peer` at `addr`, until aborted.
 async fn push_to(cluster: Arc<Cluster>, runtime: Arc<Runtime>, peer: NodeId, addr: String) {
     let me = cluster.id();
@@ -314,10 +339,8 @@ async fn push_to(cluster: Arc<Cluster>, runtime: Arc<Runtime>, peer: NodeId, add
             continue;
         }
         let full = batch.iter().map(|t| t.entries.len()).sum::<usize>() >= BATCH_ENTRIES;
-        match cluster
-            .call(peer, &addr, Request::StickPush(batch), CALL_TIMEOUT)
-            .await
-        {
+        let push = || Request::StickPush(batch.clone());
+        match call(&cluster, peer, &addr, push).await {
             Ok(Response::StickTaken(_)) => {
                 if failing {
                     tracing::info!(node = peer, "stick-table sync to the peer resumed");
@@ -361,8 +384,8 @@ pub async fn resync(cluster: &Cluster, within: Duration) -> Vec<TableEntries> {
     for (id, addr) in peers {
         let mut from = None;
         loop {
-            let call = cluster.call(id, &addr, Request::StickPull(from), CALL_TIMEOUT);
-            match tokio::time::timeout_at(deadline, call).await {
+            let pull = || Request::StickPull(from.clone());
+            match tokio::time::timeout_at(deadline, call(cluster, id, &addr, pull)).await {
                 Ok(Ok(Response::StickPage(page))) => {
                     got.extend(page.tables);
                     match page.next {

@@ -4,10 +4,10 @@
 //! purges its oldest entries. Time is passed in (ms since the Unix epoch),
 //! so the table is tested with a clock of the test's own.
 
+use super::shard::Shard;
 use raftlb_proto::config::{StickData, StickTable as Spec, StickType};
 use raftlb_proto::state::NodeId;
 use raftlb_proto::stick::{merge, Counter, Stamp, StickEntry, StuckServer, TableKey};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,197 +48,12 @@ pub struct StickTable {
 /// The next table's [`StickTable::id`].
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Where an entry stands in its shard's eviction order: when it expires
-/// (entries that do not expire come last), then its position (the order
-/// of writes). An entry renewed in place ([`Shard::touch`]) keeps its rank
-/// until purging or eviction reaches it, which ranks it again then.
-type Rank = (u64, u64);
-
-/// An entry in its shard: the entry, its rank, and when it was last put at
-/// a position (a write peers hear of).
-#[derive(Debug)]
-struct Slot {
-    entry: StickEntry,
-    rank: Rank,
-    put_ms: u64,
-}
-
-/// One shard: its entries, and two orders on them, both by position
-/// (every write gives the entry the shard's next one): by expiry, for
-/// eviction and purging, and by position alone, for the peers' sync
-/// (what changed after the last position a peer took).
-#[derive(Debug, Default)]
-pub(super) struct Shard {
-    entries: HashMap<TableKey, Slot>,
-    by_expiry: BTreeSet<Rank>,
-    by_position: BTreeMap<u64, TableKey>,
-    next: u64,
-    cap: usize,
-}
-
-impl Shard {
-    /// `key`'s entry.
-    pub(super) fn get(&self, key: &TableKey) -> Option<&StickEntry> {
-        self.entries.get(key).map(|s| &s.entry)
-    }
-
-    /// `key`'s entry, to change in place without a new position (a change
-    /// peers are not told of: `conn_cur`).
-    pub(super) fn get_mut(&mut self, key: &TableKey) -> Option<&mut StickEntry> {
-        self.entries.get_mut(key).map(|s| &mut s.entry)
-    }
-
-    /// Renews `key`'s live entry in place, without a new position, if it was
-    /// put at one within `quiet_ms` and `change` makes a change peers may
-    /// hear of later (it returns whether it did: a server kept, counters
-    /// counted). Returns whether it was renewed so; if not, the caller puts
-    /// the new version at a position. So a key written at every request is
-    /// pushed to peers at most once per `quiet_ms`, while a new entry or a
-    /// new server goes at once.
-    pub(super) fn touch(
-        &mut self,
-        key: &TableKey,
-        now_ms: u64,
-        quiet_ms: u64,
-        change: impl FnOnce(&mut StickEntry) -> bool,
-    ) -> bool {
-        match self.entries.get_mut(key) {
-            Some(slot)
-                if !slot.entry.expired(now_ms) && now_ms.saturating_sub(slot.put_ms) < quiet_ms =>
-            {
-                change(&mut slot.entry)
-            }
-            _ => false,
-        }
-    }
-
-    /// Puts `entry` under `key` at the next position, making room by
-    /// evicting the entry that expires first.
-    pub(super) fn put(&mut self, key: TableKey, entry: StickEntry) {
-        self.next += 1;
-        let rank = (entry.expire_at_ms.unwrap_or(u64::MAX), self.next);
-        if let Some(old) = self.entries.get(&key).map(|s| s.rank) {
-            self.by_expiry.remove(&old);
-            self.by_position.remove(&old.1);
-        } else {
-            while self.entries.len() >= self.cap {
-                let Some(victim) = self.first_to_go() else {
-                    break;
-                };
-                self.remove_at(victim);
-            }
-        }
-        self.by_expiry.insert(rank);
-        self.by_position.insert(rank.1, key.clone());
-        let put_ms = entry.written.at_ms;
-        self.entries.insert(
-            key,
-            Slot {
-                entry,
-                rank,
-                put_ms,
-            },
-        );
-    }
-
-    /// The rank of the entry that expires first (of entries that do not
-    /// expire, the one written first), putting on the way the entries
-    /// renewed in place since they were put at their position at a new
-    /// one (which also sends their last version to peers).
-    fn first_to_go(&mut self) -> Option<Rank> {
-        loop {
-            let rank = *self.by_expiry.first()?;
-            let Some(slot) = self
-                .by_position
-                .get(&rank.1)
-                .and_then(|k| self.entries.get_mut(k))
-            else {
-                return Some(rank);
-            };
-            if slot.entry.written.at_ms <= slot.put_ms {
-                return Some(rank);
-            }
-            self.next += 1;
-            let new = (slot.entry.expire_at_ms.unwrap_or(u64::MAX), self.next);
-            slot.rank = new;
-            slot.put_ms = slot.entry.written.at_ms;
-            self.by_expiry.remove(&rank);
-            self.by_expiry.insert(new);
-            if let Some(key) = self.by_position.remove(&rank.1) {
-                self.by_position.insert(new.1, key);
-            }
-        }
-    }
-
-    /// Takes `key`'s entry out (to put it back changed, at a new
-    /// position, with no eviction to make room for it).
-    pub(super) fn take(&mut self, key: &TableKey) -> Option<StickEntry> {
-        let slot = self.entries.remove(key)?;
-        self.by_expiry.remove(&slot.rank);
-        self.by_position.remove(&slot.rank.1);
-        Some(slot.entry)
-    }
-
-    /// Removes the entry of rank `rank`.
-    fn remove_at(&mut self, rank: Rank) {
-        self.by_expiry.remove(&rank);
-        if let Some(key) = self.by_position.remove(&rank.1) {
-            self.entries.remove(&key);
-        }
-    }
-
-    /// Removes every entry expired at `now_ms`; returns how many.
-    fn purge(&mut self, now_ms: u64) -> usize {
-        let mut gone = 0;
-        while let Some(rank) = self.first_to_go() {
-            if rank.0 > now_ms {
-                break;
-            }
-            self.remove_at(rank);
-            gone += 1;
-        }
-        gone
-    }
-
-    /// The live entries written after position `after`, in the order
-    /// written, at most `limit` of them and only those `keep` keeps; and
-    /// the position of the last one looked at.
-    fn written_after(
-        &self,
-        after: u64,
-        limit: usize,
-        now_ms: u64,
-        keep: impl Fn(&StickEntry) -> bool,
-    ) -> (Vec<(TableKey, StickEntry)>, u64) {
-        let mut out = Vec::new();
-        let mut last = after;
-        for (&pos, key) in self.by_position.range(after + 1..) {
-            if out.len() >= limit {
-                break;
-            }
-            last = pos;
-            let entry = &self.entries[key].entry;
-            if !entry.expired(now_ms) && keep(entry) {
-                out.push((key.clone(), entry.clone()));
-            }
-        }
-        (out, last)
-    }
-}
-
 impl StickTable {
     /// An empty table as `spec` says, whose writes this node (`me`) stamps.
     pub fn new(spec: &Spec, me: NodeId) -> StickTable {
         let n = shard_count(spec.size);
         let cap = (spec.size as usize / n).max(1);
-        let shards = (0..n)
-            .map(|_| {
-                Mutex::new(Shard {
-                    cap,
-                    ..Shard::default()
-                })
-            })
-            .collect();
+        let shards = (0..n).map(|_| Mutex::new(Shard::with_cap(cap))).collect();
         StickTable {
             name: spec.name.clone(),
             key_type: spec.key_type,
@@ -322,11 +137,13 @@ impl StickTable {
         now_ms: u64,
         keep: impl Fn(&StickEntry) -> bool,
     ) -> (Vec<(TableKey, StickEntry)>, u64) {
+        let quiet_ms = self.quiet_ms();
         match self.shards.get(shard) {
-            Some(s) => s
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .written_after(after, limit, now_ms, keep),
+            Some(s) => {
+                let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+                s.settle(now_ms, quiet_ms);
+                s.written_after(after, limit, now_ms, keep)
+            }
             None => (Vec::new(), after),
         }
     }
@@ -497,9 +314,8 @@ impl StickTable {
                 .map(|s| {
                     let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
                     let keys: Vec<TableKey> = s
-                        .entries
                         .iter()
-                        .filter(|(_, slot)| live(&slot.entry))
+                        .filter(|(_, e)| live(e))
                         .map(|(k, _)| k.clone())
                         .collect();
                     for k in &keys {
@@ -513,9 +329,14 @@ impl StickTable {
 
     /// Removes every entry expired at `now_ms`; returns how many.
     pub fn purge(&self, now_ms: u64) -> usize {
+        let quiet_ms = self.quiet_ms();
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).purge(now_ms))
+            .map(|s| {
+                let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+                s.settle(now_ms, quiet_ms);
+                s.purge(now_ms)
+            })
             .sum()
     }
 
@@ -525,10 +346,9 @@ impl StickTable {
         for s in self.shards.iter() {
             let s = s.lock().unwrap_or_else(|e| e.into_inner());
             out.extend(
-                s.entries
-                    .iter()
-                    .filter(|(_, slot)| !slot.entry.expired(now_ms))
-                    .map(|(k, slot)| (k.clone(), slot.entry.clone())),
+                s.iter()
+                    .filter(|(_, e)| !e.expired(now_ms))
+                    .map(|(k, e)| (k.clone(), e.clone())),
             );
         }
         out
@@ -538,7 +358,7 @@ impl StickTable {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).entries.len())
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
             .sum()
     }
 
