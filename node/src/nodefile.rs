@@ -63,6 +63,17 @@ pub struct ClusterSection {
     pub election_timeout_max: Option<String>,
     /// How long a write waits for a quorum before it fails (default `5s`).
     pub write_timeout: Option<String>,
+    /// `raftlb run` with no cluster state forms a new cluster with this
+    /// node as its only member and `--lb` as its first config (as `cluster
+    /// init`): the first node of a cluster run by systemd.
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// `raftlb run` with no cluster state joins the cluster of the member at
+    /// this node-to-node address (HOST:PORT), with `token` (as `cluster
+    /// join`): the other nodes of a cluster run by systemd.
+    pub join: Option<String>,
+    /// The join token (`raftlb cluster token` on a member prints it).
+    pub token: Option<String>,
 }
 
 /// `[admin]`.
@@ -160,6 +171,35 @@ pub struct NodeFileError {
 }
 
 impl NodeConfig {
+    /// `[cluster] bootstrap`, `join` and `token` make sense together: a
+    /// join needs a valid token and a cluster to join (`listen`), and a
+    /// node does not both form a cluster and join one.
+    fn check_formation(&self) -> Result<(), String> {
+        let c = &self.cluster;
+        if c.bootstrap && c.join.is_some() {
+            return Err("cluster.bootstrap and cluster.join: a node forms a new cluster or joins one, not both".into());
+        }
+        if (c.bootstrap || c.join.is_some()) && c.listen.is_none() {
+            return Err("cluster.listen: needed to form or join a cluster".into());
+        }
+        match (&c.join, &c.token) {
+            (Some(_), None) => Err("cluster.token: a join needs the cluster's token (`raftlb cluster token` on a member)".into()),
+            (None, Some(_)) => Err("cluster.token: given without cluster.join".into()),
+            (Some(_), Some(t)) => raftlb_cluster::net::secret::ClusterSecret::from_token(t)
+                .map(|_| ())
+                .map_err(|e| format!("cluster.token: {e}")),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// The secret of `[cluster] token`, with the address to join.
+    pub fn join(&self) -> Option<(String, raftlb_cluster::net::secret::ClusterSecret)> {
+        let peer = self.cluster.join.clone()?;
+        let token = self.cluster.token.as_deref()?;
+        let secret = raftlb_cluster::net::secret::ClusterSecret::from_token(token).ok()?;
+        Some((peer, secret))
+    }
+
     /// Raft's timing from `[cluster]`, with defaults for what is unset.
     pub fn cluster_options(&self) -> raftlb_cluster::Options {
         self.try_cluster_options()
@@ -246,6 +286,7 @@ impl NodeConfig {
         if cfg.id == 0 {
             return Err(err("id: must be 1 or more".into()));
         }
+        cfg.check_formation().map_err(err)?;
         cfg.try_cluster_options().map_err(err)?;
         Ok(cfg)
     }

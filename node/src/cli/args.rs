@@ -29,8 +29,9 @@ pub struct Remote {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a node that already has state (or, with no `[cluster] listen`,
-    /// a cluster of one on `--lb`).
+    /// Run a node: from its state; with none, as its node file says
+    /// (`[cluster] bootstrap` forms a cluster on `--lb`, `[cluster] join`
+    /// joins one; with no `[cluster] listen`, a cluster of one on `--lb`).
     ///
     /// SIGHUP re-reads `--lb` and applies it through the cluster (refused
     /// with its errors if it has any; the running config stays).
@@ -160,6 +161,14 @@ pub enum ClusterCommand {
         /// The join token `cluster init` printed.
         #[arg(long, env = "RAFTLB_TOKEN", hide_env_values = true)]
         token: String,
+    },
+    /// Print the cluster's join token, from this node's data directory
+    /// (run it as root or the raftlb user): what `cluster join --token`
+    /// and the node file's `[cluster] token` take.
+    Token {
+        /// The node file.
+        #[arg(long, value_name = "FILE")]
+        node: PathBuf,
     },
     /// Remove a node from the cluster (the node at --admin by default). The
     /// removed node stops.

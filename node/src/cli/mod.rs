@@ -15,16 +15,25 @@ pub use args::{
 pub use check::check;
 
 use crate::node::Startup;
+use crate::nodefile::NodeConfig;
 use clap::Parser;
-use process::{fail, init_logging, read_initial, run_node, vip_release, with_runtime};
+use process::{fail, init_logging, print_token, read_initial, run_node, vip_release, with_runtime};
 use raftlb_cluster::net::secret::ClusterSecret;
 use std::process::ExitCode;
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    quiet_sigpipe(&cli.command);
+    dispatch(cli.command)
+}
+
+/// A client command piped into `head` ends quietly, as other Unix tools
+/// do. (Nodes keep SIGPIPE ignored: a peer closing a socket must not end
+/// the process.)
+fn quiet_sigpipe(command: &Command) {
     if matches!(
-        cli.command,
+        command,
         Command::Status { .. }
             | Command::Cluster(ClusterCommand::Status { .. } | ClusterCommand::Leave { .. })
             | Command::Config(_)
@@ -33,15 +42,16 @@ pub fn main() -> ExitCode {
             | Command::Completions { .. }
             | Command::Manpage
     ) {
-        // A client command piped into `head` ends quietly, as other Unix
-        // tools do. (Nodes keep SIGPIPE ignored: a peer closing a socket
-        // must not end the process.)
         // SAFETY: restores the default action before any thread exists.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    match cli.command {
+}
+
+/// Runs `command`.
+fn dispatch(command: Command) -> ExitCode {
+    match command {
         Command::Check { files } => check(&files),
         Command::Completions { shell } => docs::completions(shell),
         Command::Manpage => docs::manpage(),
@@ -51,23 +61,31 @@ pub fn main() -> ExitCode {
                 Ok(i) => i,
                 Err(code) => return code,
             };
-            run_node(node, || Ok(Startup::Resume { initial }), lb, false)
+            let startup = |n: &NodeConfig| {
+                Ok(Startup::Auto {
+                    initial,
+                    bootstrap: n.cluster.bootstrap,
+                    join: n.join(),
+                })
+            };
+            run_node(node, startup, lb, false)
         }
         Command::Cluster(ClusterCommand::Init { node, lb }) => {
             let initial = match read_initial(&lb) {
                 Ok(i) => i,
                 Err(code) => return code,
             };
-            run_node(node, || Ok(Startup::Init { initial }), lb, true)
+            run_node(node, |_| Ok(Startup::Init { initial }), lb, true)
         }
         Command::Cluster(ClusterCommand::Join { node, peer, token }) => {
-            let startup = || {
+            let startup = |_: &NodeConfig| {
                 let secret = ClusterSecret::from_token(&token)
                     .map_err(|e| fail(&format!("--token: {e}")))?;
                 Ok(Startup::Join { peer, secret })
             };
             run_node(node, startup, None, false)
         }
+        Command::Cluster(ClusterCommand::Token { node }) => print_token(&node),
         Command::Demo { listen, admin } => {
             init_logging("info");
             with_runtime(0, crate::demo::run(listen, admin))

@@ -27,7 +27,7 @@ pub(super) fn read_initial(
 
 pub(super) fn run_node(
     node: PathBuf,
-    startup: impl FnOnce() -> Result<Startup, ExitCode>,
+    startup: impl FnOnce(&NodeConfig) -> Result<Startup, ExitCode>,
     lb: Option<PathBuf>,
     print_token: bool,
 ) -> ExitCode {
@@ -35,7 +35,7 @@ pub(super) fn run_node(
         Ok(n) => n,
         Err(code) => return code,
     };
-    let startup = match startup() {
+    let startup = match startup(&node) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -148,5 +148,26 @@ pub(super) fn with_runtime<E: std::fmt::Display>(
     match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// `raftlb cluster token`: the join token of the cluster this node is a
+/// member of, from its data directory.
+pub(super) fn print_token(path: &std::path::Path) -> ExitCode {
+    let node = match NodeConfig::load(path) {
+        Ok(n) => n,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let file = node.data_dir.join(raftlb_cluster::net::secret::SECRET_FILE);
+    match raftlb_cluster::net::secret::ClusterSecret::load(&file) {
+        Ok(s) => {
+            println!("{}", s.to_token());
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fail(&format!(
+            "{}: no cluster secret: this node has not formed or joined a cluster",
+            file.display()
+        )),
+        Err(e) => fail(&format!("{}: {e}", file.display())),
     }
 }

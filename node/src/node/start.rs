@@ -43,6 +43,39 @@ pub enum Startup {
         /// The secret from the join token.
         secret: ClusterSecret,
     },
+    /// `raftlb run` as the node file says (the systemd unit's way): from the
+    /// state in `data_dir` if there is some; else a new cluster
+    /// (`[cluster] bootstrap`), or a join (`[cluster] join` and `token`),
+    /// or as [`Startup::Resume`].
+    Auto {
+        /// The first config of a new cluster: document, format, name.
+        initial: Option<(String, Format, String)>,
+        /// `[cluster] bootstrap`.
+        bootstrap: bool,
+        /// `[cluster] join` and the secret of its `token`.
+        join: Option<(String, ClusterSecret)>,
+    },
+}
+
+impl Startup {
+    /// What an [`Startup::Auto`] start does, now that whether `data_dir`
+    /// holds cluster state is known; any other start as it is.
+    fn resolved(self, has_state: bool) -> Startup {
+        match self {
+            Startup::Auto { initial, .. } if has_state => Startup::Resume { initial },
+            Startup::Auto {
+                join: Some((peer, secret)),
+                ..
+            } => Startup::Join { peer, secret },
+            Startup::Auto {
+                initial,
+                bootstrap: true,
+                ..
+            } => Startup::Init { initial },
+            Startup::Auto { initial, .. } => Startup::Resume { initial },
+            other => other,
+        }
+    }
 }
 
 /// A started node.
@@ -120,6 +153,10 @@ fn secret_for(startup: &Startup, path: &Path) -> Result<ClusterSecret, NodeError
     Ok(match startup {
         Startup::Join { secret, .. } => secret.clone(),
         _ if path.exists() => ClusterSecret::load(path).map_err(data_err(path))?,
+        Startup::Auto {
+            join: Some((_, secret)),
+            ..
+        } => secret.clone(),
         _ => ClusterSecret::generate(),
     })
 }
@@ -271,7 +308,9 @@ impl Node {
         prepare_data_dir(dir)?;
         // Validate what we were given before touching any state.
         let initial = match &startup {
-            Startup::Resume { initial } | Startup::Init { initial } => initial.clone(),
+            Startup::Resume { initial }
+            | Startup::Init { initial }
+            | Startup::Auto { initial, .. } => initial.clone(),
             Startup::Join { .. } => None,
         };
         if let Some((doc, format, source)) = &initial {
@@ -309,7 +348,9 @@ impl Node {
                 handler,
             )));
         }
-        let new_cluster = new_cluster(&startup, cluster.is_initialized().await, node)?;
+        let has_state = cluster.is_initialized().await;
+        let startup = startup.resolved(has_state);
+        let new_cluster = new_cluster(&startup, has_state, node)?;
         if new_cluster || matches!(startup, Startup::Join { .. }) {
             secret.save(&secret_path).map_err(data_err(&secret_path))?;
         }

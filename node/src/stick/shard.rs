@@ -32,10 +32,11 @@ pub(super) struct Shard {
     entries: HashMap<TableKey, Slot>,
     by_expiry: BTreeSet<Rank>,
     by_position: BTreeMap<u64, TableKey>,
-    /// The keys renewed in place, by when they were last put at a
-    /// position (oldest first): each is put at a new one `quiet_ms` after
-    /// that ([`Shard::settle`]), so peers hear of the renewal.
-    renewed: VecDeque<(u64, TableKey)>,
+    /// The keys renewed in place since they were put at a position, in the
+    /// order of their first such renewal (when, the key, and the put it
+    /// followed): each is put at a new position `quiet_ms` after that
+    /// renewal ([`Shard::settle`]), so peers never lag by more.
+    renewed: VecDeque<(u64, TableKey, u64)>,
     next: u64,
     cap: usize,
 }
@@ -77,19 +78,19 @@ impl Shard {
         }
         if !slot.renewed {
             slot.renewed = true;
-            self.renewed.push_back((slot.put_ms, key.clone()));
+            self.renewed.push_back((now_ms, key.clone(), slot.put_ms));
         }
         true
     }
 
-    /// Puts at a new position every key renewed in place whose last put
-    /// is `quiet_ms` old at `now_ms`, so that peers hear of its renewal.
+    /// Puts at a new position every key first renewed in place `quiet_ms`
+    /// or more before `now_ms`, so that peers hear of its renewals.
     pub(super) fn settle(&mut self, now_ms: u64, quiet_ms: u64) {
-        while let Some((put_ms, _)) = self.renewed.front() {
-            if now_ms.saturating_sub(*put_ms) < quiet_ms {
+        while let Some((since, ..)) = self.renewed.front() {
+            if now_ms.saturating_sub(*since) < quiet_ms {
                 return;
             }
-            let Some((put_ms, key)) = self.renewed.pop_front() else {
+            let Some((_, key, put_ms)) = self.renewed.pop_front() else {
                 return;
             };
             // Put again since (a stale item): nothing to do.
