@@ -140,11 +140,26 @@ impl BackendRt {
     /// config, node or backend sharing the table), healthy and not in
     /// maintenance (a drained server keeps its sticky clients).
     pub fn stuck(&self, key: &TableKey) -> Option<usize> {
-        let stick = self.stick.as_ref()?;
-        let idx = stick.table.find(key, now_ms(), |s| {
+        self.stuck_fresh(key).0
+    }
+
+    /// As [`BackendRt::stuck`], and whether the entry was written so lately
+    /// that sticking the client to that same server again can wait
+    /// ([`StickTable::refresh_ms`](crate::stick::StickTable::refresh_ms)):
+    /// one lock of the table's shard per request instead of two.
+    pub fn stuck_fresh(&self, key: &TableKey) -> (Option<usize>, bool) {
+        let Some(stick) = self.stick.as_ref() else {
+            return (None, false);
+        };
+        let found = stick.table.find_fresh(key, now_ms(), |s| {
             self.servers.iter().position(|srv| *srv.name == *s.server)
-        })??;
-        self.servers[idx].state.keeps_sticky().then_some(idx)
+        });
+        match found {
+            Some((Some(idx), fresh)) if self.servers[idx].state.keeps_sticky() => {
+                (Some(idx), fresh)
+            }
+            _ => (None, false),
+        }
     }
 
     /// Makes `key` stick to server `idx` (HAProxy's `stick store-request`,

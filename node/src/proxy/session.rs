@@ -5,7 +5,6 @@ use super::backend::{BackendRt, NoSlot, Slot};
 use super::frontend::FrontendRt;
 use super::relay::{self, End, Side};
 use raftlb_proto::config::Observe;
-use raftlb_proto::stick::TableKey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +36,8 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
 
     // `stick_on src`: the server this client sticks to comes first.
     let sticky = be.src_key(peer.ip());
-    let (slot, tw) = match take_slot(&be, peer, sticky.as_ref()).await {
+    let (stuck, fresh) = sticky.as_ref().map_or((None, false), |k| be.stuck_fresh(k));
+    let (slot, tw) = match take_slot(&be, peer, stuck).await {
         Ok(slot) => (slot, start.elapsed()),
         Err(state) => {
             log(
@@ -73,7 +73,8 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
         }
     };
     let tc = connect_start.elapsed();
-    if let Some(key) = sticky {
+    // The entry, unless it already names this server and is fresh.
+    if let Some(key) = sticky.filter(|_| !(fresh && stuck == Some(slot.idx))) {
         be.stick_to(key, slot.idx);
     }
     let tunnel = be.cfg.timeout.tunnel;
@@ -114,15 +115,16 @@ fn termination(end: End) -> Termination {
     }
 }
 
-/// Waits for a server slot (on the server `sticky` sticks to, if it may
-/// take the client, else as the balancer orders them); the termination
-/// state when none comes.
+/// Waits for a server slot (on the server `stuck`, the one the client
+/// sticks to, while it may take the client, else as the balancer orders
+/// them); the termination state when none comes.
 async fn take_slot(
     be: &BackendRt,
     peer: SocketAddr,
-    sticky: Option<&TableKey>,
+    stuck: Option<usize>,
 ) -> Result<Slot, Termination> {
-    be.take_slot(|be| match sticky.and_then(|k| be.stuck(k)) {
+    let keeps = |be: &BackendRt, idx: usize| be.servers[idx].state.keeps_sticky();
+    be.take_slot(|be| match stuck.filter(|idx| keeps(be, *idx)) {
         Some(idx) => vec![idx],
         None => be.order(peer.ip()),
     })

@@ -199,6 +199,31 @@ impl StickTable {
         entry.server.as_ref().map(f)
     }
 
+    /// As [`StickTable::find`], and whether the entry was written within
+    /// [`StickTable::refresh_ms`] (a client whose entry is that fresh needs
+    /// no renewal yet).
+    pub fn find_fresh<R>(
+        &self,
+        key: &TableKey,
+        now_ms: u64,
+        f: impl FnOnce(&StuckServer) -> R,
+    ) -> Option<(R, bool)> {
+        let refresh = self.refresh_ms();
+        let shard = self.shard(key);
+        let entry = shard.get(key)?;
+        if entry.expired(now_ms) {
+            return None;
+        }
+        let fresh = now_ms.saturating_sub(entry.written.at_ms) < refresh;
+        entry.server.as_ref().map(|s| (f(s), fresh))
+    }
+
+    /// How long an entry needs no renewal: half of `quiet_ms` (so a
+    /// client's expiry is never more than that behind its last request).
+    pub fn refresh_ms(&self) -> u64 {
+        self.quiet_ms() / 2
+    }
+
     /// `key`'s entry, if it is there and alive (cleared ones included).
     pub fn get(&self, key: &TableKey, now_ms: u64) -> Option<StickEntry> {
         let shard = self.shard(key);

@@ -397,3 +397,22 @@ fn eviction_ranks_again_the_entries_renewed_in_place() {
     assert_eq!(found(&t, &key(1), 500).as_deref(), Some("s1"));
     assert_eq!(found(&t, &key(2), 500), None, "the oldest write went");
 }
+
+#[test]
+fn an_entry_written_within_refresh_ms_is_fresh() {
+    // expire 8 s: quiet 1 s, refresh 0.5 s.
+    let t = StickTable::new(&spec(100, Some(8000)), 1);
+    assert_eq!(t.refresh_ms(), 500);
+    t.stick(key(1), server("s1"), 10_000);
+    let name = |s: &StuckServer| s.server.to_string();
+    assert_eq!(
+        t.find_fresh(&key(1), 10_499, name),
+        Some(("s1".into(), true))
+    );
+    assert_eq!(
+        t.find_fresh(&key(1), 10_500, name),
+        Some(("s1".into(), false))
+    );
+    assert_eq!(t.find_fresh(&key(2), 10_000, name), None);
+    assert_eq!(t.find_fresh(&key(1), 18_000, name), None, "expired");
+}

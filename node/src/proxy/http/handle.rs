@@ -50,7 +50,11 @@ pub(super) async fn handle(
     // Persistence: the cookie's server, else the stick table's.
     let stick = stick_key(&be, &req, peer);
     let sticky = persisted(&be, &mut req);
-    let pinned = sticky.or_else(|| stick.as_ref().and_then(|k| be.stuck(k)));
+    let (stuck, fresh) = match &stick {
+        Some(k) if sticky.is_none() => be.stuck_fresh(k),
+        _ => (None, false),
+    };
+    let pinned = sticky.or(stuck);
     let key = hash_key(&be, &req);
     // Take a slot: at once, or after a wait in the backend's queue.
     let queued = log.clock();
@@ -74,7 +78,8 @@ pub(super) async fn handle(
         Ok(r) => r,
         Err(page) => return page,
     };
-    if let Some(stick) = stick {
+    // The entry, unless it already names this server and is fresh.
+    if let Some(stick) = stick.filter(|_| !(fresh && stuck == Some(x.slot.idx))) {
         be.stick_to(stick, x.slot.idx);
     }
     let server = be.servers[x.slot.idx].state.clone();
