@@ -8,14 +8,15 @@
 
 mod world;
 
-use raftlb::vip::{announce, netlink::Addresses};
 use raftlb_testkit::lab::{Host, IFACE};
+use raftlb_testkit::probe::{Expect, Prober};
 use raftlb_testkit::wait_until;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
+use world::holders::Holders;
 use world::*;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 50);
@@ -42,60 +43,6 @@ async fn cluster(settings: [(u8, bool); 3]) -> World {
     w.join(2, 2).await;
     w.join(3, 3).await;
     w
-}
-
-/// A netlink handle inside each node's namespace, to see who holds the VIP.
-struct Holders {
-    nodes: Vec<(u64, Addresses, u32)>,
-}
-
-impl Holders {
-    fn new(w: &World) -> Holders {
-        let rt = tokio::runtime::Handle::current();
-        let nodes = (1..=w.nodes.len() as u64)
-            .map(|id| {
-                let rt = rt.clone();
-                let (nl, index) = w
-                    .lab
-                    .inside(w.host(id), move || {
-                        let _in_rt = rt.enter();
-                        let io = |e: raftlb::vip::VipError| std::io::Error::other(e.to_string());
-                        let index = announce::interface(IFACE).map_err(io)?.index;
-                        Ok((Addresses::open().map_err(io)?, index))
-                    })
-                    .expect("netlink in a node's namespace");
-                (id, nl, index)
-            })
-            .collect();
-        Holders { nodes }
-    }
-
-    /// The nodes whose interface has the VIP now.
-    async fn now(&self) -> Vec<u64> {
-        let mut out = Vec::new();
-        for (id, nl, index) in &self.nodes {
-            if nl
-                .has(*index, IpAddr::V4(VIP))
-                .await
-                .expect("list addresses")
-            {
-                out.push(*id);
-            }
-        }
-        out
-    }
-
-    async fn wait(&self, what: &str, cond: impl Fn(&[u64]) -> bool) -> Vec<u64> {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            let h = self.now().await;
-            if cond(&h) {
-                return h;
-            }
-            assert!(Instant::now() < end, "{what}: holders now {h:?}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
 }
 
 /// Polls every namespace every 10 ms while it lives; remembers each sample
@@ -138,82 +85,14 @@ impl Invariant {
 /// A client in its own namespace that starts a connection to the VIP's
 /// frontend every 10 ms and records when each one got the backend's
 /// greeting.
-struct Prober {
-    stop: Arc<AtomicBool>,
-    ok: Arc<Mutex<Vec<Instant>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Prober {
-    fn start(w: &World) -> Prober {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(Mutex::new(Vec::new()));
-        let ns = format!("/var/run/netns/{}", w.client.ns);
-        let (flag, got) = (stop.clone(), ok.clone());
-        let thread = std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let f = std::fs::File::open(&ns).unwrap();
-            // SAFETY: setns on this thread only, with a namespace fd we hold.
-            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let to = SocketAddr::from((VIP, FRONT));
-                let mut tick = tokio::time::interval(Duration::from_millis(10));
-                while !flag.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    let got = got.clone();
-                    tokio::spawn(async move {
-                        let attempt = async {
-                            let mut s = tokio::net::TcpStream::connect(to).await.ok()?;
-                            let mut b = [0u8; 64];
-                            (s.read(&mut b).await.ok()? > 0).then_some(())
-                        };
-                        let r = tokio::time::timeout(Duration::from_millis(500), attempt).await;
-                        if let Ok(Some(())) = r {
-                            got.lock().unwrap().push(Instant::now());
-                        }
-                    });
-                }
-            });
-        });
-        Prober {
-            stop,
-            ok,
-            thread: Some(thread),
-        }
-    }
-
-    fn successes_after(&self, t: Instant) -> usize {
-        self.ok.lock().unwrap().iter().filter(|s| **s > t).count()
-    }
-
-    async fn wait_success_after(&self, t: Instant, what: &str) {
-        wait_until(what, DEADLINE, || async { self.successes_after(t) > 0 }).await;
-    }
-
-    /// The longest time without a success around `t`: from the last
-    /// success before it to the first after it.
-    fn gap_around(&self, t: Instant) -> Duration {
-        let ok = self.ok.lock().unwrap();
-        let before = ok.iter().filter(|s| **s <= t).max().copied();
-        let after = ok.iter().filter(|s| **s > t).min().copied();
-        match (before, after) {
-            (Some(b), Some(a)) => a - b,
-            _ => panic!("no success on both sides of the fault"),
-        }
-    }
-}
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+fn prober(w: &World) -> Prober {
+    Prober::start(
+        Some(PathBuf::from(format!("/var/run/netns/{}", w.client.ns))),
+        SocketAddr::from((VIP, FRONT)),
+        Expect::Greeting,
+        Duration::from_millis(10),
+        Duration::from_millis(500),
+    )
 }
 
 fn ip_out(args: &[&str]) -> String {
@@ -273,13 +152,13 @@ async fn revive(w: &mut World, id: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_machine_death_moves_the_vip_and_the_client_follows_its_new_mac() {
     let mut w = cluster([(100, true), (100, true), (100, true)]).await;
-    let holders = Holders::new(&w);
-    let prober = Prober::start(&w);
+    let holders = Holders::new(&w, VIP);
+    let prober = prober(&w);
     let mut gaps = Vec::new();
     for trial in 1..=10 {
         let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
         prober
-            .wait_success_after(Instant::now(), "the client reaches the VIP")
+            .wait_success_after(Instant::now(), "the client reaches the VIP", DEADLINE)
             .await;
         assert_eq!(client_sees(&w), Some(mac_of(w.host(holder))));
         // The machine dies: the process and the link at once.
@@ -296,7 +175,7 @@ async fn a_machine_death_moves_the_vip_and_the_client_follows_its_new_mac() {
                 .await,
         ));
         prober
-            .wait_success_after(died, "the client reaches the VIP again")
+            .wait_success_after(died, "the client reaches the VIP again", DEADLINE)
             .await;
         let gap = prober.gap_around(died);
         gaps.push(gap);
@@ -327,8 +206,8 @@ async fn a_machine_death_moves_the_vip_and_the_client_follows_its_new_mac() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_leader_drops_the_vip_before_another_node_takes_it() {
     let w = cluster([(100, true), (100, true), (100, true)]).await;
-    let holders = Holders::new(&w);
-    let check = Invariant::start(Holders::new(&w));
+    let holders = Holders::new(&w, VIP);
+    let check = Invariant::start(Holders::new(&w, VIP));
     for trial in 1..=20 {
         let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
         let others: Vec<u64> = (1..=3).filter(|o| *o != holder).collect();
@@ -399,7 +278,7 @@ async fn a_node_without_a_quorum_holds_no_vip() {
     w.init(&doc).await;
     w.join(2, 2).await;
     w.join(3, 3).await;
-    let holders = Holders::new(&w);
+    let holders = Holders::new(&w, VIP);
     let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
     let file = events(&w, holder);
     let notified = move || std::fs::read_to_string(&file).unwrap_or_default();
@@ -441,7 +320,7 @@ async fn a_node_without_a_quorum_holds_no_vip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_preferred_node_takes_the_vip_back_only_with_preempt() {
     let mut w = cluster([(200, true), (100, true), (50, true)]).await;
-    let holders = Holders::new(&w);
+    let holders = Holders::new(&w, VIP);
     holders
         .wait("the preferred node holds the VIP", |h| h == [1])
         .await;
@@ -487,11 +366,11 @@ async fn the_preferred_node_takes_the_vip_back_only_with_preempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_process_leaves_the_vip_and_raftlb_removes_it_when_it_starts() {
     let mut w = cluster([(100, true), (100, true), (100, true)]).await;
-    let holders = Holders::new(&w);
-    let prober = Prober::start(&w);
+    let holders = Holders::new(&w, VIP);
+    let prober = prober(&w);
     let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
     prober
-        .wait_success_after(Instant::now(), "the client reaches the VIP")
+        .wait_success_after(Instant::now(), "the client reaches the VIP", DEADLINE)
         .await;
     // The process crashes; the machine lives on, with the VIP on its
     // interface, answering ARP for it.
@@ -502,7 +381,7 @@ async fn a_crashed_process_leaves_the_vip_and_raftlb_removes_it_when_it_starts()
         .await;
     let new = *both.iter().find(|n| **n != holder).unwrap();
     prober
-        .wait_success_after(died, "the client reaches the VIP again")
+        .wait_success_after(died, "the client reaches the VIP again", DEADLINE)
         .await;
     wait_until(
         "the client's neighbour entry follows the new holder",
@@ -575,7 +454,7 @@ async fn a_crashed_process_leaves_the_vip_and_raftlb_removes_it_when_it_starts()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_cannot_serve_hands_the_vip_on() {
     let w = cluster([(100, true), (100, true), (100, true)]).await;
-    let holders = Holders::new(&w);
+    let holders = Holders::new(&w, VIP);
     let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
     // A new frontend whose port is taken on the holder only: the config
     // commits everywhere and fails to apply there.
@@ -707,12 +586,12 @@ async fn an_ipv6_vip_moves_with_the_leader_and_clients_reach_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_votes_but_never_holds_the_vip() {
     let mut w = cluster([(150, true), (100, true), (0, true)]).await;
-    let holders = Holders::new(&w);
+    let holders = Holders::new(&w, VIP);
     // Every 10 ms, whether the witness (node 3) holds the VIP (netlink
     // handles of its own: one dump at a time per socket).
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let (holders, stop) = (Holders::new(&w), stop.clone());
+        let (holders, stop) = (Holders::new(&w, VIP), stop.clone());
         tokio::spawn(async move {
             let mut seen = 0u64;
             while !stop.load(Ordering::Relaxed) {

@@ -3,8 +3,10 @@
 //! that are killed on drop (even when the test panics), and the network
 //! namespace lab ([`lab`]).
 
+pub mod failover;
 pub mod house;
 pub mod lab;
+pub mod probe;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

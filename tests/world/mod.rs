@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod holders;
+
 use raftlb_testkit::lab::{Host, Lab};
 use raftlb_testkit::{wait_until, Backend, Proc, TempDir};
 use serde_json::Value;
