@@ -9,11 +9,10 @@ mod world;
 
 use raftlb_testkit::failover::{self, BoxFuture, Fault, HolderSource, Limits, Machines};
 use raftlb_testkit::lab::IFACE;
-use raftlb_testkit::probe::{Expect, Prober};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::Ipv4Addr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use world::holders::Holders;
@@ -154,16 +153,6 @@ fn limits() -> Limits {
     }
 }
 
-fn prober(w: &World) -> Prober {
-    Prober::start(
-        Some(PathBuf::from(format!("/var/run/netns/{}", w.client.ns))),
-        SocketAddr::from((VIP, FRONT)),
-        Expect::Greeting,
-        Duration::from_millis(10),
-        Duration::from_millis(500),
-    )
-}
-
 fn check(report: &failover::Report, faults: usize) {
     eprintln!("{}", report.markdown());
     assert_eq!(report.outcomes.len(), faults);
@@ -185,7 +174,7 @@ fn check(report: &failover::Report, faults: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_preferred_node_fails_three_ways_and_takes_the_vip_back_each_time() {
     let mut m = Lab3::start(true).await;
-    let p = prober(&m.w);
+    let p = m.w.vip_prober(VIP);
     let report = failover::run(&mut m, &p, &Fault::ALL, &limits()).await;
     check(&report, 3);
     for o in &report.outcomes {
@@ -202,7 +191,7 @@ async fn the_preferred_node_fails_three_ways_and_takes_the_vip_back_each_time() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_preemption_a_returning_node_leaves_the_vip_where_it_is() {
     let mut m = Lab3::start(false).await;
-    let p = prober(&m.w);
+    let p = m.w.vip_prober(VIP);
     let report = failover::run(&mut m, &p, &Fault::ALL, &limits()).await;
     check(&report, 3);
     // The VIP goes back and forth between lb1 and lb2, and stays where it

@@ -9,10 +9,8 @@
 mod world;
 
 use raftlb_testkit::lab::{Host, IFACE};
-use raftlb_testkit::probe::{Expect, Prober};
 use raftlb_testkit::wait_until;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,19 +80,6 @@ impl Invariant {
     }
 }
 
-/// A client in its own namespace that starts a connection to the VIP's
-/// frontend every 10 ms and records when each one got the backend's
-/// greeting.
-fn prober(w: &World) -> Prober {
-    Prober::start(
-        Some(PathBuf::from(format!("/var/run/netns/{}", w.client.ns))),
-        SocketAddr::from((VIP, FRONT)),
-        Expect::Greeting,
-        Duration::from_millis(10),
-        Duration::from_millis(500),
-    )
-}
-
 fn ip_out(args: &[&str]) -> String {
     let out = std::process::Command::new("ip")
         .args(args)
@@ -153,7 +138,7 @@ async fn revive(w: &mut World, id: u64) {
 async fn a_machine_death_moves_the_vip_and_the_client_follows_its_new_mac() {
     let mut w = cluster([(100, true), (100, true), (100, true)]).await;
     let holders = Holders::new(&w, VIP);
-    let prober = prober(&w);
+    let prober = w.vip_prober(VIP);
     let mut gaps = Vec::new();
     for trial in 1..=10 {
         let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
@@ -367,7 +352,7 @@ async fn the_preferred_node_takes_the_vip_back_only_with_preempt() {
 async fn a_crashed_process_leaves_the_vip_and_raftlb_removes_it_when_it_starts() {
     let mut w = cluster([(100, true), (100, true), (100, true)]).await;
     let holders = Holders::new(&w, VIP);
-    let prober = prober(&w);
+    let prober = w.vip_prober(VIP);
     let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
     prober
         .wait_success_after(Instant::now(), "the client reaches the VIP", DEADLINE)

@@ -7,6 +7,7 @@
 pub mod holders;
 
 use raftlb_testkit::lab::{Host, Lab};
+use raftlb_testkit::probe::{Expect, Prober};
 use raftlb_testkit::{wait_until, Backend, Proc, TempDir};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -258,6 +259,19 @@ impl World {
         let p = self.dir.path(name);
         std::fs::write(&p, doc).unwrap();
         self.cli(on, &["config", "apply", &p.display().to_string()])
+    }
+
+    /// A client in its own namespace that starts a connection to `vip`'s
+    /// frontend every 10 ms and records when each one got the backend's
+    /// greeting.
+    pub fn vip_prober(&self, vip: std::net::Ipv4Addr) -> Prober {
+        Prober::start(
+            Some(PathBuf::from(format!("/var/run/netns/{}", self.client.ns))),
+            std::net::SocketAddr::from((vip, FRONT)),
+            Expect::Greeting,
+            Duration::from_millis(10),
+            Duration::from_millis(500),
+        )
     }
 
     pub fn config_version(&self, id: u64) -> u64 {
