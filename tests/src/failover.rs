@@ -164,14 +164,16 @@ struct Seen {
     changes: Vec<Vec<u64>>,
 }
 
-/// Samples the holders every period on its own task, for the whole run.
-struct Watcher {
+/// Samples the holders every period on its own task, for the whole run
+/// (of the scenario, or of anything else that moves the VIP).
+pub struct Watcher {
     seen: Arc<Mutex<Seen>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Watcher {
-    fn start(mut source: Box<dyn HolderSource>, every: Duration) -> Watcher {
+    /// Starts sampling `source` every `every`.
+    pub fn start(mut source: Box<dyn HolderSource>, every: Duration) -> Watcher {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let shared = seen.clone();
         let task = tokio::spawn(async move {
@@ -200,7 +202,7 @@ impl Watcher {
     }
 
     /// Waits until the holders satisfy `cond`; returns them.
-    async fn wait(
+    pub async fn wait(
         &self,
         what: &str,
         deadline: Duration,
@@ -218,7 +220,7 @@ impl Watcher {
     }
 
     /// Waits until exactly one node holds the VIP and has for `stable`.
-    async fn one_holder(&self, deadline: Duration, stable: Duration) -> u64 {
+    pub async fn one_holder(&self, deadline: Duration, stable: Duration) -> u64 {
         let end = Instant::now() + deadline;
         loop {
             {
@@ -236,7 +238,8 @@ impl Watcher {
         }
     }
 
-    fn finish(self, report: &mut Report) {
+    /// Stops sampling; puts its counts in `report`.
+    pub fn finish(self, report: &mut Report) {
         self.task.abort();
         let s = self.seen.lock().unwrap();
         report.samples = s.samples;
