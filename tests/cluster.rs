@@ -103,6 +103,32 @@ async fn the_leader_killed_a_new_one_leads_and_the_killed_node_comes_back_from_d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_every_follower_restarted_without_an_election_a_dead_leader_is_still_replaced() {
+    // Seen on three VMs: the package's rolling upgrade restarted the
+    // followers (the leader stayed), then the leader's machine died, and no
+    // new leader came for minutes: the restarted nodes refused each other's
+    // pre-votes.
+    let mut w = World::three(&["a"], |w| lb_doc(&[("a", &w.backend_host(0))])).await;
+    let old = w.leader(&[1, 2, 3]).await;
+    let rest: Vec<u64> = (1..=3).filter(|i| *i != old).collect();
+    for &f in &rest {
+        w.kill(f);
+        w.spawn(f, &["run"]);
+        w.wait_voters(f, 3).await;
+    }
+    for &f in &rest {
+        let s = w.status(f).expect("status");
+        assert_eq!(
+            (s["role"].as_str(), s["leader"].as_u64()),
+            (Some("follower"), Some(old))
+        );
+    }
+    w.kill(old);
+    let new = w.leader(&rest).await;
+    assert_ne!(new, old);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leave_shrinks_to_two_and_a_fresh_node_grows_it_back() {
     let mut w = World::new(4, &["a"]);
     let doc = lb_doc(&[("a", &w.backend_host(0))]);

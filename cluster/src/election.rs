@@ -258,7 +258,14 @@ pub(crate) async fn drive<T: Transport>(e: Election<T>) {
     e.raft.runtime_config().elect(false);
     let start = Instant::now();
     let metrics = e.raft.metrics();
+    // The vote the voters' side ([`crate::service::Service::pre_vote`])
+    // compares with: the one this loop starts from, or the first look
+    // would not see a change and a vote read before Raft loaded its state
+    // would make this node refuse every pre-vote until its vote changes
+    // (seen on slow VMs: after its followers restarted, a dead leader was
+    // never replaced).
     let vote = metrics.borrow().vote;
+    *e.vote_clock.lock().expect("vote clock") = (vote, start);
     let mut w = Loop {
         metrics,
         start,
