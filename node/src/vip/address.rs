@@ -10,6 +10,15 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 use tokio::time::Instant;
 
+/// The lifetime (seconds) of a held VIP on the interface: renewed every
+/// [`RENEW`] while held, so the kernel itself removes the address about a
+/// second after a holder that crashed or froze stopped renewing it.
+pub(super) const LIFETIME: u32 = 1;
+
+/// How often a held VIP's lifetime is renewed: a stall of the holder
+/// shorter than `LIFETIME - RENEW` keeps the address.
+pub(super) const RENEW: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Holder {
     fn index(&self) -> Option<(u32, String)> {
         let name = self.fitness.settings.interface.clone()?;
@@ -31,7 +40,7 @@ impl Holder {
             return;
         };
         let Some(nl) = self.nl() else { return };
-        if let Err(e) = nl.add(index, v.address, v.prefix).await {
+        if let Err(e) = nl.add(index, v.address, v.prefix, LIFETIME).await {
             tracing::error!(vip = %v.cidr(), error = %e, "cannot take the VIP");
             return;
         }
@@ -53,6 +62,20 @@ impl Holder {
             v.cidr(),
             "took: leader with a quorum lease".into(),
         ));
+    }
+
+    /// Starts each held VIP's lifetime again (see [`LIFETIME`]).
+    pub(super) async fn renew(&mut self) {
+        let Some((index, _)) = self.index() else {
+            return;
+        };
+        let vips: Vec<Vip> = self.held.values().map(|h| h.vip.clone()).collect();
+        let Some(nl) = self.nl() else { return };
+        for v in vips {
+            if let Err(e) = nl.add(index, v.address, v.prefix, LIFETIME).await {
+                tracing::error!(vip = %v.cidr(), error = %e, "cannot renew the VIP's lifetime");
+            }
+        }
     }
 
     pub(super) async fn release(&mut self, addr: IpAddr, why: &str) {
@@ -105,7 +128,7 @@ impl Holder {
         for v in readd {
             tracing::warn!(vip = %v.cidr(), interface = %iface, "held VIP was removed from the interface: adding it back");
             if let Some(nl) = self.nl() {
-                if let Err(e) = nl.add(index, v.address, v.prefix).await {
+                if let Err(e) = nl.add(index, v.address, v.prefix, LIFETIME).await {
                     tracing::error!(vip = %v.cidr(), error = %e, "cannot add the VIP back");
                 }
             }

@@ -77,6 +77,8 @@ impl Holder {
         let mut released: BTreeMap<IpAddr, (SystemTime, String)> = BTreeMap::new();
         let mut check = tokio::time::interval(Duration::from_secs(1));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renew = tokio::time::interval(super::address::RENEW);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut unfit = self.fitness.unfit(&vips);
         loop {
             let want = *lease.borrow_and_update() && unfit.is_none();
@@ -102,6 +104,7 @@ impl Holder {
                     unfit = self.fitness.unfit(&vips);
                 }
                 _ = announce_due => {}
+                _ = renew.tick(), if !self.held.is_empty() => self.renew().await,
                 _ = check.tick() => {
                     unfit = self.fitness.unfit(&vips);
                     self.reconcile(&vips).await;

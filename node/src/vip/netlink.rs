@@ -3,7 +3,7 @@
 
 use super::error::VipError;
 use futures_util::TryStreamExt;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo};
 use std::net::IpAddr;
 
 /// An rtnetlink connection; its task runs on the runtime that opened it.
@@ -74,23 +74,31 @@ impl Addresses {
         Ok(self.list(index).await?.iter().any(|(a, _)| *a == addr))
     }
 
-    /// Adds `addr/prefix` to interface `index`; already there is fine.
-    /// IPv6 addresses skip duplicate address detection (a VIP moves between
-    /// nodes; DAD would hold it tentative for a second).
-    pub async fn add(&self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), VipError> {
-        let mut req = self.handle.address().add(index, addr, prefix);
+    /// Adds `addr/prefix` to interface `index` for `lifetime` seconds (the
+    /// kernel removes it then, unless it is added again before: a lease the
+    /// kernel enforces, which outlives no crashed or frozen process by more
+    /// than that); already there, its lifetime starts again. IPv6 addresses
+    /// skip duplicate address detection (a VIP moves between nodes; DAD
+    /// would hold it tentative for a second).
+    pub async fn add(
+        &self,
+        index: u32,
+        addr: IpAddr,
+        prefix: u8,
+        lifetime: u32,
+    ) -> Result<(), VipError> {
+        let mut req = self.handle.address().add(index, addr, prefix).replace();
+        let mut life = CacheInfo::default();
+        life.ifa_valid = lifetime;
+        life.ifa_preferred = lifetime;
+        let attrs = &mut req.message_mut().attributes;
+        attrs.push(AddressAttribute::CacheInfo(life));
         if addr.is_ipv6() {
-            req.message_mut()
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            attrs.push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
-        match req.execute().await {
-            Ok(()) => Ok(()),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
-            Err(e) => Err(failed(format!("add {addr}/{prefix} to interface {index}"))(
-                e,
-            )),
-        }
+        req.execute()
+            .await
+            .map_err(failed(format!("add {addr}/{prefix} to interface {index}")))
     }
 
     /// Removes `addr` from interface `index`; whether it was there.

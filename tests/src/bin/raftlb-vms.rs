@@ -588,7 +588,7 @@ async fn package_steps(
     // The witness leaves; its unit stops for good (a removed node does
     // not come back by itself); the package goes, then its data.
     let from = Instant::now();
-    vms.run(1, "raftlb cluster leave --node-id 3")
+    vms.run(1, "sudo raftlb cluster leave --node-id 3")
         .await
         .ok_or("cluster leave --node-id 3")?;
     wait_status(vms, 1, "two voters after the witness left", |s| {
