@@ -103,6 +103,11 @@ impl TestNode {
         self.cfg.id
     }
 
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.cfg.data_dir
+    }
+
     /// Stops the node gracefully, but loses the stick tables it saved (as
     /// a `kill -9` would: it did not save them), then starts it again.
     pub async fn restart_without_saved_tables(self) -> TestNode {

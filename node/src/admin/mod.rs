@@ -1,5 +1,5 @@
-//! The admin API: a small HTTP/1.0 server on `[admin] listen` (loopback by
-//! default) that the CLI and scripts use. Reads: `GET /health` (200 once
+//! The admin API: a small HTTP server (hyper's HTTP/1) on `[admin] listen`
+//! (loopback only) that the CLI and scripts use. Reads: `GET /health` (200 once
 //! the node has started), `/status`
 //! (this node's proxy), `/cluster` (members, roles, every node's view of
 //! every server), `/config`, `/tables` (this node's stick tables). Writes,
@@ -10,12 +10,13 @@
 pub mod client;
 mod http;
 mod routes;
+mod server;
 mod state;
 mod tables;
 mod views;
 
 pub use client::{get, request, ClientError};
 pub use http::escape;
-pub use routes::serve;
+pub use server::serve;
 pub use state::AdminState;
 pub use views::{ClusterView, ConfigView, NodeStatus, TableEntryView, TableView};
