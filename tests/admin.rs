@@ -1,6 +1,7 @@
-//! The admin API over real sockets, as a careless client would talk to it:
-//! a malformed request (a bad percent escape, an oversized head or body)
-//! gets its 4xx, never a panic.
+//! The admin API over real sockets, as a browser or a careless client would
+//! talk to it: cross-site requests are refused, writes need the node's
+//! admin token and the CLI's Content-Type, and a malformed request (a bad
+//! percent escape, an oversized head or body) gets its 4xx, never a panic.
 
 mod common;
 
@@ -76,10 +77,119 @@ async fn config_version(addr: SocketAddr) -> u64 {
     v["version"].as_u64().unwrap()
 }
 
+/// Server `be/a`'s operator state, as `GET /status` says.
+async fn admin_state(addr: SocketAddr) -> String {
+    let (code, body) = send(addr, "GET", "/status", &[], "").await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["backends"]["be"][0]["admin"]
+        .as_str()
+        .unwrap_or("ready")
+        .to_string()
+}
+
 async fn one_node() -> (TestNode, Backend) {
     let a = Backend::start("a").await;
     let n = TestNode::start(&lb(&srv(&a, ""), TABLE)).await;
     (n, a)
+}
+
+/// A page on another site posting a config to the node on the browser's
+/// loopback (a "simple" request: text/plain, no preflight) is refused, as is
+/// any request a browser marks cross-site; nothing is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_requests_are_refused_and_change_nothing() {
+    let (n, a) = one_node().await;
+    let addr = n.node.admin_addr;
+    assert_eq!(config_version(addr).await, 1);
+    let evil_doc = lb(&srv(&a, ", weight = 7"), "");
+    let target = "/config?format=toml&source=evil";
+    let (code, body) = send(
+        addr,
+        "POST",
+        target,
+        &["Content-Type: text/plain", "Origin: http://evil.example"],
+        &evil_doc,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    // Not even with the token and the CLI's Content-Type (a page cannot
+    // have them, but an Origin alone is reason enough).
+    let auth = format!("Authorization: Bearer {}", token(&n));
+    let ctype = format!("Content-Type: {CLI_TYPE}");
+    for cross in ["Origin: http://evil.example", "Sec-Fetch-Site: cross-site"] {
+        let (code, body) = send(addr, "POST", target, &[&auth, &ctype, cross], &evil_doc).await;
+        assert_eq!(code, 403, "{cross}: {body}");
+    }
+    assert_eq!(config_version(addr).await, 1, "nothing was applied");
+
+    // Reads too: a page must not read the cluster's config either.
+    for cross in [
+        "Origin: http://evil.example",
+        "Origin: null",
+        "Sec-Fetch-Site: cross-site",
+        "Sec-Fetch-Site: same-site",
+        "Sec-Fetch-Site: same-origin",
+    ] {
+        let (code, body) = send(addr, "GET", "/config", &[cross], "").await;
+        assert_eq!(code, 403, "{cross}: {body}");
+    }
+    // Typed into the address bar (`none`), or from curl (no header): served.
+    let (code, body) = send(addr, "GET", "/status", &["Sec-Fetch-Site: none"], "").await;
+    assert_eq!(code, 200, "{body}");
+}
+
+/// Writes need the token the node keeps in its data directory (mode 0600)
+/// as `Authorization: Bearer`, and the CLI's Content-Type; reads need
+/// neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_the_admin_token_and_the_cli_content_type() {
+    let (n, _a) = one_node().await;
+    let addr = n.node.admin_addr;
+    let file = n.data_dir().join("admin.token");
+    let meta = std::fs::metadata(&file).expect("the node made its admin token");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let tok = token(&n);
+    assert_eq!(tok.len(), 64, "{tok:?}");
+    assert!(tok.bytes().all(|c| c.is_ascii_hexdigit()), "{tok:?}");
+
+    let drain = "/server?name=be/a&state=drain";
+    let ctype = format!("Content-Type: {CLI_TYPE}");
+    let mut wrong = tok.clone();
+    wrong.replace_range(63.., if tok.ends_with('0') { "1" } else { "0" });
+    for auth in [
+        None,
+        Some(format!("Authorization: Bearer {wrong}")),
+        Some(format!("Authorization: Bearer {}", &tok[..32])),
+        Some("Authorization: Bearer ".to_string()),
+        Some(format!("Authorization: Basic {tok}")),
+        Some(format!("Authorization: {tok}")),
+    ] {
+        let mut headers = vec![ctype.as_str()];
+        headers.extend(auth.as_deref());
+        let (code, body) = send(addr, "POST", drain, &headers, "").await;
+        assert_eq!(code, 401, "{auth:?}: {body}");
+    }
+    let auth = format!("Authorization: Bearer {tok}");
+    for other in [
+        None,
+        Some("Content-Type: text/plain"),
+        Some("Content-Type: application/x-www-form-urlencoded"),
+        Some("Content-Type: multipart/form-data; boundary=x"),
+    ] {
+        let mut headers = vec![auth.as_str()];
+        headers.extend(other);
+        let (code, body) = send(addr, "POST", drain, &headers, "").await;
+        assert_eq!(code, 415, "{other:?}: {body}");
+    }
+    assert_eq!(admin_state(addr).await, "ready", "nothing was changed");
+    let (code, body) = send(addr, "POST", drain, &[&auth, &ctype], "").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(admin_state(addr).await, "drain");
+    // The same token after a restart: the node keeps it.
+    let n = n.restart().await;
+    assert_eq!(token(&n), tok);
 }
 
 /// A bad percent escape in the query (`%a` then a multi-byte character

@@ -1,8 +1,9 @@
 //! The admin API's server: hyper's HTTP/1 on the admin listener, one
 //! request per connection, each phase with its limit and its timer (the
-//! head: 16 KiB, 431; the body: 8 MiB, 413); a request read whole into a
-//! [`Req`] for the routes.
+//! head: 16 KiB, 431; the body: 8 MiB, 413); who may ask decided from the
+//! head (see `guard`); a request read whole into a [`Req`] for the routes.
 
+use super::guard::refuse;
 use super::http::{error, parse_query, Answer, Req};
 use super::routes::route;
 use super::state::AdminState;
@@ -76,6 +77,9 @@ async fn connection(stream: TcpStream, state: Arc<AdminState>) {
 
 /// The routes' answer to `req`, or why it was refused before them.
 async fn answer(req: Request<Incoming>, state: &AdminState) -> Answer {
+    if let Some(refused) = refuse(req.method(), req.headers(), &state.token) {
+        return refused;
+    }
     match read(req).await {
         Ok(req) => route(req, state).await,
         Err(refused) => refused,
