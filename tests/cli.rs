@@ -509,3 +509,57 @@ fn is_httplog_line(line: &str) -> bool {
         && parts.get(9) == Some(&"----")
         && rest.ends_with("\"GET /hello?x=1 HTTP/1.1\"")
 }
+
+/// The CLI's writes carry the admin token of the node `--node` names (from
+/// its data_dir); with no such file, or another node's, nothing changes and
+/// the CLI says why. Reads need no node file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_writes_carry_the_admin_token_of_the_node_file() {
+    let a = Backend::start("a").await;
+    let r = start(|fe| lb_doc(fe, &[&a], ""), None).await;
+    let admin = r.admin.to_string();
+    let node = r.dir.path("node.toml").display().to_string();
+    let run = |args: &[&str]| {
+        let out = raftlb()
+            .args(args)
+            .args(["--admin", &admin])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, out) = run(&["server", "drain", "be/a", "--node", &node]);
+    assert!(ok, "{out}");
+    assert!(out.contains("be/a: state drain on every node"), "{out}");
+    assert_eq!(server_status(r.admin, "a").unwrap()["admin"], "drain");
+    let lb = r.dir.path("lb.toml");
+    std::fs::write(&lb, lb_doc(r.fe, &[&a], "[global]\nmaxconn = 500")).unwrap();
+    let lb = lb.display().to_string();
+    let (ok, out) = run(&["config", "apply", &lb, "--node", &node]);
+    assert!(ok && out.contains("committed as config version 2"), "{out}");
+
+    // No node file there: refused here, nothing sent.
+    let missing = r.dir.path("missing.toml").display().to_string();
+    let (ok, out) = run(&["server", "ready", "be/a", "--node", &missing]);
+    assert!(!ok && out.contains("admin token"), "{out}");
+    // Another node's file (another data_dir, another token): 401.
+    let other = r.dir.path("other.toml");
+    std::fs::write(
+        &other,
+        format!(
+            "id = 2\nname = \"o\"\ndata_dir = \"{}\"\n",
+            r.dir.path("other").display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(r.dir.path("other")).unwrap();
+    std::fs::write(r.dir.path("other/admin.token"), "0".repeat(64) + "\n").unwrap();
+    let other = other.display().to_string();
+    let (ok, out) = run(&["server", "ready", "be/a", "--node", &other]);
+    assert!(!ok && out.contains("admin token"), "{out}");
+    assert_eq!(server_status(r.admin, "a").unwrap()["admin"], "drain");
+    // Reads: no node file needed.
+    let (ok, out) = run(&["config", "show", "--node", &missing]);
+    assert!(ok && out.contains("# config version 2"), "{out}");
+}

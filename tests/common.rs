@@ -103,6 +103,16 @@ impl TestNode {
         self.cfg.id
     }
 
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.cfg.data_dir
+    }
+
+    /// The node's admin token, for writes to its admin API.
+    pub fn admin_token(&self) -> raftlb::admin::AdminToken {
+        raftlb::admin::AdminToken::load(&self.cfg.data_dir).expect("the node's admin token")
+    }
+
     /// Stops the node gracefully, but loses the stick tables it saved (as
     /// a `kill -9` would: it did not save them), then starts it again.
     pub async fn restart_without_saved_tables(self) -> TestNode {

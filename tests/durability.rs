@@ -414,7 +414,9 @@ impl World {
         c.args(["config", "apply"])
             .arg(&file)
             .args(["--expected-version", &expected.to_string()])
-            .args(["--admin", &self.node(target).admin.to_string()]);
+            .args(["--admin", &self.node(target).admin.to_string()])
+            .arg("--node")
+            .arg(&self.node(target).file);
         Proc::spawn(c, &self.dir.path(&format!("apply{round}.log")))
     }
 

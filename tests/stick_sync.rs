@@ -180,9 +180,16 @@ async fn a_bad_frame_on_the_peer_port_closes_that_connection_only() {
 
 /// `POST path` on node `n`'s admin API, as JSON.
 async fn post(n: &TestNode, path: &str) -> serde_json::Value {
-    let body = raftlb::admin::request(n.node.admin_addr, "POST", path, "", DEADLINE)
-        .await
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let body = raftlb::admin::request(
+        n.node.admin_addr,
+        "POST",
+        path,
+        "",
+        Some(&n.admin_token()),
+        DEADLINE,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("POST {path}: {e}"));
     serde_json::from_str(&body).unwrap()
 }
 
@@ -237,6 +244,7 @@ async fn table_clear_acts_on_every_node_and_clients_are_balanced_anew() {
         "POST",
         "/tables/clear?name=nope",
         "",
+        Some(&n1.admin_token()),
         DEADLINE,
     )
     .await;
@@ -252,6 +260,7 @@ async fn table_clear_acts_on_every_node_and_clients_are_balanced_anew() {
         "POST",
         "/tables/clear?name=be&key=x",
         "",
+        Some(&n1.admin_token()),
         DEADLINE,
     )
     .await;

@@ -173,13 +173,14 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), NodeError>
          curl -s http://{listen}/                               # demo-1 or demo-2: each node balances roundrobin\n  \
          raftlb cluster status --admin {}               # members, leader, term, each node's view\n  \
          raftlb config show --admin {} > my.toml        # edit it, then:\n  \
-         raftlb config apply my.toml --admin {}         # on a follower: every node applies it\n  \
-         raftlb server drain demo/demo-1 --admin {}     # every node stops sending it new connections\n  \
+         raftlb config apply my.toml --admin {} --node {}   # on a follower (writes send its admin token): every node applies it\n  \
+         raftlb server drain demo/demo-1 --admin {} --node {}   # every node stops sending it new connections\n  \
          kill -9 <the leader's pid>                                # a new leader within a second; curl still works\n  \
          {} run --node {}   # bring a killed node back from its disk\n\n\
          Ctrl-C (or SIGTERM) stops everything.\n",
         pids[0], admins[0], pids[1], admins[1], pids[2], admins[2], dir.display(),
-        admins[0], admins[1], admins[1], admins[2],
+        admins[0], admins[1], admins[1], dir.join("node2.toml").display(),
+        admins[2], dir.join("node3.toml").display(),
         exe.display(), dir.join("node1.toml").display(),
     );
     tokio::select! {

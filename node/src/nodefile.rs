@@ -279,7 +279,7 @@ impl NodeConfig {
         }
         if !cfg.admin.listen.ip().is_loopback() {
             return Err(err(format!(
-                "admin.listen: {} is not a loopback address; the admin API has no authentication yet, so it listens on loopback only",
+                "admin.listen: {} is not a loopback address; its reads need no token, so it listens on loopback only",
                 cfg.admin.listen
             )));
         }

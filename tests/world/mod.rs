@@ -145,11 +145,12 @@ impl World {
     }
 
     /// Runs a client command against node `id`'s admin API (inside its
-    /// namespace, on loopback).
+    /// namespace, on loopback), with its node file (for the admin token).
     pub fn cli(&self, id: u64, args: &[&str]) -> std::process::Output {
         let mut c = self.lab.command(self.host(id), Path::new(BIN));
         c.env_remove("RAFTLB_ADMIN").env_remove("RAFTLB_LOG");
-        c.args(args).output().unwrap()
+        let node = self.dir.path(&format!("n{id}.toml"));
+        c.args(args).arg("--node").arg(node).output().unwrap()
     }
 
     pub fn status(&self, id: u64) -> Option<Value> {

@@ -1,6 +1,9 @@
-//! The admin API's client side, as the CLI uses it: one HTTP/1.0 request,
-//! the status and the body back.
+//! The admin API's client side, as the CLI uses it: one HTTP/1.0 request
+//! (a write with the node's admin token and the writes' Content-Type), the
+//! status and the body back.
 
+use super::guard::WRITE_CONTENT_TYPE;
+use super::token::AdminToken;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,13 +38,16 @@ pub enum ClientError {
     },
 }
 
-/// Sends one request; returns the body if the status is 200, the node's
-/// message as [`ClientError::Refused`] otherwise. Waits up to `wait`.
+/// Sends one request (a write, any method but GET, with `token` and
+/// [`WRITE_CONTENT_TYPE`]); returns the body if the status is 200, the
+/// node's message as [`ClientError::Refused`] otherwise. Waits up to
+/// `wait`.
 pub async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: &str,
+    token: Option<&AdminToken>,
     wait: Duration,
 ) -> Result<String, ClientError> {
     let io = |source| ClientError::Connect { addr, source };
@@ -49,10 +55,14 @@ pub async fn request(
         .await
         .map_err(|_| io(std::io::ErrorKind::TimedOut.into()))?
         .map_err(io)?;
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    if method != "GET" {
+        head += &format!("Content-Type: {WRITE_CONTENT_TYPE}\r\n");
+    }
+    if let Some(t) = token {
+        head += &format!("Authorization: Bearer {}\r\n", t.as_str());
+    }
+    let req = format!("{head}Content-Length: {}\r\n\r\n{body}", body.len());
     s.write_all(req.as_bytes()).await.map_err(io)?;
     let mut resp = Vec::new();
     tokio::time::timeout(wait, s.read_to_end(&mut resp))
@@ -89,5 +99,5 @@ pub async fn request(
 
 /// `GET path`; the body if the status is 200.
 pub async fn get(addr: SocketAddr, path: &str) -> Result<String, ClientError> {
-    request(addr, "GET", path, "", Duration::from_secs(10)).await
+    request(addr, "GET", path, "", None, Duration::from_secs(10)).await
 }

@@ -1,13 +1,10 @@
-//! The admin API's HTTP/1.0: reading a request (head, `Content-Length`
-//! body, query string), percent-encoding, and writing an answer.
+//! The admin API's requests and answers as the routes see them: a [`Req`]
+//! read whole, its query string percent-decoded (a bad escape is the
+//! client's mistake, not a panic), and an [`Answer`] of a status and a body.
 
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// The largest request body (a config document).
-const MAX_BODY: usize = 4 << 20;
 
 /// A request as the routes see it.
 pub(super) struct Req {
@@ -17,107 +14,46 @@ pub(super) struct Req {
     pub(super) body: String,
 }
 
-/// Reads one request: `None` when the client closed first, `Err` for a
-/// request the API refuses (400).
-pub(super) async fn read_request(
-    s: &mut TcpStream,
-) -> std::io::Result<Option<Result<Req, &'static str>>> {
-    let mut buf = vec![0u8; 8192];
-    let mut n = 0;
-    let head_end = loop {
-        if let Some(i) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if n == buf.len() {
-            return Ok(Some(Err("request head too large")));
-        }
-        let m = s.read(&mut buf[n..]).await?;
-        if m == 0 {
-            return Ok(None);
-        }
-        n += m;
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut parts = lines.next().unwrap_or("").split_ascii_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let mut len = 0usize;
-    for line in lines {
-        if let Some((k, v)) = line.split_once(':') {
-            if k.trim().eq_ignore_ascii_case("content-length") {
-                let Ok(l) = v.trim().parse::<usize>() else {
-                    return Ok(Some(Err("bad Content-Length")));
-                };
-                len = l;
-            }
-        }
-    }
-    if len > MAX_BODY {
-        return Ok(Some(Err("body too large")));
-    }
-    let mut body = buf[head_end..n].to_vec();
-    while body.len() < len {
-        let mut chunk = vec![0u8; (len - body.len()).min(65536)];
-        let m = s.read(&mut chunk).await?;
-        if m == 0 {
-            return Ok(Some(Err("body shorter than Content-Length")));
-        }
-        body.extend_from_slice(&chunk[..m]);
-    }
-    body.truncate(len);
-    let Ok(body) = String::from_utf8(body) else {
-        return Ok(Some(Err("body is not UTF-8")));
-    };
-    let (path, qs) = target.split_once('?').unwrap_or((target, ""));
-    let query = qs
-        .split('&')
+/// Reads a query string (`a=1&b=x%2Fy`) into its keys and values: `Err`
+/// says what is wrong with it (a 400).
+pub(super) fn parse_query(qs: &str) -> Result<BTreeMap<String, String>, String> {
+    qs.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (unescape(k), unescape(v))
+            Ok((unescape(k)?, unescape(v)?))
         })
-        .collect();
-    Ok(Some(Ok(Req {
-        method: method.to_string(),
-        path: path.to_string(),
-        query,
-        body,
-    })))
+        .collect()
 }
 
-/// Undoes percent-encoding (`%2F`) and `+`.
-fn unescape(s: &str) -> String {
+/// Undoes percent-encoding (`%2F`) and `+` (a space); a `%` without two
+/// hex digits after it, or bytes that are not UTF-8 once decoded, are an
+/// error.
+fn unescape(s: &str) -> Result<String, String> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
+    let hex = |i: usize| b.get(i).is_some_and(u8::is_ascii_hexdigit);
+    if (0..b.len()).any(|i| b[i] == b'%' && !(hex(i + 1) && hex(i + 2))) {
+        return Err(format!(
+            "query: {s:?}: a % must be followed by two hex digits"
+        ));
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let spaced = s.replace('+', " ");
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|_| format!("query: {s:?} is not UTF-8 once decoded"))
 }
+
+/// What [`escape`] leaves as it is: letters, digits and `-_.~`.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Percent-encodes a query value.
 pub fn escape(s: &str) -> String {
-    s.bytes()
-        .map(|c| match c {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (c as char).to_string()
-            }
-            c => format!("%{c:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 /// A status code and a body.
@@ -136,40 +72,31 @@ pub(super) fn error(code: u16, msg: impl std::fmt::Display) -> Answer {
     (code, format!("{msg}\n"))
 }
 
-/// Writes `answer` as an HTTP/1.0 response and closes.
-pub(super) async fn respond(s: &mut TcpStream, (code, body): Answer) -> std::io::Result<()> {
-    let reason = match code {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
-    };
-    let ctype = if body.starts_with('{') {
-        "application/json"
-    } else {
-        "text/plain"
-    };
-    let msg = format!(
-        "HTTP/1.0 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(msg.as_bytes()).await?;
-    s.shutdown().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn query_values_round_trip() {
-        for v in ["web/s1", "a b&c=d", "é%", ""] {
-            assert_eq!(unescape(&escape(v)), v);
+        for v in ["web/s1", "a b&c=d", "é%", "+", ""] {
+            assert_eq!(unescape(&escape(v)).as_deref(), Ok(v));
         }
-        assert_eq!(unescape("%zz"), "%zz");
-        assert_eq!(unescape("%4"), "%4");
+        assert_eq!(escape("web/s 1"), "web%2Fs%201");
+        assert_eq!(unescape("a+b%2B").as_deref(), Ok("a b+"));
+        let q = parse_query("name=web%2Fs1&key=&flag&&x=%C3%A9").unwrap();
+        let got: Vec<(&str, &str)> = q.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [("flag", ""), ("key", ""), ("name", "web/s1"), ("x", "é")]
+        );
+    }
+
+    #[test]
+    fn bad_escapes_and_bytes_that_are_not_utf8_are_errors() {
+        for bad in ["%zz", "%4", "%", "a%", "%aé", "%a%", "%C3%28", "%FF", "%e9"] {
+            assert!(unescape(bad).is_err(), "{bad:?}");
+            assert!(parse_query(&format!("name={bad}")).is_err(), "{bad:?}");
+            assert!(parse_query(&format!("{bad}=1")).is_err(), "{bad:?}");
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! The admin API: a small HTTP/1.0 server on `[admin] listen` (loopback by
-//! default) that the CLI and scripts use. Reads: `GET /health` (200 once
+//! The admin API: a small HTTP server (hyper's HTTP/1) on `[admin] listen`
+//! (loopback only) that the CLI and scripts use. No request from a web page
+//! is served; writes need the node's admin token. Reads: `GET /health` (200 once
 //! the node has started), `/status`
 //! (this node's proxy), `/cluster` (members, roles, every node's view of
 //! every server), `/config`, `/tables` (this node's stick tables). Writes,
@@ -8,14 +9,19 @@
 //! to every node by the stick-table sync.
 
 pub mod client;
+mod guard;
 mod http;
 mod routes;
+mod server;
 mod state;
 mod tables;
+mod token;
 mod views;
 
 pub use client::{get, request, ClientError};
+pub use guard::WRITE_CONTENT_TYPE;
 pub use http::escape;
-pub use routes::serve;
+pub use server::serve;
 pub use state::AdminState;
+pub use token::{AdminToken, TOKEN_FILE};
 pub use views::{ClusterView, ConfigView, NodeStatus, TableEntryView, TableView};

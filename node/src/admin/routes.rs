@@ -1,41 +1,13 @@
-//! The admin API's endpoints: the accept loop, and one handler per route.
-//! Reads answer from this node's state; writes are committed through the
-//! cluster.
+//! The admin API's endpoints: one handler per route. Reads answer from this
+//! node's state; writes are committed through the cluster.
 
-use super::http::{error, json, read_request, respond, Answer, Req};
+use super::http::{error, json, Answer, Req};
 use super::state::AdminState;
 use super::tables;
 use super::views::{ClusterView, ConfigView, NodeStatus};
 use crate::handle::{apply_config, NodeError};
 use raftlb_cluster::WriteFailure;
 use raftlb_proto::{Command, Format, NodeId, OperatorState, Outcome, ServerKey};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-
-/// Serves the admin API on `listener` forever.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(60), handle(stream, &state)).await;
-        });
-    }
-}
-
-async fn handle(mut s: TcpStream, state: &AdminState) -> std::io::Result<()> {
-    let req = match read_request(&mut s).await? {
-        None => return Ok(()),
-        Some(Err(why)) => return respond(&mut s, error(400, why)).await,
-        Some(Ok(r)) => r,
-    };
-    let answer = route(req, state).await;
-    respond(&mut s, answer).await
-}
 
 fn node_error(e: NodeError) -> Answer {
     let code = match &e {
@@ -47,7 +19,8 @@ fn node_error(e: NodeError) -> Answer {
     error(code, e)
 }
 
-async fn route(req: Req, state: &AdminState) -> Answer {
+/// The answer of the route `req` names.
+pub(super) async fn route(req: Req, state: &AdminState) -> Answer {
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/health") => {
             if state.ready.load(std::sync::atomic::Ordering::Acquire) {

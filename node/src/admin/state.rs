@@ -1,5 +1,6 @@
 //! [`AdminState`]: what the admin API reads from the running node.
 
+use super::token::AdminToken;
 use crate::handle::Cluster;
 use crate::runtime::Runtime;
 use crate::vip::VipControl;
@@ -18,6 +19,8 @@ pub struct AdminState {
     /// Set once the node has started (joined, first config applied):
     /// `/health` answers 503 until then.
     pub ready: std::sync::atomic::AtomicBool,
+    /// What every write must carry.
+    pub token: AdminToken,
     /// The VIP controller, once started.
     pub vip: std::sync::OnceLock<Arc<VipControl>>,
 }

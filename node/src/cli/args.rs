@@ -21,6 +21,10 @@ pub struct Remote {
     /// The node's admin API.
     #[arg(long, env = "RAFTLB_ADMIN", default_value = "127.0.0.1:9900")]
     pub admin: SocketAddr,
+    /// The node file of the node at --admin: writes send the admin token
+    /// from its data_dir (readable by root and the raftlb user).
+    #[arg(long, value_name = "FILE", default_value = "/etc/raftlb/node.toml")]
+    pub node: PathBuf,
     /// Print the raw JSON.
     #[arg(long)]
     pub json: bool,

@@ -66,20 +66,40 @@ fn parse(admin: SocketAddr, body: &str) -> Result<serde_json::Value, ClientError
     })
 }
 
-/// POSTs `body` to `path`, waiting up to `wait_secs`. With `--json`, prints
-/// the answer and returns `None`; otherwise returns it parsed, to print for
-/// humans.
+/// The admin token of the node at `--admin`, from the data_dir of
+/// `--node`.
+fn admin_token(remote: &Remote) -> Result<crate::admin::AdminToken, ClientError> {
+    let refused = |message| ClientError::Refused { status: 0, message };
+    let node = crate::nodefile::NodeConfig::load(&remote.node).map_err(|e| {
+        refused(format!(
+            "{e}: a write needs the admin token of the node at {}: --node names its node file",
+            remote.admin
+        ))
+    })?;
+    crate::admin::AdminToken::load(&node.data_dir).map_err(|e| {
+        refused(format!(
+            "{}: {e}: a write needs the node's admin token (run as root or the raftlb user)",
+            crate::admin::AdminToken::path(&node.data_dir).display()
+        ))
+    })
+}
+
+/// POSTs `body` to `path` with the node's admin token, waiting up to
+/// `wait_secs`. With `--json`, prints the answer and returns `None`;
+/// otherwise returns it parsed, to print for humans.
 async fn post(
     remote: &Remote,
     path: &str,
     body: &str,
     wait_secs: u64,
 ) -> Result<Option<serde_json::Value>, ClientError> {
+    let token = admin_token(remote)?;
     let answer = crate::admin::request(
         remote.admin,
         "POST",
         path,
         body,
+        Some(&token),
         std::time::Duration::from_secs(wait_secs),
     )
     .await?;

@@ -1,6 +1,6 @@
 //! Bringing a node up, step by step: its data directory and secret, the
 //! node-to-node listener, the Raft cluster (opened, formed or joined), the
-//! admin API, the loops that follow the committed state, and the VIP
+//! admin API (and its token), the loops that follow the committed state, and the VIP
 //! holder; and the [`Node`] that start-up returns.
 
 use super::follow::{apply_committed, report_health};
@@ -198,9 +198,12 @@ async fn start_proxy(
 ) -> Result<(Arc<Runtime>, Arc<AdminState>, SocketAddr), NodeError> {
     let runtime = Arc::new(Runtime::for_node(node.id, node.reuseport));
     restore_stick_tables(&runtime, &node.data_dir);
+    let token_path = admin::AdminToken::path(&node.data_dir);
+    let token = admin::AdminToken::load_or_create(&node.data_dir).map_err(data_err(&token_path))?;
     let (admin_listener, admin_addr) = bind("admin API", node.admin.listen).await?;
     let admin_state = Arc::new(AdminState {
         node: node.name.clone(),
+        token,
         runtime: runtime.clone(),
         cluster: cluster.clone(),
         applied: std::sync::Mutex::new((0, None)),

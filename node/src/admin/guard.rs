@@ -1,0 +1,131 @@
+//! Who may use the admin API, decided from a request's head before its body
+//! is read: nothing a browser sends for a page (`Origin`, a `Sec-Fetch-Site`
+//! other than `none`: 403), and a write (any method but GET and HEAD) only
+//! with the node's admin token (401) and the CLI's Content-Type (415).
+
+use super::http::{error, Answer};
+use super::token::AdminToken;
+use hyper::header::{self, HeaderMap};
+use hyper::Method;
+
+/// The Content-Type of every write, as the CLI sends it: the body is a
+/// config document in the format `?format=` names, or empty. It is none of
+/// the three a page can send without the browser asking first.
+pub const WRITE_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Why the request whose head is `method` and `headers` is refused, if it
+/// is.
+pub(super) fn refuse(method: &Method, headers: &HeaderMap, token: &AdminToken) -> Option<Answer> {
+    if headers.contains_key(header::ORIGIN) {
+        return Some(error(
+            403,
+            "requests from a web page (with an Origin header) are refused",
+        ));
+    }
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if site.as_bytes() != b"none" {
+            return Some(error(
+                403,
+                "requests a browser marks as from a site (Sec-Fetch-Site) are refused",
+            ));
+        }
+    }
+    if *method == Method::GET || *method == Method::HEAD {
+        return None;
+    }
+    if !bearer(headers).is_some_and(|t| token.accepts(t)) {
+        return Some(error(
+            401,
+            "a write needs the node's admin token (Authorization: Bearer, from admin.token in its data_dir; `raftlb` reads it through --node)",
+        ));
+    }
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    if !media.is_some_and(|m| m.eq_ignore_ascii_case(WRITE_CONTENT_TYPE)) {
+        return Some(error(
+            415,
+            format!("a write's Content-Type is {WRITE_CONTENT_TYPE}"),
+        ));
+    }
+    None
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header.
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let v = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, rest) = v.split_at(v.iter().position(|&c| c == b' ')?);
+    scheme
+        .eq_ignore_ascii_case(b"bearer")
+        .then(|| rest.trim_ascii())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn head(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn code(method: Method, pairs: &[(&'static str, &str)], token: &AdminToken) -> u16 {
+        refuse(&method, &head(pairs), token).map_or(200, |(c, _)| c)
+    }
+
+    #[test]
+    fn pages_are_refused_writes_need_the_token_then_the_content_type() {
+        let t = AdminToken::for_tests("ab".repeat(32));
+        let auth = format!("Bearer {}", t.as_str());
+        let good = [
+            ("authorization", auth.as_str()),
+            ("content-type", WRITE_CONTENT_TYPE),
+        ];
+        assert_eq!(code(Method::GET, &[], &t), 200);
+        assert_eq!(code(Method::GET, &[("sec-fetch-site", "none")], &t), 200);
+        assert_eq!(code(Method::GET, &[("origin", "null")], &t), 403);
+        assert_eq!(
+            code(Method::GET, &[("sec-fetch-site", "same-origin")], &t),
+            403
+        );
+        assert_eq!(code(Method::POST, &good, &t), 200);
+        let lower = format!("bearer  {} ", t.as_str());
+        let typed = "Application/Octet-Stream; charset=x";
+        assert_eq!(
+            code(
+                Method::PUT,
+                &[("authorization", &lower), ("content-type", typed)],
+                &t
+            ),
+            200
+        );
+        let mut with_origin = good.to_vec();
+        with_origin.push(("origin", "http://evil.example"));
+        assert_eq!(code(Method::POST, &with_origin, &t), 403);
+        for auth in [
+            "",
+            "Bearer",
+            "Bearer ",
+            "Basic abab",
+            &auth[..40],
+            t.as_str(),
+        ] {
+            let pairs = [
+                ("authorization", auth),
+                ("content-type", WRITE_CONTENT_TYPE),
+            ];
+            assert_eq!(code(Method::DELETE, &pairs, &t), 401, "{auth:?}");
+        }
+        assert_eq!(code(Method::POST, &good[..1], &t), 415);
+        let plain = [
+            ("authorization", auth.as_str()),
+            ("content-type", "text/plain"),
+        ];
+        assert_eq!(code(Method::POST, &plain, &t), 415);
+    }
+}
