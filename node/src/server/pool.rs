@@ -15,11 +15,35 @@ use std::time::{Duration, Instant};
 const POOL_MAX: usize = 1024;
 
 /// An idle upstream connection older than this is closed, not reused (as
-/// HAProxy's `pool-purge-delay`; below common server keep-alive timeouts).
-const POOL_IDLE: Duration = Duration::from_secs(5);
+/// HAProxy's `pool-purge-delay`): well below common server keep-alive
+/// timeouts (Node.js's default is 5 s, Apache's 5 s, nginx's 75 s), so the
+/// proxy does not send a request on a connection the server is closing.
+pub const POOL_IDLE: Duration = Duration::from_secs(2);
+
+/// How long a connection may stay idle when its server announced
+/// `Keep-Alive: timeout=N` (seconds): half of that, at most [`POOL_IDLE`].
+pub fn idle_limit(keep_alive: Option<&[u8]>) -> Duration {
+    let announced = keep_alive.and_then(|v| {
+        v.split(|b| *b == b',')
+            .filter_map(|p| {
+                let p = std::str::from_utf8(p).ok()?.trim();
+                let (k, n) = p.split_once('=')?;
+                if !k.trim().eq_ignore_ascii_case("timeout") {
+                    return None;
+                }
+                n.trim().parse::<u64>().ok()
+            })
+            .next()
+    });
+    match announced {
+        Some(n) => POOL_IDLE.min(Duration::from_millis(n.saturating_mul(500))),
+        None => POOL_IDLE,
+    }
+}
 
 /// A server's idle upstream connections (kept across reloads with its
-/// live state), oldest first.
+/// live state), oldest first, each with the instant it may no longer be
+/// reused.
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<Vec<(SendRequest<ReqBody>, Instant)>>,
@@ -37,25 +61,27 @@ impl Pool {
     pub fn take(&self) -> Option<SendRequest<ReqBody>> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((s, since)) = idle.pop() {
-            if now.duration_since(since) < POOL_IDLE && !s.is_closed() {
+        while let Some((s, until)) = idle.pop() {
+            if now < until && !s.is_closed() {
                 return Some(s);
             }
         }
         None
     }
 
-    pub fn put(&self, s: SendRequest<ReqBody>) {
-        if s.is_closed() {
+    /// Keeps `s` for reuse during `limit` at most (see [`idle_limit`]).
+    pub fn put(&self, s: SendRequest<ReqBody>, limit: Duration) {
+        if s.is_closed() || limit.is_zero() {
             return;
         }
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        // Oldest first: the expired ones are a prefix.
-        let expired = idle.partition_point(|(_, since)| now.duration_since(*since) >= POOL_IDLE);
+        // Oldest first: the expired ones are (nearly always: a server's
+        // limit seldom changes) a prefix; `take` skips any other.
+        let expired = idle.partition_point(|(_, until)| *until <= now);
         idle.drain(..expired);
         if idle.len() < POOL_MAX {
-            idle.push((s, now));
+            idle.push((s, now + limit));
         }
     }
 
@@ -70,13 +96,25 @@ impl Pool {
 /// one), then the rest as it comes.
 pub struct ReqBody {
     first: Option<Frame<Bytes>>,
-    rest: Incoming,
+    /// None: no body (a request sent again, whose body was empty).
+    rest: Option<Incoming>,
 }
 
 impl ReqBody {
     /// The body whose `first` frame was read already; `rest` follows.
     pub fn new(first: Option<Frame<Bytes>>, rest: Incoming) -> ReqBody {
-        ReqBody { first, rest }
+        ReqBody {
+            first,
+            rest: Some(rest),
+        }
+    }
+
+    /// No body at all.
+    pub fn empty() -> ReqBody {
+        ReqBody {
+            first: None,
+            rest: None,
+        }
     }
 }
 
@@ -92,15 +130,21 @@ impl Body for ReqBody {
         if let Some(f) = me.first.take() {
             return Poll::Ready(Some(Ok(f)));
         }
-        Pin::new(&mut me.rest).poll_frame(cx)
+        match &mut me.rest {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.rest.is_end_stream()
+        self.first.is_none() && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        let rest = self.rest.size_hint();
+        let rest = self
+            .rest
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |r| r.size_hint());
         let n = self
             .first
             .as_ref()
@@ -113,5 +157,21 @@ impl Body for ReqBody {
         }
         h.set_lower(rest.lower() + n);
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_limit_is_half_the_servers_keep_alive_timeout_at_most_two_seconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(idle_limit(None), POOL_IDLE);
+        assert_eq!(idle_limit(Some(b"timeout=5, max=1000")), POOL_IDLE);
+        assert_eq!(idle_limit(Some(b"max=10, Timeout = 1")), ms(500));
+        assert_eq!(idle_limit(Some(b"timeout=0")), ms(0));
+        assert_eq!(idle_limit(Some(b"timeout=soon")), POOL_IDLE);
+        assert_eq!(idle_limit(Some(b"\xff")), POOL_IDLE);
     }
 }

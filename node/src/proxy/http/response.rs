@@ -6,17 +6,21 @@ use super::headers::strip_hop_by_hop;
 use super::log::HttpLog;
 use crate::proxy::backend::{BackendRt, Slot};
 use crate::proxy::frontend::FrontendRt;
-use crate::server::pool::ReqBody;
+use crate::server::pool::{idle_limit, ReqBody};
 use crate::server::ServerState;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// A server's `Keep-Alive: timeout=N`: how long it keeps an idle connection.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// The body of a response to the client: a server's, or one of ours.
 pub enum ProxyBody {
@@ -32,6 +36,8 @@ pub struct Upstream {
     body: Incoming,
     /// The connection and the pool it returns to, until the body ends.
     conn: Option<(SendRequest<ReqBody>, Arc<ServerState>)>,
+    /// How long it may wait in the pool (the server's `Keep-Alive`).
+    idle: Duration,
     /// The request's server slot, held until the response is done.
     _slot: Slot,
     /// Written when the response is done (or abandoned).
@@ -46,7 +52,7 @@ impl Drop for Upstream {
         let done = self.body.is_end_stream();
         if let Some((conn, server)) = self.conn.take() {
             if done {
-                server.http_pool.put(conn);
+                server.http_pool.put(conn, self.idle);
             }
         }
         if let Some(mut log) = self.log.take() {
@@ -153,6 +159,7 @@ pub(super) fn relay(
     log: HttpLog,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
+    let idle = idle_limit(parts.headers.get(KEEP_ALIVE).map(HeaderValue::as_bytes));
     strip_hop_by_hop(&mut parts.headers);
     if fe.cfg.via {
         parts
@@ -174,6 +181,7 @@ pub(super) fn relay(
     let body = ProxyBody::Upstream(Upstream {
         body,
         conn: Some(conn),
+        idle,
         _slot: slot,
         log: Some(Box::new(log)),
     });

@@ -40,7 +40,11 @@ type Answered = (Response<Incoming>, SendRequest<ReqBody>, Option<Instant>);
 /// that fails is retried `retries` times (nothing was sent: always
 /// safe), the last on another server with `redispatch`. A pooled
 /// connection that the server closed before taking the request is
-/// replaced by a new one at once. On failure, the error page (logged).
+/// replaced by a new one at once; one it closed after taking it, with no
+/// answer (its keep-alive timeout fired as the request came), gets the
+/// request again on a new connection if the request is idempotent and has
+/// no body (HAProxy's `retry-on conn-failure empty-response`). On failure,
+/// the error page (logged).
 pub(super) async fn exchange(
     x: &mut Exchange<'_>,
     mut req: Request<ReqBody>,
@@ -48,24 +52,33 @@ pub(super) async fn exchange(
 ) -> Result<Answered, Response<ProxyBody>> {
     let mut retries_left = x.be.cfg.retries;
     let connecting = log.clock();
+    // Once a request was sent again, only new connections.
+    let mut pooled = !x.tunnel;
     loop {
-        let (mut sender, reused) = connection(x, &mut retries_left, connecting, log).await?;
+        let (mut sender, reused) =
+            connection(x, pooled, &mut retries_left, connecting, log).await?;
         log.tc = connecting.map(|t| t.elapsed());
         let waiting = log.clock();
         let srv = &x.be.servers[x.slot.idx];
         match send(srv, &mut sender, req, reused, x.be.cfg.timeout.server, log).await? {
             Sent::Answered(r) => return Ok((r, sender, waiting)),
             Sent::Unsent(unsent) => req = unsent,
+            Sent::Again(copy) => {
+                req = copy;
+                pooled = false;
+            }
         }
     }
 }
 
 /// A connection to the slot's server, and whether it came from the pool:
-/// the most recently used idle one still open, else a new one. A connect
+/// the most recently used idle one still open (if `pooled`), else a new
+/// one. A connect
 /// that fails counts against `retries_left`: retried after a pause, the
 /// last one on another server with `redispatch`; none left, a 502.
 async fn connection(
     x: &mut Exchange<'_>,
+    pooled: bool,
     retries_left: &mut u32,
     connecting: Option<Instant>,
     log: &mut HttpLog,
@@ -74,7 +87,7 @@ async fn connection(
     loop {
         let srv = &be.servers[x.slot.idx];
         // A tunnel takes its connection for good: a new one.
-        while let Some(mut s) = (!x.tunnel).then(|| srv.state.http_pool.take()).flatten() {
+        while let Some(mut s) = pooled.then(|| srv.state.http_pool.take()).flatten() {
             // Ready once its previous exchange is wholly done; an error
             // means the server closed it meanwhile.
             if s.ready().await.is_ok() {
@@ -126,6 +139,30 @@ enum Sent {
     /// Never sent: a pooled connection the server had closed. The request
     /// comes back, to go on another connection.
     Unsent(Request<ReqBody>),
+    /// Sent on a pooled connection that the server closed without an
+    /// answer: a copy of the request (idempotent, no body), to send again
+    /// on a new connection.
+    Again(Request<ReqBody>),
+}
+
+/// A copy of `req` to send again if a reused connection loses it: only an
+/// idempotent request (RFC 9110 §9.2.2) with no body, whose copy is its
+/// head alone.
+fn replayable(req: &Request<ReqBody>, reused: bool) -> Option<Request<ReqBody>> {
+    use hyper::Method;
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    if !reused || !idempotent || !hyper::body::Body::is_end_stream(req.body()) {
+        return None;
+    }
+    let mut copy = Request::new(ReqBody::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
 }
 
 /// Sends `req` on `sender` and waits for the response head, `timeout` at
@@ -138,6 +175,7 @@ async fn send(
     timeout: Option<Duration>,
     log: &mut HttpLog,
 ) -> Result<Sent, Response<ProxyBody>> {
+    let again = replayable(&req, reused);
     let sent = sender.try_send_request(req);
     let outcome = match timeout {
         Some(t) => match tokio::time::timeout(t, sent).await {
@@ -155,20 +193,29 @@ async fn send(
     };
     match outcome {
         Ok(r) => Ok(Sent::Answered(r)),
-        Err(mut e) => match e.take_message() {
-            // Never sent: a pooled connection the server had closed.
-            Some(unsent) if reused => Ok(Sent::Unsent(unsent)),
-            _ => {
-                let e = e.into_error();
-                tracing::debug!(server = %srv.state.id, error = %e, "bad response from the server");
-                observe(srv, Observe::Layer7, Err("L7RSP"));
-                Err(log.error(
-                    StatusCode::BAD_GATEWAY,
-                    "The server returned an invalid or incomplete response.",
-                    ('S', 'H'),
-                ))
+        Err(mut e) => {
+            let unsent = e.take_message();
+            let e = e.into_error();
+            match (unsent, again) {
+                // Never sent: a pooled connection the server had closed.
+                (Some(unsent), _) if reused => Ok(Sent::Unsent(unsent)),
+                // Sent, and the connection closed with no answer: the race
+                // of a server's keep-alive timeout, not the server's fault.
+                (None, Some(copy)) if e.is_incomplete_message() || e.is_canceled() => {
+                    tracing::debug!(server = %srv.state.id, error = %e, "a reused connection closed unanswered: sent again");
+                    Ok(Sent::Again(copy))
+                }
+                _ => {
+                    tracing::debug!(server = %srv.state.id, error = %e, "bad response from the server");
+                    observe(srv, Observe::Layer7, Err("L7RSP"));
+                    Err(log.error(
+                        StatusCode::BAD_GATEWAY,
+                        "The server returned an invalid or incomplete response.",
+                        ('S', 'H'),
+                    ))
+                }
             }
-        },
+        }
     }
 }
 
