@@ -251,6 +251,17 @@ impl Vms {
 
 impl Drop for Vms {
     fn drop(&mut self) {
+        // The ssh connections kept for reuse (ControlPersist) end with us.
+        for id in 1..=3 {
+            let _ = std::process::Command::new("ssh")
+                .arg("-F")
+                .arg(&self.ssh_config)
+                .arg("-o")
+                .arg(format!("ControlPath={}/%h", self.control.display()))
+                .args(["-q", "-O", "exit", name(id)])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = std::fs::remove_dir_all(&self.control);
     }
 }
