@@ -10,14 +10,16 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 use tokio::time::Instant;
 
-/// The lifetime (seconds) of a held VIP on the interface: renewed every
-/// [`RENEW`] while held, so the kernel itself removes the address about a
-/// second after a holder that crashed or froze stopped renewing it.
-pub(super) const LIFETIME: u32 = 1;
-
-/// How often a held VIP's lifetime is renewed: a stall of the holder
-/// shorter than `LIFETIME - RENEW` keeps the address.
-pub(super) const RENEW: std::time::Duration = std::time::Duration::from_millis(250);
+/// The lifetime (whole seconds) of a held VIP on the interface: half the
+/// shortest election timeout, rounded up, at least 1 s. Renewed every
+/// quarter of it while held (a stall of the holder shorter than three
+/// quarters keeps the address), so the kernel itself removes the address
+/// of a holder that crashed or froze soon after it stopped renewing it,
+/// and with `election_timeout_min` of 1.2 s or more before any other node
+/// can be elected.
+pub(super) fn lifetime_for(election_min: std::time::Duration) -> u32 {
+    (election_min.as_millis().div_ceil(2000) as u32).max(1)
+}
 
 impl Holder {
     fn index(&self) -> Option<(u32, String)> {
@@ -39,8 +41,9 @@ impl Holder {
         let Some((index, iface)) = self.index() else {
             return;
         };
+        let lifetime = self.lifetime;
         let Some(nl) = self.nl() else { return };
-        if let Err(e) = nl.add(index, v.address, v.prefix, LIFETIME).await {
+        if let Err(e) = nl.add(index, v.address, v.prefix, lifetime).await {
             tracing::error!(vip = %v.cidr(), error = %e, "cannot take the VIP");
             return;
         }
@@ -64,15 +67,16 @@ impl Holder {
         ));
     }
 
-    /// Starts each held VIP's lifetime again (see [`LIFETIME`]).
+    /// Starts each held VIP's lifetime again (see [`lifetime_for`]).
     pub(super) async fn renew(&mut self) {
         let Some((index, _)) = self.index() else {
             return;
         };
         let vips: Vec<Vip> = self.held.values().map(|h| h.vip.clone()).collect();
+        let lifetime = self.lifetime;
         let Some(nl) = self.nl() else { return };
         for v in vips {
-            if let Err(e) = nl.add(index, v.address, v.prefix, LIFETIME).await {
+            if let Err(e) = nl.add(index, v.address, v.prefix, lifetime).await {
                 tracing::error!(vip = %v.cidr(), error = %e, "cannot renew the VIP's lifetime");
             }
         }
@@ -107,6 +111,7 @@ impl Holder {
         let Some((index, iface)) = self.index() else {
             return;
         };
+        let lifetime = self.lifetime;
         let Some(nl) = self.nl() else { return };
         let present = match nl.list(index).await {
             Ok(p) => p,
@@ -128,7 +133,7 @@ impl Holder {
         for v in readd {
             tracing::warn!(vip = %v.cidr(), interface = %iface, "held VIP was removed from the interface: adding it back");
             if let Some(nl) = self.nl() {
-                if let Err(e) = nl.add(index, v.address, v.prefix, LIFETIME).await {
+                if let Err(e) = nl.add(index, v.address, v.prefix, lifetime).await {
                     tracing::error!(vip = %v.cidr(), error = %e, "cannot add the VIP back");
                 }
             }
@@ -146,5 +151,21 @@ impl Holder {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lifetime_for;
+    use std::time::Duration;
+
+    #[test]
+    fn the_lifetime_is_half_the_election_timeout_rounded_up_at_least_a_second() {
+        let ms = Duration::from_millis;
+        assert_eq!(lifetime_for(ms(90)), 1);
+        assert_eq!(lifetime_for(ms(1200)), 1);
+        assert_eq!(lifetime_for(ms(2000)), 1);
+        assert_eq!(lifetime_for(ms(2001)), 2);
+        assert_eq!(lifetime_for(ms(3000)), 2);
     }
 }

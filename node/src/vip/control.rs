@@ -21,7 +21,14 @@ pub struct VipControl {
 
 impl VipControl {
     /// Starts holding, reporting and preempting for this node.
-    pub fn start(cluster: Arc<Cluster>, fitness: Fitness, data_dir: PathBuf) -> VipControl {
+    /// `election_min`: the cluster's shortest election timeout (the VIP's
+    /// lifetime on the interface follows it).
+    pub fn start(
+        cluster: Arc<Cluster>,
+        fitness: Fitness,
+        data_dir: PathBuf,
+        election_min: std::time::Duration,
+    ) -> VipControl {
         let report = Arc::new(Mutex::new(VipReport {
             node: cluster.id(),
             interface: fitness.settings.interface.clone(),
@@ -41,6 +48,7 @@ impl VipControl {
             data_dir,
             report.clone(),
             notify_tx,
+            election_min,
         );
         let task = tokio::spawn(holder.run(stop.clone()));
         {

@@ -39,6 +39,8 @@ pub(super) struct Holder {
     pub(super) notify: mpsc::UnboundedSender<Notice>,
     pub(super) nl: Option<netlink::Addresses>,
     pub(super) held: BTreeMap<IpAddr, Held>,
+    /// A held VIP's lifetime on the interface, in seconds.
+    pub(super) lifetime: u32,
 }
 
 /// The VIPs of the committed config (none before one).
@@ -55,6 +57,7 @@ impl Holder {
         data_dir: PathBuf,
         report: Arc<Mutex<VipReport>>,
         notify: mpsc::UnboundedSender<Notice>,
+        election_min: Duration,
     ) -> Holder {
         Holder {
             cluster,
@@ -64,6 +67,7 @@ impl Holder {
             notify,
             nl: None,
             held: BTreeMap::new(),
+            lifetime: super::address::lifetime_for(election_min),
         }
     }
 
@@ -77,7 +81,7 @@ impl Holder {
         let mut released: BTreeMap<IpAddr, (SystemTime, String)> = BTreeMap::new();
         let mut check = tokio::time::interval(Duration::from_secs(1));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut renew = tokio::time::interval(super::address::RENEW);
+        let mut renew = tokio::time::interval(Duration::from_secs(self.lifetime.into()) / 4);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut unfit = self.fitness.unfit(&vips);
         loop {
