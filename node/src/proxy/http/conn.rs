@@ -10,7 +10,7 @@ use futures_util::task::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -37,6 +37,9 @@ pub(super) struct ConnState {
     pub(super) reader: AtomicWaker,
     /// Bytes read from the client so far.
     pub(super) bytes_in: AtomicU64,
+    /// The connection became a tunnel (an upgrade, a CONNECT): no more
+    /// requests, no head timers; the splice's own `timeout tunnel` rules.
+    pub(super) tunnel: AtomicBool,
 }
 
 impl ConnState {
@@ -191,6 +194,13 @@ impl tokio::io::AsyncRead for Scanned {
         let me = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut me.inner).poll_read(cx, buf);
+        if me.conn.tunnel.load(Ordering::Relaxed) {
+            if let Poll::Ready(Ok(())) = &r {
+                let n = buf.filled().len() - before;
+                me.conn.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            return r;
+        }
         match &r {
             Poll::Ready(Ok(())) => {
                 let read = &buf.filled()[before..];

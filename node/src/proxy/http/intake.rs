@@ -16,7 +16,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpStream;
@@ -48,6 +48,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
         armed: AtomicU64::new(NOT_ARMED),
         reader: AtomicWaker::new(),
         bytes_in: AtomicU64::new(0),
+        tunnel: AtomicBool::new(false),
     });
     let counted = conn.clone();
     let tracked = conn.clone();
@@ -56,9 +57,21 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
         let seen = verdicts.next();
         let conn = tracked.clone();
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        let state = conn.clone();
         let guard = InFlight(conn);
+        let asks_tunnel =
+            req.method() == hyper::Method::CONNECT || req.headers().contains_key(header::UPGRADE);
+        let connect = req.method() == hyper::Method::CONNECT;
         async move {
             let resp = serve_one(req, peer, fe, seen).await;
+            // The server agreed to a tunnel (see `tunnel::open`): the head
+            // timers stop before hyper hands the connection over.
+            if asks_tunnel
+                && (resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                    || (connect && resp.status().is_success()))
+            {
+                state.tunnel.store(true, Ordering::Relaxed);
+            }
             Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked {
                 body,
                 _guard: guard,
