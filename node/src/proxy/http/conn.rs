@@ -3,7 +3,8 @@
 //! and `http_keep_alive`, armed lazily), and the count of requests in flight
 //! those timers look at.
 
-use super::response::ProxyBody;
+use super::idle::Idle;
+use super::response::{BodyError, ProxyBody};
 use super::scan;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
@@ -82,12 +83,12 @@ pub struct Tracked {
 
 impl Body for Tracked {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 
@@ -125,6 +126,8 @@ pub(super) struct Scanned {
     pub(super) conn: Arc<ConnState>,
     /// Armed at `conn.armed`, never later than the deadline.
     pub(super) sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// `timeout client` while a response waits for the client to take it.
+    pub(super) write_stall: Option<Idle>,
 }
 
 impl Scanned {
@@ -182,6 +185,28 @@ impl Scanned {
         self.sleep = None;
         self.conn.armed.store(NOT_ARMED, Ordering::Release);
         Poll::Ready(())
+    }
+}
+
+impl Scanned {
+    /// A write that waits for a client that does not read: an error once
+    /// it has waited `timeout client` (a tunnel has its own timer).
+    fn timed_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        let Some(w) = self.write_stall.as_mut() else {
+            return r;
+        };
+        if r.is_ready() {
+            w.progress();
+            return r;
+        }
+        if !self.conn.tunnel.load(Ordering::Relaxed) && w.poll_expired(cx).is_ready() {
+            return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
+        r
     }
 }
 
@@ -243,7 +268,9 @@ impl tokio::io::AsyncWrite for Scanned {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_write(cx, data);
+        me.timed_write(cx, r)
     }
 
     fn poll_write_vectored(
@@ -251,7 +278,9 @@ impl tokio::io::AsyncWrite for Scanned {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_write_vectored(cx, bufs);
+        me.timed_write(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -4,6 +4,7 @@
 
 use super::conn::{ConnState, HeadTimers, InFlight, Scanned, Tracked, NOT_ARMED};
 use super::handle::handle;
+use super::idle::Idle;
 use super::log::HttpLog;
 use super::response::ProxyBody;
 use super::scan;
@@ -52,6 +53,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
     });
     let counted = conn.clone();
     let tracked = conn.clone();
+    let client_timeout = fe.cfg.timeout_client;
     let service = hyper::service::service_fn(move |req| {
         let fe = fe.clone();
         let seen = verdicts.next();
@@ -83,6 +85,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
         scanner,
         conn,
         sleep: None,
+        write_stall: client_timeout.map(Idle::new),
     };
     if let Err(e) = builder
         .serve_connection(TokioIo::new(client), service)

@@ -25,6 +25,7 @@
 mod conn;
 mod handle;
 mod headers;
+mod idle;
 mod intake;
 mod log;
 mod observe;
@@ -37,4 +38,4 @@ mod upstream;
 pub use conn::Tracked;
 pub use intake::serve;
 pub use log::HttpLog;
-pub use response::{ProxyBody, Upstream};
+pub use response::{BodyError, ProxyBody, Upstream};
