@@ -13,7 +13,7 @@ use futures_util::task::AtomicWaker;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -81,8 +81,9 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
     counted.bytes_in.load(Ordering::Relaxed)
 }
 
-/// One request: refused at once if the scanner saw both lengths, or if the
-/// first frame of its body is malformed; else handled.
+/// One request: refused at once if the scanner saw both lengths, if its
+/// `Host` is missing (HTTP/1.1) or repeated, or if the first frame of its
+/// body is malformed; else handled.
 async fn serve_one(
     req: Request<Incoming>,
     peer: SocketAddr,
@@ -91,14 +92,13 @@ async fn serve_one(
 ) -> Response<ProxyBody> {
     let mut log = HttpLog::new(&fe, peer, &req, seen.map(|s| s.receive));
     if seen.map(|s| s.verdict) == Some(scan::Verdict::BothLengths) {
-        let mut r = log.error(
-            StatusCode::BAD_REQUEST,
-            "Both Content-Length and Transfer-Encoding.",
-            ('P', 'R'),
-        );
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return r;
+        return refused(&mut log, "Both Content-Length and Transfer-Encoding.");
+    }
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (HTTP/1.0 may go
+    // without), never more than one.
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && req.version() == Version::HTTP_11) {
+        return refused(&mut log, "A request needs exactly one Host header.");
     }
     // hyper refuses (400) differing Content-Lengths, a Transfer-Encoding
     // that does not end with chunked, obs-fold and bare CRs, an overlong URI
@@ -123,4 +123,13 @@ async fn serve_one(
     };
     let req = Request::from_parts(parts, ReqBody::new(first, incoming));
     handle(req, peer, fe, log).await
+}
+
+/// A request refused before any server saw it: 400, logged `PR`, and the
+/// connection closed after it.
+fn refused(log: &mut HttpLog, why: &str) -> Response<ProxyBody> {
+    let mut r = log.error(StatusCode::BAD_REQUEST, why, ('P', 'R'));
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
