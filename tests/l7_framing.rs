@@ -1,5 +1,6 @@
 //! L7 message framing over real sockets (issue 15): `Host` as RFC 9112
-//! §3.2 wants it (exactly one in HTTP/1.1). Each test talks raw bytes to
+//! §3.2 wants it (exactly one in HTTP/1.1, the authority of an
+//! absolute-form target replacing it). Each test talks raw bytes to
 //! the proxy and looks at what a raw backend received.
 
 mod common;
@@ -163,4 +164,40 @@ async fn http11_without_host_or_with_two_gets_400_and_never_reaches_the_server()
     let ok = exchange(fe, b"GET /old HTTP/1.0\r\n\r\n").await;
     assert_eq!(ok, [200], "HTTP/1.0 without Host");
     assert_eq!(b.request_lines(), ["GET /old HTTP/1.1"]);
+}
+
+/// RFC 9112 §3.2.2: the authority of an absolute-form target replaces
+/// `Host`; the server gets origin-form, and `hdr(host)` ACLs route on the
+/// replaced host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_form_target_becomes_origin_form_with_its_authority_as_host() {
+    let (b, other) = (RawBackend::start().await, RawBackend::start().await);
+    let doc = lb(
+        b.addr,
+        "",
+        "acl = { is_other = \"hdr(host) -i other.example\" }\n\
+         use_backend = [ { backend = \"other\", if = \"is_other\" } ]",
+        &format!(
+            "[backends.other]\nservers = [ {{ name = \"o\", address = \"{}\" }} ]\n",
+            other.addr
+        ),
+    );
+    let n = TestNode::start(&doc).await;
+    let got = exchange(
+        n.addr("fe"),
+        b"GET http://other.example/p?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(got, [200]);
+    assert_eq!(b.request_lines(), Vec::<String>::new(), "routed on Host: x");
+    let heads = other.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let head = heads[0].to_ascii_lowercase();
+    assert!(head.starts_with("get /p?q=1 http/1.1\r\n"), "{head}");
+    let hosts: Vec<&str> = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("host:"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(hosts, ["other.example"], "{head}");
 }

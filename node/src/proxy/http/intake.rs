@@ -1,6 +1,7 @@
 //! Request intake: the client connection's loop (hyper's server over the
-//! scanned, timed reader) and each request's smuggling checks (both lengths,
-//! a malformed first body frame) before it is handled.
+//! scanned, timed reader) and each request's checks before it is handled:
+//! smuggling (both lengths, a malformed first body frame), `Host` (RFC 9112
+//! §3.2), and an absolute-form target made origin-form.
 
 use super::conn::{ConnState, HeadTimers, InFlight, Scanned, Tracked, NOT_ARMED};
 use super::handle::handle;
@@ -13,7 +14,9 @@ use futures_util::task::AtomicWaker;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode, Version};
+use hyper::http::request::Parts;
+use hyper::http::uri::PathAndQuery;
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -83,7 +86,8 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
 
 /// One request: refused at once if the scanner saw both lengths, if its
 /// `Host` is missing (HTTP/1.1) or repeated, or if the first frame of its
-/// body is malformed; else handled.
+/// body is malformed; else handled, in origin-form with the authority of
+/// an absolute-form target as its `Host`.
 async fn serve_one(
     req: Request<Incoming>,
     peer: SocketAddr,
@@ -105,7 +109,10 @@ async fn serve_one(
     // (414) or head (431); the scanner, both lengths at once. The body's
     // first frame before anything else: a malformed chunked body
     // (a bad chunk size) is refused here, before any server sees the head.
-    let (parts, mut incoming) = req.into_parts();
+    let (mut parts, mut incoming) = req.into_parts();
+    if !origin_form(&mut parts) {
+        return refused(&mut log, "The request target's authority is no valid Host.");
+    }
     let first = if incoming.is_end_stream() {
         None
     } else {
@@ -132,4 +139,84 @@ fn refused(log: &mut HttpLog, why: &str) -> Response<ProxyBody> {
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
+}
+
+/// RFC 9112 §3.2.2: the authority of an absolute-form target (its userinfo
+/// dropped) replaces `Host`, and the target becomes origin-form, before the
+/// rules look at the request: they and the server see one host. CONNECT's
+/// authority-form stays. `false` for an authority that is no valid `Host`
+/// value. (Only an absolute-form request costs an allocation here.)
+fn origin_form(parts: &mut Parts) -> bool {
+    if parts.method == Method::CONNECT {
+        return true;
+    }
+    let Some(authority) = parts.uri.authority() else {
+        return true;
+    };
+    let host = authority.as_str().rsplit('@').next().unwrap_or("");
+    let Ok(host) = HeaderValue::from_str(host) else {
+        return false;
+    };
+    parts.headers.insert(header::HOST, host);
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.scheme = None;
+    uri.authority = None;
+    uri.path_and_query = match uri.path_and_query.take() {
+        Some(pq) if pq.as_str().starts_with('/') => Some(pq),
+        // `http://host` or `http://host?q`: the path is `/`.
+        Some(pq) => format!("/{}", pq.as_str()).parse().ok(),
+        None => None,
+    };
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    match Uri::from_parts(uri) {
+        Ok(u) => {
+            parts.uri = u;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: &str, target: &str, host: Option<&str>) -> Parts {
+        let mut b = Request::builder().method(method).uri(target);
+        if let Some(h) = host {
+            b = b.header(header::HOST, h);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn an_absolute_form_target_gives_its_authority_to_host() {
+        for (target, path, host) in [
+            ("http://other.example/p?q=1", "/p?q=1", "other.example"),
+            ("http://u:pw@other.example:8080/", "/", "other.example:8080"),
+            ("http://other.example", "/", "other.example"),
+            ("http://other.example?q", "/?q", "other.example"),
+        ] {
+            let mut p = parts("GET", target, Some("x"));
+            assert!(origin_form(&mut p), "{target}");
+            assert_eq!(p.uri.to_string(), path, "{target}");
+            assert_eq!(p.uri.authority(), None, "{target}");
+            let hosts: Vec<_> = p.headers.get_all(header::HOST).iter().collect();
+            assert_eq!(hosts, [host], "{target}");
+        }
+    }
+
+    #[test]
+    fn origin_and_authority_form_stay_as_they_are() {
+        let mut p = parts("GET", "/p", Some("x"));
+        assert!(origin_form(&mut p));
+        assert_eq!(p.uri.to_string(), "/p");
+        assert_eq!(&p.headers[header::HOST], "x");
+        let mut p = parts("CONNECT", "other.example:443", Some("x"));
+        assert!(origin_form(&mut p));
+        assert_eq!(p.uri.to_string(), "other.example:443");
+        assert_eq!(&p.headers[header::HOST], "x");
+    }
 }
