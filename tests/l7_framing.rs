@@ -1,13 +1,18 @@
 //! L7 message framing over real sockets (issue 15): `Host` as RFC 9112
 //! §3.2 wants it (exactly one in HTTP/1.1, the authority of an
-//! absolute-form target replacing it). Each test talks raw bytes to
-//! the proxy and looks at what a raw backend received.
+//! absolute-form target replacing it), and a request body that turns
+//! malformed once its head was forwarded (the client's fault, not the
+//! server's). Each test talks raw bytes to the proxy and looks at what a
+//! raw backend received. The httplog lines of this test binary are
+//! captured, to read their termination state.
 
 mod common;
 
 use common::TestNode;
+use raftlb_testkit::wait_until;
+use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -134,6 +139,59 @@ fn statuses(raw: &[u8]) -> Vec<u16> {
         .collect()
 }
 
+/// The httplog lines of this test binary.
+fn httplog() -> &'static Mutex<String> {
+    static LINES: OnceLock<Mutex<String>> = OnceLock::new();
+    LINES.get_or_init(|| Mutex::new(String::new()))
+}
+
+/// Where the captured lines are written.
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        httplog()
+            .lock()
+            .unwrap()
+            .push_str(&String::from_utf8_lossy(b));
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures the httplog lines (once per test binary; before any node).
+fn capture_httplog() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("raftlb::httplog=info"))
+            .with_ansi(false)
+            .with_writer(|| Capture)
+            .try_init();
+    });
+}
+
+/// The httplog line of the one request of client `client`, once written.
+async fn log_line_of(client: SocketAddr) -> String {
+    let find = || {
+        let prefix = format!("{client} [");
+        httplog()
+            .lock()
+            .unwrap()
+            .lines()
+            .find(|l| l.contains(&prefix))
+            .map(str::to_string)
+    };
+    wait_until("the request's httplog line", DEADLINE, || async {
+        find().is_some()
+    })
+    .await;
+    find().unwrap()
+}
+
 /// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or with more than
 /// one (alike or not), is answered 400 and reaches no server; HTTP/1.0
 /// without `Host` is still served.
@@ -200,4 +258,84 @@ async fn an_absolute_form_target_becomes_origin_form_with_its_authority_as_host(
         .map(str::trim)
         .collect();
     assert_eq!(hosts, ["other.example"], "{head}");
+}
+
+/// A chunked body that turns malformed after its head went to the server
+/// is the client's fault: 400 (no response had started), a client-side
+/// termination state in the log, and nothing counted against the server's
+/// passive health (one error would mark it down).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_malformed_after_the_head_was_forwarded_is_the_clients_fault() {
+    capture_httplog();
+    let b = RawBackend::start().await;
+    let opts = ", check = true, inter = \"1h\", observe = \"layer7\", error_limit = 1, on_error = \"mark-down\"";
+    let n = TestNode::start(&lb(b.addr, opts, "", "")).await;
+    let mut s = TcpStream::connect(n.addr("fe")).await.unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(
+        b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    wait_until("the head at the server", DEADLINE, || async {
+        !b.request_lines().is_empty()
+    })
+    .await;
+    s.write_all(b"zz\r\nabc\r\n0\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut got)).await;
+    assert_eq!(statuses(&got), [400], "{}", String::from_utf8_lossy(&got));
+    let line = log_line_of(me).await;
+    assert!(line.contains(" 400 "), "{line}");
+    assert!(line.contains(" CH-- "), "{line}");
+    assert!(n.is_up("be", "s0"), "the server paid for the client's body");
+    assert_eq!(b.request_lines(), ["POST /up HTTP/1.1"]);
+}
+
+/// As above once the server's response had started: the response breaks
+/// off, logged as the client's doing (`CD`), not the server's (`SD`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_malformed_during_the_response_is_logged_as_the_clients_fault() {
+    capture_httplog();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    // Answers at the head, with a response body that never ends.
+    let server = tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut s = BufReader::new(s);
+        let mut line = String::new();
+        while s.read_line(&mut line).await.unwrap_or(0) > 0 && !line.ends_with("\r\n\r\n") {}
+        s.get_mut()
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+    });
+    let n = TestNode::start(&lb(addr, "", "", "")).await;
+    let mut s = TcpStream::connect(n.addr("fe")).await.unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(
+        b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    // The response has started once its first chunk is here.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"abc\r\n") {
+        let k = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+            .await
+            .expect("the response's first chunk")
+            .unwrap();
+        assert!(k > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..k]);
+    }
+    s.write_all(b"zz\r\n").await.unwrap();
+    let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut got)).await;
+    assert_eq!(statuses(&got), [200]);
+    let line = log_line_of(me).await;
+    assert!(line.contains(" 200 "), "{line}");
+    assert!(line.contains(" CD-- "), "{line}");
+    server.abort();
 }

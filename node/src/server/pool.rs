@@ -5,7 +5,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -65,18 +65,27 @@ impl Pool {
     }
 }
 
+/// Told when a client's request body fails on its way (hyper refused its
+/// framing): whoever ends the exchange then knows the client is to blame.
+pub trait BodyWatch: Send + Sync {
+    /// The client's body failed.
+    fn client_failed(&self);
+}
+
 /// A request body on its way to a server: its first frame (read before a
 /// server was chosen, to refuse a malformed body before anything reaches
-/// one), then the rest as it comes.
+/// one), then the rest as it comes; a failure of the rest is told to
+/// `watch`.
 pub struct ReqBody {
     first: Option<Frame<Bytes>>,
     rest: Incoming,
+    watch: Arc<dyn BodyWatch>,
 }
 
 impl ReqBody {
     /// The body whose `first` frame was read already; `rest` follows.
-    pub fn new(first: Option<Frame<Bytes>>, rest: Incoming) -> ReqBody {
-        ReqBody { first, rest }
+    pub fn new(first: Option<Frame<Bytes>>, rest: Incoming, watch: Arc<dyn BodyWatch>) -> ReqBody {
+        ReqBody { first, rest, watch }
     }
 }
 
@@ -92,7 +101,11 @@ impl Body for ReqBody {
         if let Some(f) = me.first.take() {
             return Poll::Ready(Some(Ok(f)));
         }
-        Pin::new(&mut me.rest).poll_frame(cx)
+        let r = Pin::new(&mut me.rest).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &r {
+            me.watch.client_failed();
+        }
+        r
     }
 
     fn is_end_stream(&self) -> bool {

@@ -5,12 +5,13 @@
 
 use super::response::ProxyBody;
 use super::scan;
+use crate::server::pool::BodyWatch;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -37,6 +38,15 @@ pub(super) struct ConnState {
     pub(super) reader: AtomicWaker,
     /// Bytes read from the client so far.
     pub(super) bytes_in: AtomicU64,
+    /// A request body of this client failed (hyper refused its framing);
+    /// the connection ends with that request.
+    pub(super) body_failed: AtomicBool,
+}
+
+impl BodyWatch for ConnState {
+    fn client_failed(&self) {
+        self.body_failed.store(true, Ordering::Release);
+    }
 }
 
 impl ConnState {
@@ -85,7 +95,14 @@ impl Body for Tracked {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.body).poll_frame(cx);
+        // The server's response broke off because the client's body did.
+        if matches!(r, Poll::Ready(Some(Err(_)))) && me._guard.0.body_failed.load(Ordering::Acquire)
+        {
+            me.body.blame_client();
+        }
+        r
     }
 
     fn is_end_stream(&self) -> bool {

@@ -9,7 +9,7 @@ use super::log::HttpLog;
 use super::response::ProxyBody;
 use super::scan;
 use crate::proxy::frontend::FrontendRt;
-use crate::server::pool::ReqBody;
+use crate::server::pool::{BodyWatch, ReqBody};
 use futures_util::task::AtomicWaker;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
@@ -19,7 +19,7 @@ use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpStream;
@@ -51,6 +51,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
         armed: AtomicU64::new(NOT_ARMED),
         reader: AtomicWaker::new(),
         bytes_in: AtomicU64::new(0),
+        body_failed: AtomicBool::new(false),
     });
     let counted = conn.clone();
     let tracked = conn.clone();
@@ -59,9 +60,10 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
         let seen = verdicts.next();
         let conn = tracked.clone();
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        let watch: Arc<dyn BodyWatch> = conn.clone();
         let guard = InFlight(conn);
         async move {
-            let resp = serve_one(req, peer, fe, seen).await;
+            let resp = serve_one(req, peer, fe, seen, watch).await;
             Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked {
                 body,
                 _guard: guard,
@@ -93,6 +95,7 @@ async fn serve_one(
     peer: SocketAddr,
     fe: Arc<FrontendRt>,
     seen: Option<scan::Seen>,
+    watch: Arc<dyn BodyWatch>,
 ) -> Response<ProxyBody> {
     let mut log = HttpLog::new(&fe, peer, &req, seen.map(|s| s.receive));
     if seen.map(|s| s.verdict) == Some(scan::Verdict::BothLengths) {
@@ -128,7 +131,7 @@ async fn serve_one(
             }
         }
     };
-    let req = Request::from_parts(parts, ReqBody::new(first, incoming));
+    let req = Request::from_parts(parts, ReqBody::new(first, incoming, watch));
     handle(req, peer, fe, log).await
 }
 

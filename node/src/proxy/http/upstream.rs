@@ -129,7 +129,9 @@ enum Sent {
 }
 
 /// Sends `req` on `sender` and waits for the response head, `timeout` at
-/// most (`timeout server`): a 504 after it, a 502 for a bad response.
+/// most (`timeout server`): a 504 after it, a 502 for a bad response, a
+/// 400 when the client's body failed on its way (logged `CH`, the
+/// server's passive health untouched).
 async fn send(
     srv: &ServerRt,
     sender: &mut SendRequest<ReqBody>,
@@ -160,6 +162,21 @@ async fn send(
             Some(unsent) if reused => Ok(Sent::Unsent(unsent)),
             _ => {
                 let e = e.into_error();
+                if client_body_failed(&e) {
+                    // The client's fault, not the server's: nothing is
+                    // counted against it, and no response had started.
+                    tracing::debug!(server = %srv.state.id, error = %e, "the client's request body failed");
+                    let mut r = log.error(
+                        StatusCode::BAD_REQUEST,
+                        "The request body is malformed.",
+                        ('C', 'H'),
+                    );
+                    r.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                    return Err(r);
+                }
                 tracing::debug!(server = %srv.state.id, error = %e, "bad response from the server");
                 observe(srv, Observe::Layer7, Err("L7RSP"));
                 Err(log.error(
@@ -170,6 +187,14 @@ async fn send(
             }
         },
     }
+}
+
+/// Whether an exchange failed because the request body did: hyper's
+/// client says so with a user body error, whose cause is the error the
+/// client's body ([`ReqBody`], over hyper's server) gave.
+fn client_body_failed(e: &hyper::Error) -> bool {
+    e.is_user()
+        && std::error::Error::source(e).is_some_and(|c| c.downcast_ref::<hyper::Error>().is_some())
 }
 
 /// A slot on a server for this request (`pinned` by its cookie, else as
