@@ -2,7 +2,8 @@
 //! §3.2 wants it (exactly one in HTTP/1.1, the authority of an
 //! absolute-form target replacing it), and a request body that turns
 //! malformed once its head was forwarded (the client's fault, not the
-//! server's). Each test talks raw bytes to the proxy and looks at what a
+//! server's), and the smuggling scanner losing track (the connection ends
+//! there). Each test talks raw bytes to the proxy and looks at what a
 //! raw backend received. The httplog lines of this test binary are
 //! captured, to read their termination state.
 
@@ -338,4 +339,26 @@ async fn a_body_malformed_during_the_response_is_logged_as_the_clients_fault() {
     assert!(line.contains(" 200 "), "{line}");
     assert!(line.contains(" CD-- "), "{line}");
     server.abort();
+}
+
+/// A chunk-size line over 1,024 bytes (hyper takes extensions up to 16 KiB;
+/// the scanner cannot follow such a line) ends the connection after that
+/// request: a request carrying both lengths after it, and what it
+/// smuggles, never reach the server. The line is longer than hyper's first
+/// read (8 KiB), so the scanner sees it in pieces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_long_chunk_size_line_a_smuggling_attempt_never_reaches_the_server() {
+    let b = RawBackend::start().await;
+    let n = TestNode::start(&lb(b.addr, "", "", "")).await;
+    let stream = format!(
+        "POST /one HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5;ext={}\r\nhello\r\n0\r\n\r\n\
+         POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n\
+         0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        "e".repeat(12_000)
+    );
+    let got = exchange(n.addr("fe"), stream.as_bytes()).await;
+    assert_eq!(b.request_lines(), ["POST /one HTTP/1.1"]);
+    assert_eq!(got.first(), Some(&200), "{got:?}");
+    assert!(got[1..].iter().all(|&s| s == 400), "{got:?}");
 }

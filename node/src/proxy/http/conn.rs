@@ -41,6 +41,9 @@ pub(super) struct ConnState {
     /// A request body of this client failed (hyper refused its framing);
     /// the connection ends with that request.
     pub(super) body_failed: AtomicBool,
+    /// The [`scan::Scanner`] lost track of the framing: the requests after
+    /// the current one go unchecked, so the connection ends with it.
+    pub(super) framing_lost: AtomicBool,
 }
 
 impl BodyWatch for ConnState {
@@ -215,6 +218,9 @@ impl tokio::io::AsyncRead for Scanned {
                     .bytes_in
                     .fetch_add(read.len() as u64, Ordering::Relaxed);
                 me.scanner.feed(read);
+                if me.scanner.lost() {
+                    me.conn.framing_lost.store(true, Ordering::Release);
+                }
                 r
             }
             Poll::Ready(Err(_)) => r,

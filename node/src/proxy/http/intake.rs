@@ -1,7 +1,8 @@
 //! Request intake: the client connection's loop (hyper's server over the
 //! scanned, timed reader) and each request's checks before it is handled:
-//! smuggling (both lengths, a malformed first body frame), `Host` (RFC 9112
-//! §3.2), and an absolute-form target made origin-form.
+//! smuggling (both lengths, no verdict once the scanner lost track, a
+//! malformed first body frame), `Host` (RFC 9112 §3.2), and an
+//! absolute-form target made origin-form.
 
 use super::conn::{ConnState, HeadTimers, InFlight, Scanned, Tracked, NOT_ARMED};
 use super::handle::handle;
@@ -52,6 +53,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
         reader: AtomicWaker::new(),
         bytes_in: AtomicU64::new(0),
         body_failed: AtomicBool::new(false),
+        framing_lost: AtomicBool::new(false),
     });
     let counted = conn.clone();
     let tracked = conn.clone();
@@ -63,7 +65,13 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
         let watch: Arc<dyn BodyWatch> = conn.clone();
         let guard = InFlight(conn);
         async move {
-            let resp = serve_one(req, peer, fe, seen, watch).await;
+            let mut resp = serve_one(req, peer, fe, seen, watch).await;
+            // The scanner lost track while this request came: what follows
+            // would go unchecked, so the connection ends here.
+            if guard.0.framing_lost.load(Ordering::Acquire) {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked {
                 body,
                 _guard: guard,
@@ -86,10 +94,11 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
     counted.bytes_in.load(Ordering::Relaxed)
 }
 
-/// One request: refused at once if the scanner saw both lengths, if its
-/// `Host` is missing (HTTP/1.1) or repeated, or if the first frame of its
-/// body is malformed; else handled, in origin-form with the authority of
-/// an absolute-form target as its `Host`.
+/// One request: refused at once if the scanner saw both lengths (or could
+/// not follow the framing up to it), if its `Host` is missing (HTTP/1.1)
+/// or repeated, or if the first frame of its body is malformed; else
+/// handled, in origin-form with the authority of an absolute-form target
+/// as its `Host`.
 async fn serve_one(
     req: Request<Incoming>,
     peer: SocketAddr,
@@ -98,8 +107,13 @@ async fn serve_one(
     watch: Arc<dyn BodyWatch>,
 ) -> Response<ProxyBody> {
     let mut log = HttpLog::new(&fe, peer, &req, seen.map(|s| s.receive));
-    if seen.map(|s| s.verdict) == Some(scan::Verdict::BothLengths) {
-        return refused(&mut log, "Both Content-Length and Transfer-Encoding.");
+    match seen.map(|s| s.verdict) {
+        Some(scan::Verdict::Clean) => {}
+        Some(scan::Verdict::BothLengths) => {
+            return refused(&mut log, "Both Content-Length and Transfer-Encoding.")
+        }
+        // The scanner lost track before this head: unchecked, so refused.
+        None => return refused(&mut log, "The request's framing could not be followed."),
     }
     // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (HTTP/1.0 may go
     // without), never more than one.
