@@ -92,15 +92,25 @@ impl Pool {
     }
 }
 
+/// Told when a client's request body fails on its way (hyper refused its
+/// framing): whoever ends the exchange then knows the client is to blame.
+pub trait BodyWatch: Send + Sync {
+    /// The client's body failed.
+    fn client_failed(&self);
+}
+
 /// A request body on its way to a server: its first frame (read before a
 /// server was chosen, to refuse a malformed body before anything reaches
-/// one), then the rest as it comes.
+/// one), then the rest as it comes; a failure of the rest is told to
+/// `watch`.
 pub struct ReqBody {
     first: Option<Frame<Bytes>>,
     /// None: no body (a request sent again, whose body was empty).
     rest: Option<Incoming>,
     /// When the body last moved, if there is one.
     upload: Option<Arc<Upload>>,
+    /// Told if the client's body fails (none: no body).
+    watch: Option<Arc<dyn BodyWatch>>,
 }
 
 /// When a request body last moved toward its server: `timeout server`
@@ -126,7 +136,7 @@ impl Upload {
 
 impl ReqBody {
     /// The body whose `first` frame was read already; `rest` follows.
-    pub fn new(first: Option<Frame<Bytes>>, rest: Incoming) -> ReqBody {
+    pub fn new(first: Option<Frame<Bytes>>, rest: Incoming, watch: Arc<dyn BodyWatch>) -> ReqBody {
         let upload = (first.is_some() || !rest.is_end_stream()).then(|| {
             Arc::new(Upload {
                 since: Instant::now(),
@@ -137,6 +147,7 @@ impl ReqBody {
             first,
             rest: Some(rest),
             upload,
+            watch: Some(watch),
         }
     }
 
@@ -151,6 +162,7 @@ impl ReqBody {
             first: None,
             rest: None,
             upload: None,
+            watch: None,
         }
     }
 }
@@ -171,6 +183,9 @@ impl Body for ReqBody {
         };
         if let (Poll::Ready(_), Some(u)) = (&r, &me.upload) {
             u.touch();
+        }
+        if let (Poll::Ready(Some(Err(_))), Some(w)) = (&r, &me.watch) {
+            w.client_failed();
         }
         r
     }

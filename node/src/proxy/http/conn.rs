@@ -6,6 +6,7 @@
 use super::idle::Idle;
 use super::response::{BodyError, ProxyBody};
 use super::scan;
+use crate::server::pool::BodyWatch;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
@@ -41,6 +42,18 @@ pub(super) struct ConnState {
     /// The connection became a tunnel (an upgrade, a CONNECT): no more
     /// requests, no head timers; the splice's own `timeout tunnel` rules.
     pub(super) tunnel: AtomicBool,
+    /// A request body of this client failed (hyper refused its framing);
+    /// the connection ends with that request.
+    pub(super) body_failed: AtomicBool,
+    /// The [`scan::Scanner`] lost track of the framing: the requests after
+    /// the current one go unchecked, so the connection ends with it.
+    pub(super) framing_lost: AtomicBool,
+}
+
+impl BodyWatch for ConnState {
+    fn client_failed(&self) {
+        self.body_failed.store(true, Ordering::Release);
+    }
 }
 
 impl ConnState {
@@ -89,7 +102,14 @@ impl Body for Tracked {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.body).poll_frame(cx);
+        // The server's response broke off because the client's body did.
+        if matches!(r, Poll::Ready(Some(Err(_)))) && me._guard.0.body_failed.load(Ordering::Acquire)
+        {
+            me.body.blame_client();
+        }
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -233,6 +253,9 @@ impl tokio::io::AsyncRead for Scanned {
                     .bytes_in
                     .fetch_add(read.len() as u64, Ordering::Relaxed);
                 me.scanner.feed(read);
+                if me.scanner.lost() {
+                    me.conn.framing_lost.store(true, Ordering::Release);
+                }
                 r
             }
             Poll::Ready(Err(_)) => r,

@@ -150,6 +150,16 @@ impl Body for ProxyBody {
     }
 }
 
+impl ProxyBody {
+    /// The response broke off for the client's fault (its request body
+    /// failed), not the server's: logged `CD`.
+    pub(super) fn blame_client(&mut self) {
+        if let ProxyBody::Upstream(Upstream { log: Some(log), .. }) = self {
+            log.state = ('C', 'D');
+        }
+    }
+}
+
 impl HttpLog {
     /// An error page, logged with `state`.
     pub(super) fn error(

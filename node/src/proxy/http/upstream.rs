@@ -164,7 +164,9 @@ fn replayable(req: &Request<ReqBody>, reused: bool) -> Option<Request<ReqBody>> 
 }
 
 /// Sends `req` on `sender` and waits for the response head, `timeout` at
-/// most (`timeout server`): a 504 after it, a 502 for a bad response.
+/// most (`timeout server`): a 504 after it, a 502 for a bad response, a
+/// 400 when the client's body failed on its way (logged `CH`, the
+/// server's passive health untouched).
 async fn send(
     srv: &ServerRt,
     sender: &mut SendRequest<ReqBody>,
@@ -198,6 +200,21 @@ async fn send(
             match (unsent, again) {
                 // Never sent: a pooled connection the server had closed.
                 (Some(unsent), _) if reused => Ok(Sent::Unsent(unsent)),
+                _ if client_body_failed(&e) => {
+                    // The client's fault, not the server's: nothing is
+                    // counted against it, and no response had started.
+                    tracing::debug!(server = %srv.state.id, error = %e, "the client's request body failed");
+                    let mut r = log.error(
+                        StatusCode::BAD_REQUEST,
+                        "The request body is malformed.",
+                        ('C', 'H'),
+                    );
+                    r.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                    Err(r)
+                }
                 // Sent, and the connection closed with no answer: the race
                 // of a server's keep-alive timeout, not the server's fault.
                 (None, Some(copy)) if e.is_incomplete_message() || e.is_canceled() => {
@@ -256,6 +273,14 @@ async fn silent_for<F: std::future::Future>(
             }
         }
     }
+}
+
+/// Whether an exchange failed because the request body did: hyper's
+/// client says so with a user body error, whose cause is the error the
+/// client's body ([`ReqBody`], over hyper's server) gave.
+fn client_body_failed(e: &hyper::Error) -> bool {
+    e.is_user()
+        && std::error::Error::source(e).is_some_and(|c| c.downcast_ref::<hyper::Error>().is_some())
 }
 
 /// A slot on a server for this request (`pinned` by its cookie, else as
