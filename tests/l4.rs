@@ -379,6 +379,42 @@ async fn client_idle_timeout_closes_idle_connections_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_half_closed_waits_for_a_slow_server_past_timeout_client() {
+    // The server answers once it has the whole request (the client's FIN),
+    // after longer than `timeout.client`: the client is waiting, not idle,
+    // so only `timeout.server` runs (HAProxy stops a side's read timeout
+    // at its shutr).
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut req = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut req)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        s.write_all(b"answer to ").await.unwrap();
+        s.write_all(&req).await.unwrap();
+    });
+    let cfg = lb(&format!("{{ name = \"slow\", address = \"{addr}\" }},"), "")
+        .replace("client = \"30s\"", "client = \"500ms\"");
+    let n = TestNode::start(&cfg).await;
+    let mut c = tokio::net::TcpStream::connect(n.addr("fe")).await.unwrap();
+    c.write_all(b"question").await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut back = String::new();
+    tokio::time::timeout(
+        DEADLINE,
+        tokio::io::AsyncReadExt::read_to_string(&mut c, &mut back),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(back, "answer to question");
+    server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_server_up_closes_new_connections_at_once() {
     let cfg = lb(
         "{ name = \"x\", address = \"127.0.0.1:1\", weight = 0 },",

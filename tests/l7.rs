@@ -954,6 +954,44 @@ async fn an_idle_tunnel_is_closed_at_timeout_tunnel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_idle_longer_than_the_head_timers_lives_on_until_timeout_tunnel() {
+    // Once upgraded, only `timeout tunnel` applies: not `timeout client`
+    // (here also the head timer, `http_request` unset), nor `http_keep_alive`.
+    let b = HttpBackend::start("ws", Behaviour::Upgrade).await;
+    let doc = http_lb(&[&b], "30s")
+        .replace("client = \"30s\"", "client = \"400ms\"")
+        .replace("server = \"30s\" }", "server = \"30s\", tunnel = \"30s\" }")
+        .replace(
+            "forwardfor = true",
+            "forwardfor = true\ntimeout = { http_keep_alive = \"300ms\" }",
+        );
+    assert!(doc.contains("tunnel = \"30s\"") && doc.contains("client = \"400ms\""));
+    let n = TestNode::start(&doc).await;
+    let mut s = TcpStream::connect(n.addr("fe")).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    for word in [&b"ping"[..], b"pong"] {
+        // Idle for longer than every head timer, then traffic both ways.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        s.write_all(word).await.unwrap();
+        let mut back = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
+            .await
+            .expect("an echo")
+            .expect("the tunnel is open");
+        assert_eq!(&back, word);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwardfor_except_networks_a_header_name_and_via() {
     let b = HttpBackend::start("a", Behaviour::Answer).await;
     let base = http_lb(&[&b], "30s");

@@ -190,11 +190,24 @@ pub async fn relay(client: &TcpStream, server: &TcpStream, timeouts: Timeouts) -
     let now = Instant::now();
     let mut last = [now, now];
     let limits = [timeouts.client, timeouts.server];
-    let deadline = |last: &[Instant; 2]| -> Option<Instant> {
-        (0..2).filter_map(|i| limits[i].map(|d| last[i] + d)).min()
+    // A side's timer runs while the relay waits on that side: to read from
+    // it (until its FIN) or to write to it (bytes it has not taken). A
+    // client that half-closed and waits for a slow server is not idle.
+    let waits = |up: &Dir, down: &Dir| {
+        [
+            !up.eof || down.pending.is_some(),
+            !down.eof || up.pending.is_some(),
+        ]
     };
+    let deadline = |last: &[Instant; 2], waits: [bool; 2]| -> Option<Instant> {
+        (0..2)
+            .filter(|i| waits[*i])
+            .filter_map(|i| limits[i].map(|d| last[i] + d))
+            .min()
+    };
+    let mut waited = [true, true];
     let mut sleep: Option<Pin<Box<Sleep>>> =
-        deadline(&last).map(|d| Box::pin(tokio::time::sleep_until(d)));
+        deadline(&last, waited).map(|d| Box::pin(tokio::time::sleep_until(d)));
 
     let end = poll_fn(|cx| {
         let mut active = [false; 2];
@@ -219,25 +232,30 @@ pub async fn relay(client: &TcpStream, server: &TcpStream, timeouts: Timeouts) -
         if up.done && down.done {
             return Poll::Ready(End::Closed);
         }
-        if active[0] || active[1] {
+        // A side the relay starts waiting on again (bytes for a client
+        // that had half-closed) gets its whole timeout from now.
+        let now_waits = waits(&up, &down);
+        if active[0] || active[1] || now_waits != waited {
             let now = Instant::now();
             for i in 0..2 {
-                if active[i] {
+                if active[i] || (now_waits[i] && !waited[i]) {
                     last[i] = now;
                 }
             }
+            waited = now_waits;
         }
         // The timer is only re-armed when it fires: activity just moves the
         // deadline it will find then.
         if let Some(s) = sleep.as_mut() {
             while s.as_mut().poll(cx).is_ready() {
                 let now = Instant::now();
+                let waits = waits(&up, &down);
                 for (i, side) in [Side::Client, Side::Server].into_iter().enumerate() {
-                    if limits[i].is_some_and(|d| now >= last[i] + d) {
+                    if waits[i] && limits[i].is_some_and(|d| now >= last[i] + d) {
                         return Poll::Ready(End::Timeout(side));
                     }
                 }
-                match deadline(&last) {
+                match deadline(&last, waits) {
                     Some(d) => s.as_mut().reset(d),
                     None => break,
                 }

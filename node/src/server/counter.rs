@@ -2,6 +2,7 @@
 //! clock-free types: HAProxy's health counter, state by state.
 
 use raftlb_proto::config::OnError;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A change of a server's state caused by one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,41 +143,54 @@ impl HealthCounter {
     }
 }
 
-/// Consecutive errors seen on real traffic (`observe`), against `error_limit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Consecutive errors seen on real traffic (`observe`), against
+/// `error_limit`: shared by every connection to the server, on any thread,
+/// without a lock, so that no success is lost (a lost success would leave
+/// a run of errors that was broken counting on, and mark a server down
+/// wrongly).
+#[derive(Debug)]
 pub struct ErrorCounter {
-    consecutive: u32,
-    limit: u32,
+    consecutive: AtomicU32,
+    limit: AtomicU32,
 }
 
 impl ErrorCounter {
     /// A counter that fires after `limit` consecutive errors.
     pub fn new(limit: u32) -> Self {
         ErrorCounter {
-            consecutive: 0,
-            limit: limit.max(1),
+            consecutive: AtomicU32::new(0),
+            limit: AtomicU32::new(limit.max(1)),
         }
     }
 
-    /// A success resets the run.
-    pub fn success(&mut self) {
-        self.consecutive = 0;
+    /// A new limit (a reload); the run starts over.
+    pub fn set_limit(&self, limit: u32) {
+        self.limit.store(limit.max(1), Ordering::Relaxed);
+        self.consecutive.store(0, Ordering::Relaxed);
+    }
+
+    /// A success resets the run (a read, and no write when there is no
+    /// run: the common case costs no shared write).
+    pub fn success(&self) {
+        if self.consecutive.load(Ordering::Relaxed) != 0 {
+            self.consecutive.store(0, Ordering::Relaxed);
+        }
     }
 
     /// An error; true when the limit is reached (the run then starts over).
-    pub fn error(&mut self) -> bool {
-        self.consecutive += 1;
-        if self.consecutive >= self.limit {
-            self.consecutive = 0;
-            true
-        } else {
-            false
-        }
+    /// Of errors that reach it together, one gets true.
+    pub fn error(&self) -> bool {
+        let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        n >= self.limit.load(Ordering::Relaxed)
+            && self
+                .consecutive
+                .compare_exchange(n, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Errors in the current run.
     pub fn consecutive(&self) -> u32 {
-        self.consecutive
+        self.consecutive.load(Ordering::Relaxed)
     }
 }
 
@@ -310,7 +324,7 @@ mod tests {
 
     #[test]
     fn error_counter_fires_at_the_limit_and_resets() {
-        let mut e = ErrorCounter::new(3);
+        let e = ErrorCounter::new(3);
         assert!(!e.error());
         assert!(!e.error());
         e.success();
@@ -318,7 +332,7 @@ mod tests {
         assert!(!e.error());
         assert!(e.error());
         assert_eq!(e.consecutive(), 0);
-        let mut one = ErrorCounter::new(0);
+        let one = ErrorCounter::new(0);
         assert!(one.error());
     }
 }

@@ -30,6 +30,8 @@ pub struct ServerState {
     cur: AtomicU32,
     total: AtomicU64,
     health: Mutex<Health>,
+    /// Consecutive errors on real traffic (`observe`).
+    errors: ErrorCounter,
     /// Wakes the health checker early (a passive error asked for `fastinter`).
     pub recheck: Notify,
     /// Wakes connections waiting in the backend's queue when this server
@@ -42,7 +44,6 @@ pub struct ServerState {
 #[derive(Debug)]
 struct Health {
     counter: HealthCounter,
-    errors: ErrorCounter,
     /// When the server last came up after being down (slow start runs from here).
     up_since: Option<Instant>,
     /// A passive error asked for checks at `fastinter`.
@@ -83,11 +84,11 @@ impl ServerState {
             total: AtomicU64::new(0),
             health: Mutex::new(Health {
                 counter: HealthCounter::new_up(rise, fall),
-                errors: ErrorCounter::new(cfg.error_limit),
                 up_since: None,
                 fast: false,
                 reason: "start".to_string(),
             }),
+            errors: ErrorCounter::new(cfg.error_limit),
             recheck: Notify::new(),
             slot_freed,
             http_pool: Default::default(),
@@ -109,7 +110,7 @@ impl ServerState {
         let (rise, fall) = cfg.check.as_ref().map_or((2, 3), |c| (c.rise, c.fall));
         let mut h = self.health.lock().expect("health lock");
         h.counter = h.counter.with_params(rise, fall);
-        h.errors = ErrorCounter::new(cfg.error_limit);
+        self.errors.set_limit(cfg.error_limit);
     }
 
     /// Whether the server's health is up (the operator's state aside).
@@ -228,18 +229,16 @@ impl ServerState {
 
     /// A connection to this server succeeded (`observe layer4`).
     pub fn observed_ok(&self) {
-        if let Ok(mut h) = self.health.try_lock() {
-            h.errors.success();
-        }
+        self.errors.success();
     }
 
     /// A connection to this server failed (`observe layer4`). Returns the
     /// transition the `on_error` action caused, if the limit was reached.
     pub fn observed_error(&self, action: OnError, limit: u32, reason: &str) -> Transition {
-        let mut h = self.health.lock().expect("health lock");
-        if !h.errors.error() {
+        if !self.errors.error() {
             return Transition::None;
         }
+        let mut h = self.health.lock().expect("health lock");
         h.fast = true;
         let t = h.counter.on_observed_errors(action);
         let why = format!("{limit} consecutive errors observed ({reason}), on_error {action:?}");
@@ -332,6 +331,42 @@ pub fn ramp(weight: u32, since: Option<Duration>, slowstart: Duration) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_success_while_the_health_lock_is_held_still_breaks_a_run_of_errors() {
+        // error_limit 2: an error, a success, an error is no run of two,
+        // even when the success lands while another thread (a checker, the
+        // status API, a balancer under slowstart) holds the health lock.
+        let doc = r#"
+[frontends.fe]
+bind = ["127.0.0.1:1"]
+default_backend = "be"
+[backends.be]
+servers = [ { name = "s1", address = "127.0.0.1:2", check = true, observe = "layer4", error_limit = 2 } ]
+"#;
+        let c = raftlb_proto::config::ClusterConfig::parse(doc, raftlb_proto::Format::Toml)
+            .expect("a config");
+        let cfg = c.backends["be"].servers[0].clone();
+        let s = ServerState::new("be", &cfg, Default::default());
+        assert_eq!(
+            s.observed_error(OnError::MarkDown, 2, "L4CON"),
+            Transition::None
+        );
+        {
+            let _busy = s.health.lock().unwrap();
+            s.observed_ok();
+        }
+        assert_eq!(
+            s.observed_error(OnError::MarkDown, 2, "L4CON"),
+            Transition::None
+        );
+        assert!(s.is_up());
+        // Two in a row do mark it down.
+        assert_eq!(
+            s.observed_error(OnError::MarkDown, 2, "L4CON"),
+            Transition::WentDown
+        );
+    }
 
     #[test]
     fn slowstart_ramps_linearly() {

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -91,22 +92,68 @@ impl Pool {
     }
 }
 
+/// Told when a client's request body fails on its way (hyper refused its
+/// framing): whoever ends the exchange then knows the client is to blame.
+pub trait BodyWatch: Send + Sync {
+    /// The client's body failed.
+    fn client_failed(&self);
+}
+
 /// A request body on its way to a server: its first frame (read before a
 /// server was chosen, to refuse a malformed body before anything reaches
-/// one), then the rest as it comes.
+/// one), then the rest as it comes; a failure of the rest is told to
+/// `watch`.
 pub struct ReqBody {
     first: Option<Frame<Bytes>>,
     /// None: no body (a request sent again, whose body was empty).
     rest: Option<Incoming>,
+    /// When the body last moved, if there is one.
+    upload: Option<Arc<Upload>>,
+    /// Told if the client's body fails (none: no body).
+    watch: Option<Arc<dyn BodyWatch>>,
+}
+
+/// When a request body last moved toward its server: `timeout server`
+/// runs from then (a long upload that moves is not a silent server).
+#[derive(Debug)]
+pub struct Upload {
+    since: Instant,
+    /// ns after `since`.
+    last: AtomicU64,
+}
+
+impl Upload {
+    fn touch(&self) {
+        let ns = self.since.elapsed().as_nanos() as u64;
+        self.last.store(ns, Ordering::Relaxed);
+    }
+
+    /// When the body last moved (when it was made, before that).
+    pub fn last(&self) -> Instant {
+        self.since + Duration::from_nanos(self.last.load(Ordering::Relaxed))
+    }
 }
 
 impl ReqBody {
     /// The body whose `first` frame was read already; `rest` follows.
-    pub fn new(first: Option<Frame<Bytes>>, rest: Incoming) -> ReqBody {
+    pub fn new(first: Option<Frame<Bytes>>, rest: Incoming, watch: Arc<dyn BodyWatch>) -> ReqBody {
+        let upload = (first.is_some() || !rest.is_end_stream()).then(|| {
+            Arc::new(Upload {
+                since: Instant::now(),
+                last: AtomicU64::new(0),
+            })
+        });
         ReqBody {
             first,
             rest: Some(rest),
+            upload,
+            watch: Some(watch),
         }
+    }
+
+    /// When the body last moved, if there is a body.
+    pub fn upload(&self) -> Option<Arc<Upload>> {
+        self.upload.clone()
     }
 
     /// No body at all.
@@ -114,6 +161,8 @@ impl ReqBody {
         ReqBody {
             first: None,
             rest: None,
+            upload: None,
+            watch: None,
         }
     }
 }
@@ -127,13 +176,18 @@ impl Body for ReqBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let me = self.get_mut();
-        if let Some(f) = me.first.take() {
-            return Poll::Ready(Some(Ok(f)));
+        let r = match (me.first.take(), &mut me.rest) {
+            (Some(f), _) => Poll::Ready(Some(Ok(f))),
+            (None, Some(rest)) => Pin::new(rest).poll_frame(cx),
+            (None, None) => Poll::Ready(None),
+        };
+        if let (Poll::Ready(_), Some(u)) = (&r, &me.upload) {
+            u.touch();
         }
-        match &mut me.rest {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
-            None => Poll::Ready(None),
+        if let (Poll::Ready(Some(Err(_))), Some(w)) = (&r, &me.watch) {
+            w.client_failed();
         }
+        r
     }
 
     fn is_end_stream(&self) -> bool {

@@ -3,14 +3,16 @@
 //! and `http_keep_alive`, armed lazily), and the count of requests in flight
 //! those timers look at.
 
-use super::response::ProxyBody;
+use super::idle::Idle;
+use super::response::{BodyError, ProxyBody};
 use super::scan;
+use crate::server::pool::BodyWatch;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -37,6 +39,21 @@ pub(super) struct ConnState {
     pub(super) reader: AtomicWaker,
     /// Bytes read from the client so far.
     pub(super) bytes_in: AtomicU64,
+    /// The connection became a tunnel (an upgrade, a CONNECT): no more
+    /// requests, no head timers; the splice's own `timeout tunnel` rules.
+    pub(super) tunnel: AtomicBool,
+    /// A request body of this client failed (hyper refused its framing);
+    /// the connection ends with that request.
+    pub(super) body_failed: AtomicBool,
+    /// The [`scan::Scanner`] lost track of the framing: the requests after
+    /// the current one go unchecked, so the connection ends with it.
+    pub(super) framing_lost: AtomicBool,
+}
+
+impl BodyWatch for ConnState {
+    fn client_failed(&self) {
+        self.body_failed.store(true, Ordering::Release);
+    }
 }
 
 impl ConnState {
@@ -79,13 +96,20 @@ pub struct Tracked {
 
 impl Body for Tracked {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.body).poll_frame(cx);
+        // The server's response broke off because the client's body did.
+        if matches!(r, Poll::Ready(Some(Err(_)))) && me._guard.0.body_failed.load(Ordering::Acquire)
+        {
+            me.body.blame_client();
+        }
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -122,6 +146,8 @@ pub(super) struct Scanned {
     pub(super) conn: Arc<ConnState>,
     /// Armed at `conn.armed`, never later than the deadline.
     pub(super) sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// `timeout client` while a response waits for the client to take it.
+    pub(super) write_stall: Option<Idle>,
 }
 
 impl Scanned {
@@ -182,6 +208,28 @@ impl Scanned {
     }
 }
 
+impl Scanned {
+    /// A write that waits for a client that does not read: an error once
+    /// it has waited `timeout client` (a tunnel has its own timer).
+    fn timed_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        let Some(w) = self.write_stall.as_mut() else {
+            return r;
+        };
+        if r.is_ready() {
+            w.progress();
+            return r;
+        }
+        if !self.conn.tunnel.load(Ordering::Relaxed) && w.poll_expired(cx).is_ready() {
+            return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
+        r
+    }
+}
+
 impl tokio::io::AsyncRead for Scanned {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -191,6 +239,13 @@ impl tokio::io::AsyncRead for Scanned {
         let me = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut me.inner).poll_read(cx, buf);
+        if me.conn.tunnel.load(Ordering::Relaxed) {
+            if let Poll::Ready(Ok(())) = &r {
+                let n = buf.filled().len() - before;
+                me.conn.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            return r;
+        }
         match &r {
             Poll::Ready(Ok(())) => {
                 let read = &buf.filled()[before..];
@@ -198,6 +253,9 @@ impl tokio::io::AsyncRead for Scanned {
                     .bytes_in
                     .fetch_add(read.len() as u64, Ordering::Relaxed);
                 me.scanner.feed(read);
+                if me.scanner.lost() {
+                    me.conn.framing_lost.store(true, Ordering::Release);
+                }
                 r
             }
             Poll::Ready(Err(_)) => r,
@@ -233,7 +291,9 @@ impl tokio::io::AsyncWrite for Scanned {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_write(cx, data);
+        me.timed_write(cx, r)
     }
 
     fn poll_write_vectored(
@@ -241,7 +301,9 @@ impl tokio::io::AsyncWrite for Scanned {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_write_vectored(cx, bufs);
+        me.timed_write(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

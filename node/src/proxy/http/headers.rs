@@ -1,6 +1,6 @@
 //! The headers each hop rewrites: hop-by-hop headers removed both ways, and
-//! the request as the server gets it (origin-form, the `Upgrade` it asks
-//! for, `forwardfor`, `via`).
+//! the request as the server gets it (the `Upgrade` it asks for,
+//! `forwardfor`, `via`).
 
 use crate::proxy::frontend::FrontendRt;
 use crate::server::pool::ReqBody;
@@ -72,10 +72,9 @@ fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
         .flatten()
 }
 
-/// The request as the server gets it: origin-form (a request in
-/// absolute-form loses its scheme and authority; Host carries the
-/// latter), HTTP/1.1, this hop's headers gone, the client's address
-/// appended. WebSocket and other `Upgrade`s, and CONNECT, keep what
+/// The request as the server gets it (already in origin-form: intake made
+/// an absolute-form target's authority its `Host`): HTTP/1.1, this hop's
+/// headers gone, the client's address appended. WebSocket and other `Upgrade`s, and CONNECT, keep what
 /// they need: once the server agrees (101, or 2xx to CONNECT) both
 /// connections become one tunnel. Returns whether the request may become
 /// one, and the client side of its upgrade.
@@ -86,14 +85,6 @@ pub(super) fn for_server(
 ) -> (bool, Option<OnUpgrade>) {
     let upgrade = upgrade_protocol(req);
     let tunnel = upgrade.is_some() || req.method() == hyper::Method::CONNECT;
-    if req.method() != hyper::Method::CONNECT && req.uri().authority().is_some() {
-        let path = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        *req.uri_mut() = path.parse().unwrap_or_default();
-    }
     *req.version_mut() = hyper::Version::HTTP_11;
     let client_upgrade = tunnel.then(|| hyper::upgrade::on(&mut *req));
     let h = req.headers_mut();

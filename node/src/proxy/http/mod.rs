@@ -8,7 +8,8 @@
 //! What is here: `use_backend` rules over HAProxy ACLs (first match wins,
 //! then the default backend, else 503), cookie persistence and `uri`/`hdr`
 //! hashing, keep-alive on both sides, the upstream pool with retries,
-//! hop-by-hop headers removed, `forwardfor`, `via`, `Host` kept, upgrades
+//! hop-by-hop headers removed, `forwardfor`, `via`, `Host` kept (exactly
+//! one; an absolute-form target's authority replaces it), upgrades
 //! and CONNECT as tunnels, the head timers (`timeout http_request` and
 //! `http_keep_alive`, armed lazily), request-smuggling checks with the
 //! [`scan`]ner below hyper, 502/503/504, and the httplog line.
@@ -25,6 +26,7 @@
 mod conn;
 mod handle;
 mod headers;
+mod idle;
 mod intake;
 mod log;
 mod observe;
@@ -37,4 +39,4 @@ mod upstream;
 pub use conn::Tracked;
 pub use intake::serve;
 pub use log::HttpLog;
-pub use response::{ProxyBody, Upstream};
+pub use response::{BodyError, ProxyBody, Upstream};

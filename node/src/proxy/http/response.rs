@@ -3,6 +3,7 @@
 //! or one made here, the error pages.
 
 use super::headers::strip_hop_by_hop;
+use super::idle::Idle;
 use super::log::HttpLog;
 use crate::proxy::backend::{BackendRt, Slot};
 use crate::proxy::frontend::FrontendRt;
@@ -30,10 +31,32 @@ pub enum ProxyBody {
     Local(Full<Bytes>),
 }
 
+/// Why a response body ended before its end.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The server's connection failed, or its body was malformed.
+    Server(hyper::Error),
+    /// The server sent nothing for `timeout server` in the middle of it.
+    Timeout,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Server(e) => write!(f, "{e}"),
+            BodyError::Timeout => f.write_str("the server sent nothing for timeout server"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
 /// A server's response body; at its end, the connection goes back to the
 /// server's pool and the request's slot is released.
 pub struct Upstream {
     body: Incoming,
+    /// `timeout server` while the body is on its way.
+    stall: Option<Idle>,
     /// The connection and the pool it returns to, until the body ends.
     conn: Option<(SendRequest<ReqBody>, Arc<ServerState>)>,
     /// How long it may wait in the pool (the server's `Keep-Alive`).
@@ -67,18 +90,21 @@ impl Drop for Upstream {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Local(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
             ProxyBody::Upstream(u) => {
                 let r = Pin::new(&mut u.body).poll_frame(cx);
                 match &r {
                     Poll::Ready(Some(Ok(f))) => {
+                        if let Some(s) = u.stall.as_mut() {
+                            s.progress();
+                        }
                         if let (Some(d), Some(log)) = (f.data_ref(), u.log.as_mut()) {
                             log.bytes += d.len() as u64;
                         }
@@ -90,9 +116,21 @@ impl Body for ProxyBody {
                             log.state = ('S', 'D');
                         }
                     }
-                    _ => {}
+                    Poll::Pending => {
+                        if u.stall
+                            .as_mut()
+                            .is_some_and(|s| s.poll_expired(cx).is_ready())
+                        {
+                            u.conn.take();
+                            if let Some(log) = u.log.as_mut() {
+                                log.state = ('s', 'D');
+                            }
+                            return Poll::Ready(Some(Err(BodyError::Timeout)));
+                        }
+                    }
+                    Poll::Ready(None) => {}
                 }
-                r
+                r.map_err(BodyError::Server)
             }
         }
     }
@@ -108,6 +146,16 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Local(b) => b.size_hint(),
             ProxyBody::Upstream(u) => u.body.size_hint(),
+        }
+    }
+}
+
+impl ProxyBody {
+    /// The response broke off for the client's fault (its request body
+    /// failed), not the server's: logged `CD`.
+    pub(super) fn blame_client(&mut self) {
+        if let ProxyBody::Upstream(Upstream { log: Some(log), .. }) = self {
+            log.state = ('C', 'D');
         }
     }
 }
@@ -180,6 +228,7 @@ pub(super) fn relay(
     }
     let body = ProxyBody::Upstream(Upstream {
         body,
+        stall: be.cfg.timeout.server.map(Idle::new),
         conn: Some(conn),
         idle,
         _slot: slot,

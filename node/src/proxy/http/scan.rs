@@ -7,8 +7,11 @@
 //! request handler takes them in the same order.
 //!
 //! The scanner only observes. When it cannot follow the framing (a head too
-//! large, a malformed chunk), it stops; hyper, which parses the same bytes,
-//! refuses such a request itself, and the handler then finds no verdict.
+//! large, a chunk-size line over 1 KiB, a malformed chunk), it stops and
+//! says it [`lost`](Scanner::lost) track: the requests after that point
+//! would go unchecked, so the connection ends with the current request,
+//! and one that finds no verdict is refused (400) before any server sees
+//! it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -93,6 +96,11 @@ impl Scanner {
             State::Head(_) => Some(self.head_start),
             _ => None,
         }
+    }
+
+    /// Whether the scanner lost track of the framing (for good).
+    pub fn lost(&self) -> bool {
+        matches!(self.state, State::Stopped)
     }
 
     /// Looks at the next bytes the client sent.
@@ -349,6 +357,18 @@ GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_chunk_size_line_over_1_kib_in_pieces_is_lost_track_of() {
+        let (mut s, out) = Scanner::new();
+        s.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;e=");
+        assert!(!s.lost());
+        s.feed(&[b'e'; 1100]);
+        assert!(s.lost());
+        s.feed(b"\r\nhello\r\n0\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(out.next().map(|s| s.verdict), Some(Verdict::Clean));
+        assert_eq!(out.next(), None, "no verdict after losing track");
     }
 
     #[test]

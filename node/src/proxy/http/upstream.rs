@@ -7,7 +7,7 @@ use super::log::HttpLog;
 use super::observe::observe;
 use super::response::ProxyBody;
 use crate::proxy::backend::{BackendRt, NoSlot, ServerRt, Slot};
-use crate::server::pool::ReqBody;
+use crate::server::pool::{ReqBody, Upload};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, StatusCode};
@@ -88,9 +88,7 @@ async fn connection(
         let srv = &be.servers[x.slot.idx];
         // A tunnel takes its connection for good: a new one.
         while let Some(mut s) = pooled.then(|| srv.state.http_pool.take()).flatten() {
-            // Ready once its previous exchange is wholly done; an error
-            // means the server closed it meanwhile.
-            if s.ready().await.is_ok() {
+            if ready(&mut s).await {
                 return Ok((s, true));
             }
         }
@@ -166,7 +164,9 @@ fn replayable(req: &Request<ReqBody>, reused: bool) -> Option<Request<ReqBody>> 
 }
 
 /// Sends `req` on `sender` and waits for the response head, `timeout` at
-/// most (`timeout server`): a 504 after it, a 502 for a bad response.
+/// most (`timeout server`): a 504 after it, a 502 for a bad response, a
+/// 400 when the client's body failed on its way (logged `CH`, the
+/// server's passive health untouched).
 async fn send(
     srv: &ServerRt,
     sender: &mut SendRequest<ReqBody>,
@@ -176,11 +176,12 @@ async fn send(
     log: &mut HttpLog,
 ) -> Result<Sent, Response<ProxyBody>> {
     let again = replayable(&req, reused);
+    let upload = req.body().upload();
     let sent = sender.try_send_request(req);
     let outcome = match timeout {
-        Some(t) => match tokio::time::timeout(t, sent).await {
-            Ok(r) => r,
-            Err(_) => {
+        Some(t) => match silent_for(t, upload.as_deref(), sent).await {
+            Some(r) => r,
+            None => {
                 observe(srv, Observe::Layer7, Err("L7TOUT"));
                 return Err(log.error(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -199,6 +200,21 @@ async fn send(
             match (unsent, again) {
                 // Never sent: a pooled connection the server had closed.
                 (Some(unsent), _) if reused => Ok(Sent::Unsent(unsent)),
+                _ if client_body_failed(&e) => {
+                    // The client's fault, not the server's: nothing is
+                    // counted against it, and no response had started.
+                    tracing::debug!(server = %srv.state.id, error = %e, "the client's request body failed");
+                    let mut r = log.error(
+                        StatusCode::BAD_REQUEST,
+                        "The request body is malformed.",
+                        ('C', 'H'),
+                    );
+                    r.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                    Err(r)
+                }
                 // Sent, and the connection closed with no answer: the race
                 // of a server's keep-alive timeout, not the server's fault.
                 (None, Some(copy)) if e.is_incomplete_message() || e.is_canceled() => {
@@ -217,6 +233,54 @@ async fn send(
             }
         }
     }
+}
+
+/// Whether a pooled connection takes a request: at once as a rule (its
+/// previous exchange is wholly done); an error means the server closed it
+/// meanwhile. One not ready within a second is not used.
+async fn ready(s: &mut SendRequest<ReqBody>) -> bool {
+    use futures_util::FutureExt;
+    if let Some(r) = s.ready().now_or_never() {
+        return r.is_ok();
+    }
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), s.ready()).await,
+        Ok(Ok(()))
+    )
+}
+
+/// `sent`, unless the server stays silent for `limit` after the request
+/// was sent (`timeout server`): from the last move of its body if it has
+/// one, else from now.
+async fn silent_for<F: std::future::Future>(
+    limit: Duration,
+    upload: Option<&Upload>,
+    sent: F,
+) -> Option<F::Output> {
+    let Some(up) = upload else {
+        return tokio::time::timeout(limit, sent).await.ok();
+    };
+    tokio::pin!(sent);
+    let mut at = up.last() + limit;
+    loop {
+        tokio::select! {
+            r = &mut sent => return Some(r),
+            _ = tokio::time::sleep_until(at.into()) => {
+                at = up.last() + limit;
+                if Instant::now() >= at {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Whether an exchange failed because the request body did: hyper's
+/// client says so with a user body error, whose cause is the error the
+/// client's body ([`ReqBody`], over hyper's server) gave.
+fn client_body_failed(e: &hyper::Error) -> bool {
+    e.is_user()
+        && std::error::Error::source(e).is_some_and(|c| c.downcast_ref::<hyper::Error>().is_some())
 }
 
 /// A slot on a server for this request (`pinned` by its cookie, else as
