@@ -271,6 +271,7 @@ fn start_vip(
         cluster.clone(),
         fitness,
         node.data_dir.clone(),
+        node.cluster_options().election.0,
     ));
     let _ = state.vip.set(vip.clone());
     vip
