@@ -502,3 +502,39 @@ async fn frontend_maxconn_leaves_the_excess_in_the_listen_queue() {
         .unwrap();
     assert_eq!(third.server, "a");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raising_maxconn_at_saturation_lets_a_waiting_client_in_at_once() {
+    // Both limits, the frontend's and the global one, each at 1 then 2.
+    for (key, section) in [("maxconn", "frontend"), ("maxconn", "global")] {
+        let a = Backend::start("a").await;
+        let doc = |m: u32| {
+            let base = lb(&srv(&a, ""), "");
+            if section == "frontend" {
+                base.replace(
+                    "default_backend = \"be\"",
+                    &format!("default_backend = \"be\"\n{key} = {m}"),
+                )
+            } else {
+                format!("[global]\n{key} = {m}\n{base}")
+            }
+        };
+        let n = TestNode::start(&doc(1)).await;
+        let addr = n.addr("fe");
+        let _first = connect(addr).await.unwrap();
+        let second = tokio::spawn(async move { connect(addr).await });
+        let v = n
+            .node
+            .reload(doc(2), raftlb_proto::Format::Toml, "raised")
+            .await
+            .unwrap();
+        n.node.wait_applied(v, DEADLINE).await.unwrap();
+        // The first connection stays open: only the raise can let it in.
+        let second = tokio::time::timeout(DEADLINE, second).await;
+        let second = second
+            .unwrap_or_else(|_| panic!("{section} maxconn 2: the waiting client stayed out"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.server, "a");
+    }
+}

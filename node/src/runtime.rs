@@ -7,18 +7,17 @@
 
 use crate::health::{self, CheckSpec};
 use crate::proxy::backend::{BackendQueue, BackendRt};
+use crate::proxy::limit::Limiter;
 use crate::proxy::listener::{self, Listener, ProcessLimits};
 use crate::proxy::FrontendRt;
 use crate::server::{ServerState, ServerStatus};
 use crate::stick::{self, SavedTable, StickTable};
-use arc_swap::ArcSwap;
 use raftlb_proto::ClusterConfig;
 use raftlb_proto::NodeId;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 /// Why a config could not be applied (the running one stays).
@@ -76,7 +75,7 @@ struct Inner {
     servers: Servers,
     checkers: HashMap<ServerKey, Checker>,
     queues: Queues,
-    fe_limits: HashMap<String, Arc<Semaphore>>,
+    fe_limits: HashMap<String, Arc<Limiter>>,
     frontends: BTreeMap<String, Arc<FrontendRt>>,
     stick_tables: Tables,
     /// Saved entries for the tables of the first config applied.
@@ -188,60 +187,49 @@ impl Inner {
             .collect()
     }
 
-    /// Each frontend's connection limit: the running one while its
-    /// `maxconn` stays, else a new one.
-    fn frontend_limits(&self, new: &ClusterConfig) -> HashMap<String, Arc<Semaphore>> {
-        let old_fe_cfg: HashMap<String, u32> = self
-            .config
-            .as_ref()
-            .map(|c| {
-                c.frontends
-                    .values()
-                    .map(|f| (f.name.clone(), f.maxconn))
-                    .collect()
-            })
-            .unwrap_or_default();
+    /// Each frontend's connection limit: the running one (resized when
+    /// the config is committed, see [`Runtime::apply`]), else a new one.
+    fn frontend_limits(&self, new: &ClusterConfig) -> HashMap<String, Arc<Limiter>> {
         new.frontends
             .values()
             .map(|fe| {
-                let limit = match (self.fe_limits.get(&fe.name), old_fe_cfg.get(&fe.name)) {
-                    (Some(sem), Some(&old)) if old == fe.maxconn => sem.clone(),
-                    _ => Arc::new(Semaphore::new(fe.maxconn as usize)),
-                };
+                let limit = self
+                    .fe_limits
+                    .get(&fe.name)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Limiter::new(fe.maxconn)));
                 (fe.name.clone(), limit)
             })
             .collect()
     }
 
-    /// The listener of `addr` for frontend `rt`: the running one, now
-    /// serving `rt` (its socket kept), or one started on the socket bound
-    /// in step 1.
-    fn listener_for(
-        &mut self,
-        addr: SocketAddr,
-        rt: &Arc<FrontendRt>,
-        fresh: &mut HashMap<SocketAddr, tokio::net::TcpListener>,
+    /// Starts an accept loop on each address bound in step 1, for its
+    /// frontend in `frontends`. Nothing running changes: on failure, the
+    /// ones started end when dropped.
+    fn start_fresh(
+        new: &ClusterConfig,
+        frontends: &BTreeMap<String, Arc<FrontendRt>>,
+        mut fresh: HashMap<SocketAddr, tokio::net::TcpListener>,
         limits: &Arc<ProcessLimits>,
-        report: &mut ApplyReport,
-    ) -> Result<Listener, ApplyError> {
-        match self.listeners.remove(&addr) {
-            Some(l) => {
-                l.frontend.store(rt.clone());
-                report.kept += 1;
-                Ok(l)
-            }
-            None => {
-                let sock = fresh.remove(&addr).expect("bound in step 1");
-                report.bound.push(addr);
-                Listener::start(addr, sock, rt.clone(), limits.clone()).map_err(|source| {
+    ) -> Result<HashMap<SocketAddr, Listener>, ApplyError> {
+        let mut started = HashMap::new();
+        for fe in new.frontends.values() {
+            for &addr in &fe.bind {
+                let Some(sock) = fresh.remove(&addr) else {
+                    continue;
+                };
+                let rt = frontends[&fe.name].clone();
+                let l = Listener::start(addr, sock, rt, limits.clone()).map_err(|source| {
                     ApplyError::Bind {
-                        frontend: rt.cfg.name.clone(),
+                        frontend: fe.name.clone(),
                         addr,
                         source,
                     }
-                })
+                })?;
+                started.insert(addr, l);
             }
         }
+        Ok(started)
     }
 
     /// The health checkers of `new`: one whose settings and server state
@@ -368,7 +356,7 @@ impl Runtime {
             reuseport,
             inner: Mutex::new(Inner::default()),
             limits: Arc::new(ProcessLimits {
-                maxconn: ArcSwap::from_pointee(Semaphore::new(0)),
+                maxconn: Limiter::new(0),
                 active: Default::default(),
             }),
         }
@@ -385,25 +373,17 @@ impl Runtime {
         let mut inner = self.inner.lock().expect("runtime lock");
         let inner = &mut *inner;
         let mut report = ApplyReport::default();
-        // 1. Bind the new addresses first; on failure, drop them and stop.
-        let mut fresh = inner.bind_new(new, self.reuseport)?;
-        // 2. Global limit.
-        let global_maxconn = new.global.maxconn.unwrap_or_else(default_global_maxconn);
-        if global_maxconn != inner.global_maxconn {
-            self.limits
-                .maxconn
-                .store(Arc::new(Semaphore::new(global_maxconn as usize)));
-            inner.global_maxconn = global_maxconn;
-        }
-        // 3. Stick tables and servers: keep the entries of the tables, and
-        //    the live state of the servers whose address stays.
+        // Staged first, with steps that may fail and change nothing
+        // running: on failure the running config stays whole.
+        // 1. Bind the new addresses.
+        let fresh = inner.bind_new(new, self.reuseport)?;
+        // 2. Stick tables, servers, backends, frontends: built beside the
+        //    running ones (a table keeps its entries, a server whose address
+        //    stays its live state).
         let tables = inner.tables_of(new, self.node);
-        report.restored = restore(std::mem::take(&mut inner.restore), &tables);
         let (servers, queues, backends) = inner.servers_of(new, &tables, &mut report);
-        // 4. Frontends and their listeners.
         let fe_limits = inner.frontend_limits(new);
         let mut frontends = BTreeMap::new();
-        let mut listeners = HashMap::new();
         for fe in new.frontends.values() {
             let rt = Arc::new(FrontendRt {
                 cfg: fe.clone(),
@@ -417,17 +397,45 @@ impl Runtime {
                 tracked: fe.track_sc0.as_ref().and_then(|t| tables.get(t).cloned()),
                 tables: tables.clone(),
             });
+            frontends.insert(fe.name.clone(), rt);
+        }
+        // 3. The accept loops of the new addresses.
+        let mut started = Inner::start_fresh(new, &frontends, fresh, &self.limits)?;
+
+        // Then committed, with steps that cannot fail.
+        // 4. The limits, resized in place (waiting clients see the change).
+        let global_maxconn = new.global.maxconn.unwrap_or_else(default_global_maxconn);
+        if global_maxconn != inner.global_maxconn {
+            self.limits.maxconn.resize(global_maxconn);
+            inner.global_maxconn = global_maxconn;
+        }
+        for fe in new.frontends.values() {
+            fe_limits[&fe.name].resize(fe.maxconn);
+        }
+        report.restored = restore(std::mem::take(&mut inner.restore), &tables);
+        // 5. Listeners: a running one serves its new frontend (its socket
+        //    kept); dropping the others ends their accept loops.
+        let mut listeners = HashMap::new();
+        for fe in new.frontends.values() {
             for &addr in &fe.bind {
-                let l = inner.listener_for(addr, &rt, &mut fresh, &self.limits, &mut report)?;
+                let l = match inner.listeners.remove(&addr) {
+                    Some(l) => {
+                        l.frontend.store(frontends[&fe.name].clone());
+                        report.kept += 1;
+                        l
+                    }
+                    None => {
+                        report.bound.push(addr);
+                        started.remove(&addr).expect("started in step 3")
+                    }
+                };
                 listeners.insert(addr, l);
             }
-            frontends.insert(fe.name.clone(), rt);
         }
         report.closed = inner.listeners.keys().copied().collect();
         report.closed.sort();
-        // Dropping the old listeners ends their accept loops.
         inner.listeners = listeners;
-        // 5. Health checkers: keep those whose settings and server stayed.
+        // 6. Health checkers: keep those whose settings and server stayed.
         inner.checkers = inner.checkers_of(new, &servers, &mut report);
         inner.servers = servers;
         inner.queues = queues;

@@ -6,6 +6,7 @@
 //! [`FrontendRt::denies`]).
 
 use super::backend::BackendRt;
+use super::limit::Limiter;
 use crate::stick::{now_ms, StickTable};
 use raftlb_proto::config::acl::{CounterKind, CounterOf, Counters, RequestView};
 use raftlb_proto::config::{ConnAction, Frontend, HttpAction};
@@ -13,7 +14,6 @@ use raftlb_proto::stick::TableKey;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 /// A frontend in one routing snapshot: its settings, the backend it serves,
 /// and its connection limit.
@@ -25,8 +25,9 @@ pub struct FrontendRt {
     pub backend: Option<Arc<BackendRt>>,
     /// HTTP mode: the `use_backend` rules with their backends, in order.
     pub rules: Vec<(raftlb_proto::config::UseBackend, Arc<BackendRt>)>,
-    /// Frontend `maxconn`, shared with the snapshots that keep the same limit.
-    pub maxconn: Arc<Semaphore>,
+    /// Frontend `maxconn`, shared by every snapshot of this frontend (a
+    /// reload resizes it in place).
+    pub maxconn: Arc<Limiter>,
     /// `track_sc0`: the table its clients are counted in.
     pub tracked: Option<Arc<StickTable>>,
     /// The tables its rules' `src_*(NAME)` fetches read, by name.

@@ -4,6 +4,7 @@
 //! backoff, never fatal.
 
 use super::frontend::FrontendRt;
+use super::limit::Limiter;
 use arc_swap::ArcSwap;
 use std::io;
 use std::net::SocketAddr;
@@ -11,14 +12,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 /// Process-wide: the global `maxconn` and the count of live connections.
 #[derive(Debug)]
 pub struct ProcessLimits {
-    /// Global `maxconn` (replaced when a reload changes it).
-    pub maxconn: ArcSwap<Semaphore>,
+    /// Global `maxconn` (a reload resizes it in place).
+    pub maxconn: Limiter,
     /// Client connections being served now.
     pub active: AtomicUsize,
 }
@@ -93,11 +93,11 @@ async fn accept_loop(
     loop {
         // Hold a slot of both limits before accepting: at the limit, new
         // clients wait in the kernel's listen queue, as with HAProxy.
-        let Ok(global_permit) = global.maxconn.load_full().acquire_owned().await else {
+        let Some(global_permit) = global.maxconn.acquire().await else {
             return;
         };
-        let fe_sem = frontend.load().maxconn.clone();
-        let Ok(fe_permit) = fe_sem.acquire_owned().await else {
+        let fe_limit = frontend.load().maxconn.clone();
+        let Some(fe_permit) = fe_limit.acquire().await else {
             return;
         };
         match listener.accept().await {

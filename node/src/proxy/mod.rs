@@ -5,6 +5,7 @@ pub mod backend;
 pub mod balance;
 pub mod frontend;
 pub mod http;
+pub mod limit;
 pub mod listener;
 pub mod relay;
 pub mod session;
