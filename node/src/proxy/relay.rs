@@ -182,33 +182,84 @@ fn read_drained(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Which sides the relay waits on: to read from one (until its FIN) or to
+/// write to it (bytes it has not taken). A side's timer runs only then: a
+/// client that half-closed and waits for a slow server is not idle.
+fn waits(up: &Dir, down: &Dir) -> [bool; 2] {
+    [
+        !up.eof || down.pending.is_some(),
+        !down.eof || up.pending.is_some(),
+    ]
+}
+
+/// Each side's inactivity timer, on one sleep re-armed only when it fires.
+struct Timers {
+    limits: [Option<Duration>; 2],
+    last: [Instant; 2],
+    waited: [bool; 2],
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Timers {
+    fn new(timeouts: Timeouts) -> Timers {
+        let now = Instant::now();
+        let mut t = Timers {
+            limits: [timeouts.client, timeouts.server],
+            last: [now, now],
+            waited: [true, true],
+            sleep: None,
+        };
+        t.sleep = t
+            .deadline([true, true])
+            .map(|d| Box::pin(tokio::time::sleep_until(d)));
+        t
+    }
+
+    fn deadline(&self, waits: [bool; 2]) -> Option<Instant> {
+        (0..2)
+            .filter(|i| waits[*i])
+            .filter_map(|i| self.limits[i].map(|d| self.last[i] + d))
+            .min()
+    }
+
+    /// Bytes moved on the `active` sides; a side the relay starts waiting
+    /// on again (bytes for a client that had half-closed) gets its whole
+    /// timeout from now.
+    fn note(&mut self, active: [bool; 2], waits: [bool; 2]) {
+        if active[0] || active[1] || waits != self.waited {
+            let now = Instant::now();
+            for i in 0..2 {
+                if active[i] || (waits[i] && !self.waited[i]) {
+                    self.last[i] = now;
+                }
+            }
+            self.waited = waits;
+        }
+    }
+
+    /// The side idle past its timeout, if any. Activity only moved the
+    /// deadline: the timer finds it when it fires.
+    fn poll_expired(&mut self, cx: &mut Context<'_>, waits: [bool; 2]) -> Option<Side> {
+        while self.sleep.as_mut()?.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            for (i, side) in [Side::Client, Side::Server].into_iter().enumerate() {
+                if waits[i] && self.limits[i].is_some_and(|d| now >= self.last[i] + d) {
+                    return Some(side);
+                }
+            }
+            let next = self.deadline(waits)?;
+            self.sleep.as_mut()?.as_mut().reset(next);
+        }
+        None
+    }
+}
+
 /// Relays until both directions are closed, a side fails, or a side is idle
 /// past its timeout.
 pub async fn relay(client: &TcpStream, server: &TcpStream, timeouts: Timeouts) -> Outcome {
     let mut up = Dir::default();
     let mut down = Dir::default();
-    let now = Instant::now();
-    let mut last = [now, now];
-    let limits = [timeouts.client, timeouts.server];
-    // A side's timer runs while the relay waits on that side: to read from
-    // it (until its FIN) or to write to it (bytes it has not taken). A
-    // client that half-closed and waits for a slow server is not idle.
-    let waits = |up: &Dir, down: &Dir| {
-        [
-            !up.eof || down.pending.is_some(),
-            !down.eof || up.pending.is_some(),
-        ]
-    };
-    let deadline = |last: &[Instant; 2], waits: [bool; 2]| -> Option<Instant> {
-        (0..2)
-            .filter(|i| waits[*i])
-            .filter_map(|i| limits[i].map(|d| last[i] + d))
-            .min()
-    };
-    let mut waited = [true, true];
-    let mut sleep: Option<Pin<Box<Sleep>>> =
-        deadline(&last, waited).map(|d| Box::pin(tokio::time::sleep_until(d)));
-
+    let mut timers = Timers::new(timeouts);
     let end = poll_fn(|cx| {
         let mut active = [false; 2];
         let mut failed = None;
@@ -232,36 +283,12 @@ pub async fn relay(client: &TcpStream, server: &TcpStream, timeouts: Timeouts) -
         if up.done && down.done {
             return Poll::Ready(End::Closed);
         }
-        // A side the relay starts waiting on again (bytes for a client
-        // that had half-closed) gets its whole timeout from now.
-        let now_waits = waits(&up, &down);
-        if active[0] || active[1] || now_waits != waited {
-            let now = Instant::now();
-            for i in 0..2 {
-                if active[i] || (now_waits[i] && !waited[i]) {
-                    last[i] = now;
-                }
-            }
-            waited = now_waits;
+        let waits = waits(&up, &down);
+        timers.note(active, waits);
+        match timers.poll_expired(cx, waits) {
+            Some(side) => Poll::Ready(End::Timeout(side)),
+            None => Poll::Pending,
         }
-        // The timer is only re-armed when it fires: activity just moves the
-        // deadline it will find then.
-        if let Some(s) = sleep.as_mut() {
-            while s.as_mut().poll(cx).is_ready() {
-                let now = Instant::now();
-                let waits = waits(&up, &down);
-                for (i, side) in [Side::Client, Side::Server].into_iter().enumerate() {
-                    if waits[i] && limits[i].is_some_and(|d| now >= last[i] + d) {
-                        return Poll::Ready(End::Timeout(side));
-                    }
-                }
-                match deadline(&last, waits) {
-                    Some(d) => s.as_mut().reset(d),
-                    None => break,
-                }
-            }
-        }
-        Poll::Pending
     })
     .await;
 

@@ -10,17 +10,6 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 use tokio::time::Instant;
 
-/// The lifetime (whole seconds) of a held VIP on the interface: half the
-/// shortest election timeout, rounded up, at least 1 s. Renewed every
-/// quarter of it while held (a stall of the holder shorter than three
-/// quarters keeps the address), so the kernel itself removes the address
-/// of a holder that crashed or froze soon after it stopped renewing it,
-/// and with `election_timeout_min` of 1.2 s or more before any other node
-/// can be elected.
-pub(super) fn lifetime_for(election_min: std::time::Duration) -> u32 {
-    (election_min.as_millis().div_ceil(2000) as u32).max(1)
-}
-
 impl Holder {
     fn index(&self) -> Option<(u32, String)> {
         let name = self.fitness.settings.interface.clone()?;
@@ -67,7 +56,7 @@ impl Holder {
         ));
     }
 
-    /// Starts each held VIP's lifetime again (see [`lifetime_for`]).
+    /// Starts each held VIP's lifetime again (see [`super::holder::lifetime_for`]).
     pub(super) async fn renew(&mut self) {
         let Some((index, _)) = self.index() else {
             return;
@@ -151,21 +140,5 @@ impl Holder {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lifetime_for;
-    use std::time::Duration;
-
-    #[test]
-    fn the_lifetime_is_half_the_election_timeout_rounded_up_at_least_a_second() {
-        let ms = Duration::from_millis;
-        assert_eq!(lifetime_for(ms(90)), 1);
-        assert_eq!(lifetime_for(ms(1200)), 1);
-        assert_eq!(lifetime_for(ms(2000)), 1);
-        assert_eq!(lifetime_for(ms(2001)), 2);
-        assert_eq!(lifetime_for(ms(3000)), 2);
     }
 }

@@ -30,6 +30,17 @@ pub(super) struct Held {
     pub(super) last: Option<SystemTime>,
 }
 
+/// The lifetime (whole seconds) of a held VIP on the interface: half the
+/// shortest election timeout, rounded up, at least 1 s. Renewed every
+/// quarter of it while held (a stall of the holder shorter than three
+/// quarters keeps the address), so the kernel itself removes the address
+/// of a holder that crashed or froze soon after it stopped renewing it,
+/// and with `election_timeout_min` of 1.2 s or more before any other node
+/// can be elected.
+pub(super) fn lifetime_for(election_min: std::time::Duration) -> u32 {
+    (election_min.as_millis().div_ceil(2000) as u32).max(1)
+}
+
 /// The task that holds this node's VIPs.
 pub(super) struct Holder {
     pub(super) cluster: Arc<Cluster>,
@@ -67,7 +78,7 @@ impl Holder {
             notify,
             nl: None,
             held: BTreeMap::new(),
-            lifetime: super::address::lifetime_for(election_min),
+            lifetime: lifetime_for(election_min),
         }
     }
 
@@ -241,5 +252,21 @@ impl Holder {
         let mut r = self.report.lock().expect("vip report");
         r.vips = states;
         r.unfit = unfit.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lifetime_for;
+    use std::time::Duration;
+
+    #[test]
+    fn the_lifetime_is_half_the_election_timeout_rounded_up_at_least_a_second() {
+        let ms = Duration::from_millis;
+        assert_eq!(lifetime_for(ms(90)), 1);
+        assert_eq!(lifetime_for(ms(1200)), 1);
+        assert_eq!(lifetime_for(ms(2000)), 1);
+        assert_eq!(lifetime_for(ms(2001)), 2);
+        assert_eq!(lifetime_for(ms(3000)), 2);
     }
 }
