@@ -923,16 +923,9 @@ GET /three HTTP/1.1\r\nHost: x\r\n\r\n",
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_tunnel_is_closed_at_timeout_tunnel() {
-    let b = HttpBackend::start("ws", Behaviour::Upgrade).await;
-    let doc = http_lb(&[&b], "30s").replace(
-        "server = \"30s\" }",
-        "server = \"30s\", tunnel = \"300ms\" }",
-    );
-    assert!(doc.contains("tunnel = \"300ms\""));
-    let n = TestNode::start(&doc).await;
-    let mut s = TcpStream::connect(n.addr("fe")).await.unwrap();
+/// A connection through `fe` upgraded to a WebSocket tunnel (101 read).
+async fn upgraded(fe: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(fe).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
         .await
         .unwrap();
@@ -943,6 +936,19 @@ async fn an_idle_tunnel_is_closed_at_timeout_tunnel() {
         head.push(byte[0]);
     }
     assert!(head.starts_with(b"HTTP/1.1 101"));
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tunnel_is_closed_at_timeout_tunnel() {
+    let b = HttpBackend::start("ws", Behaviour::Upgrade).await;
+    let doc = http_lb(&[&b], "30s").replace(
+        "server = \"30s\" }",
+        "server = \"30s\", tunnel = \"300ms\" }",
+    );
+    assert!(doc.contains("tunnel = \"300ms\""));
+    let n = TestNode::start(&doc).await;
+    let mut s = upgraded(n.addr("fe")).await;
     s.write_all(b"ping").await.unwrap();
     let mut back = [0u8; 4];
     s.read_exact(&mut back).await.unwrap();
@@ -967,17 +973,7 @@ async fn a_tunnel_idle_longer_than_the_head_timers_lives_on_until_timeout_tunnel
         );
     assert!(doc.contains("tunnel = \"30s\"") && doc.contains("client = \"400ms\""));
     let n = TestNode::start(&doc).await;
-    let mut s = TcpStream::connect(n.addr("fe")).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut s = upgraded(n.addr("fe")).await;
     for word in [&b"ping"[..], b"pong"] {
         // Idle for longer than every head timer, then traffic both ways.
         tokio::time::sleep(Duration::from_millis(1000)).await;

@@ -79,34 +79,41 @@ impl ClusterSecret {
     }
 
     /// Writes the secret to `path` (64 hex digits and a newline, mode
-    /// 0600), atomically: a temporary file is written, synced, then renamed
-    /// over `path`, and the directory is synced.
+    /// 0600), atomically (see [`write_private`]).
     pub fn save(&self, path: &Path) -> io::Result<()> {
-        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".tmp");
-        let tmp = path.with_file_name(tmp_name);
-        let result = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(format!("{}\n", hex::encode(self.0)).as_bytes())?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, path)?;
-            let dir = match path.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d,
-                _ => Path::new("."),
-            };
-            std::fs::File::open(dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        write_private(path, format!("{}\n", hex::encode(self.0)).as_bytes())
     }
+}
+
+/// Writes `contents` to `path` with mode 0600, atomically: a temporary file
+/// is written, synced, then renamed over `path`, and the directory is
+/// synced. The node's secrets (the cluster secret, the admin token) are
+/// kept this way.
+pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn parse_hex(text: &str) -> Result<[u8; LEN], TokenError> {

@@ -5,8 +5,7 @@
 //! directory (root, the `raftlb` user) changes the cluster.
 
 use std::fmt;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
 
@@ -49,30 +48,9 @@ impl AdminToken {
         Ok(AdminToken(t.to_string()))
     }
 
-    /// Writes the token to `path` (mode 0600) atomically: a temporary file
-    /// is written, synced, then renamed over `path`; the directory is
-    /// synced.
+    /// Writes the token to `path` (mode 0600) atomically.
     fn save(&self, path: &Path) -> io::Result<()> {
-        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".tmp");
-        let tmp = path.with_file_name(tmp_name);
-        let result = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(format!("{}\n", self.0).as_bytes())?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, path)?;
-            std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        raftlb_cluster::net::secret::write_private(path, format!("{}\n", self.0).as_bytes())
     }
 
     /// A token with this text (for tests).
