@@ -616,8 +616,9 @@ async fn package_steps(
         .ok_or("witness: dpkg --purge removes the user, the data and /etc/raftlb")?;
     row(md, prober, "remove, then purge", 3, from).await;
 
-    // The same VM, fresh, joins again: the package, its node file with
-    // `join` and the token, `systemctl enable --now`.
+    // The same VM, fresh, joins again as node 4 (README: "join a fresh VM
+    // with id 4"): the package, its node file with `join` and the token,
+    // `systemctl enable --now`.
     let token = vms
         .run(1, "sudo raftlb cluster token --node /etc/raftlb/node.toml")
         .await
@@ -629,7 +630,7 @@ async fn package_steps(
         &format!(
             "sudo dpkg -i /tmp/raftlb-new.deb && sudo install -m 0640 -g raftlb /tmp/node.toml /etc/raftlb/node.toml && \
              sudo install -m 0640 -g raftlb /tmp/lb.toml /etc/raftlb/lb.toml && \
-             sudo sed -i -e 's|^# join = |join = |' -e 's|^# token = .*|token = \"{token}\"|' /etc/raftlb/node.toml && \
+             sudo sed -i -e 's|^id = 3|id = 4|' -e 's|^# join = |join = |' -e 's|^# token = .*|token = \"{token}\"|' /etc/raftlb/node.toml && \
              sudo systemctl enable --now raftlb"
         ),
         DEADLINE,
