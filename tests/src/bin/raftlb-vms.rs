@@ -15,7 +15,11 @@
 //!   --force` does on libvirt), then `virsh start`: it boots with no state
 //!   in memory and its unit starts raftlb;
 //! - raftlb killed: `systemctl kill -s KILL raftlb` in the VM; the unit's
-//!   `ExecStopPost=raftlb vip release` and `Restart=always` do the rest;
+//!   `ExecStopPost=raftlb vip release` and `Restart=always` do the rest,
+//!   with the restart held back (a runtime drop-in, `RestartSec=15s`)
+//!   longer than an election: restarted at once, the node would be back
+//!   as the leader before anyone noticed (seen here with 3-4 s elections),
+//!   and the VIP would not move; the recovery starts it;
 //! - network cut: `virsh domif-setlink` of its interface on the private
 //!   network, down then up (ssh keeps working over the management network).
 //!
@@ -46,6 +50,8 @@ const VIP: &str = "198.51.100.50";
 const NAMES: [&str; 3] = ["lb1", "lb2", "witness"];
 /// The VMs' interface on the private network.
 const IFACE: &str = "eth1";
+/// The runtime drop-in that holds the unit's restart back after the kill.
+const HELD: &str = "/run/systemd/system/raftlb.service.d";
 /// libvirt's network that interface is on (the Vagrantfile's).
 const NETWORK: &str = "raftlb-l2";
 
@@ -294,7 +300,11 @@ impl Machines for Vms {
                 self.virsh(&["destroy", &dom]).await;
             }
             Fault::Kill => {
-                self.run(id, "sudo systemctl kill -s KILL raftlb")
+                let script = format!(
+                    "sudo mkdir -p {HELD} && printf '[Service]\\nRestartSec=15s\\n' | sudo tee {HELD}/held.conf >/dev/null \
+                     && sudo systemctl daemon-reload && sudo systemctl kill -s KILL raftlb"
+                );
+                self.run(id, &script)
                     .await
                     .expect("systemctl kill in the VM");
             }
@@ -309,8 +319,15 @@ impl Machines for Vms {
                 self.virsh(&["start", &dom]).await;
                 self.dead.lock().unwrap().remove(&id);
             }
-            // The unit starts it again (`Restart=always`).
-            Fault::Kill => {}
+            // The restart that was held back, now.
+            Fault::Kill => {
+                let script = format!(
+                    "sudo rm -rf {HELD} && sudo systemctl daemon-reload && sudo systemctl start raftlb"
+                );
+                self.run_for(id, &script, DEADLINE)
+                    .await
+                    .expect("start raftlb again in the VM");
+            }
             Fault::Cut => self.virsh(&["domif-setlink", &dom, &mac, "up"]).await,
         }
     }
