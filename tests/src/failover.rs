@@ -1,6 +1,6 @@
 //! The failover scenario, one code for the network-namespace lab
 //! (`tests/failover.rs`) and the Vagrant VMs (`vagrant/failover`, the
-//! `raftlb-failover` binary): clients through the VIP, then the VIP holder
+//! `raftlb-vms` binary): clients through the VIP, then the VIP holder
 //! is powered off, its raftlb is killed with SIGKILL, its network is cut;
 //! each time the client outage is measured, every node's addresses are
 //! sampled all along (never two holders), the node is brought back, and it

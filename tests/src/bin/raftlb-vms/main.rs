@@ -190,7 +190,7 @@ impl HolderSource for Sampler {
 
 impl Vms {
     async fn new(ssh_config: PathBuf) -> Result<Vms, String> {
-        let control = std::env::temp_dir().join(format!("raftlb-failover-{}", std::process::id()));
+        let control = std::env::temp_dir().join(format!("raftlb-vms-{}", std::process::id()));
         std::fs::create_dir_all(&control).map_err(|e| e.to_string())?;
         let mut domains = BTreeMap::new();
         for id in 1..=3 {
@@ -424,7 +424,7 @@ async fn main() -> ExitCode {
     match main_().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("raftlb-failover: {e}");
+            eprintln!("raftlb-vms: {e}");
             ExitCode::FAILURE
         }
     }
