@@ -203,13 +203,37 @@ where
     }
 }
 
-/// A port that was free a moment ago (for configs of child processes).
+/// A port that was free a moment ago (for configs of child processes and
+/// nodes that must come back on the same address).
+///
+/// It is taken below the kernel's ephemeral range: a port from that range
+/// (what binding port 0 gives) can be taken, between this call and the
+/// test's bind, by any outbound connection on the machine, such as one
+/// node dialling another (seen in CI: "Address already in use" on a join).
+/// Each process starts at its own offset and never hands out a port twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = (10_000u32, ephemeral_low().clamp(10_001, 65_535));
+    let span = high - low;
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (low + (start + n) % span) as u16;
+        let free = |a: &str| std::net::TcpListener::bind((a, port)).is_ok();
+        if free("127.0.0.1") && free("0.0.0.0") {
+            return port;
+        }
+    }
+    panic!("no free port below {high}");
+}
+
+/// The lowest port of the kernel's ephemeral range.
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A temporary directory removed on drop (kept when `KEEP_TEST_DIRS` is
