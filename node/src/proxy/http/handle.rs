@@ -74,7 +74,7 @@ pub(super) async fn handle(
         slot,
         tunnel,
     };
-    let (resp, sender, waiting) = match exchange(&mut x, req, &mut log).await {
+    let (resp, sender, waiting, stall) = match exchange(&mut x, req, &mut log).await {
         Ok(r) => r,
         Err(page) => return page,
     };
@@ -88,7 +88,7 @@ pub(super) async fn handle(
     if let (true, Some(client_upgrade)) = (tunnel && switched, client_upgrade) {
         return super::tunnel::open(&fe, &be, x.slot, client_upgrade, resp, &log);
     }
-    relay(&fe, &be, x.slot, sticky, resp, (sender, server), log)
+    relay(&fe, &be, x.slot, sticky, resp, (sender, server, stall), log)
 }
 
 /// The response head from `srv` arrived: the wait for it (`Tr`), its status

@@ -26,6 +26,16 @@ impl Idle {
         }
     }
 
+    /// With a timer that served before (the wait for a response head):
+    /// moving a registered timer later costs no new registration.
+    pub(super) fn reusing(limit: Duration, sleep: Pin<Box<Sleep>>) -> Idle {
+        Idle {
+            limit,
+            waiting: None,
+            sleep: Some(sleep),
+        }
+    }
+
     /// Bytes moved: the wait, if any, is over.
     pub(super) fn progress(&mut self) {
         self.waiting = None;

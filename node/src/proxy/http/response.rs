@@ -203,9 +203,10 @@ pub(super) fn relay(
     slot: Slot,
     sticky: Option<usize>,
     resp: Response<Incoming>,
-    conn: (SendRequest<ReqBody>, Arc<ServerState>),
+    conn: (SendRequest<ReqBody>, Arc<ServerState>, Option<Idle>),
     log: HttpLog,
 ) -> Response<ProxyBody> {
+    let (sender, server, stall) = conn;
     let (mut parts, body) = resp.into_parts();
     let idle = idle_limit(parts.headers.get(KEEP_ALIVE).map(HeaderValue::as_bytes));
     strip_hop_by_hop(&mut parts.headers);
@@ -228,8 +229,8 @@ pub(super) fn relay(
     }
     let body = ProxyBody::Upstream(Upstream {
         body,
-        stall: be.cfg.timeout.server.map(Idle::new),
-        conn: Some(conn),
+        stall,
+        conn: Some((sender, server)),
         idle,
         _slot: slot,
         log: Some(Box::new(log)),

@@ -3,6 +3,7 @@
 //! and redispatch, and the request sent with `timeout server` on its
 //! response head.
 
+use super::idle::Idle;
 use super::log::HttpLog;
 use super::observe::observe;
 use super::response::ProxyBody;
@@ -14,8 +15,10 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use raftlb_proto::config::Observe;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// A request on its way to a server: what its connect, retry and send
 /// phases share.
@@ -32,9 +35,15 @@ pub(super) struct Exchange<'a> {
     pub(super) tunnel: bool,
 }
 
-/// The server's response head, the connection it came on, and when the
-/// wait for it began (for `Tr`).
-type Answered = (Response<Incoming>, SendRequest<ReqBody>, Option<Instant>);
+/// The server's response head, the connection it came on, when the wait
+/// for it began (for `Tr`), and `timeout server` for its body (the timer
+/// that watched for the head, so that a request arms one timer).
+type Answered = (
+    Response<Incoming>,
+    SendRequest<ReqBody>,
+    Option<Instant>,
+    Option<Idle>,
+);
 
 /// Connect (or reuse), send, and wait for the response head. A connect
 /// that fails is retried `retries` times (nothing was sent: always
@@ -61,7 +70,7 @@ pub(super) async fn exchange(
         let waiting = log.clock();
         let srv = &x.be.servers[x.slot.idx];
         match send(srv, &mut sender, req, reused, x.be.cfg.timeout.server, log).await? {
-            Sent::Answered(r) => return Ok((r, sender, waiting)),
+            Sent::Answered(r, stall) => return Ok((r, sender, waiting, stall)),
             Sent::Unsent(unsent) => req = unsent,
             Sent::Again(copy) => {
                 req = copy;
@@ -132,8 +141,8 @@ async fn connection(
 // Unboxed: it is moved once, and a box would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 enum Sent {
-    /// The server's response head.
-    Answered(Response<Incoming>),
+    /// The server's response head, and `timeout server` for its body.
+    Answered(Response<Incoming>, Option<Idle>),
     /// Never sent: a pooled connection the server had closed. The request
     /// comes back, to go on another connection.
     Unsent(Request<ReqBody>),
@@ -178,10 +187,14 @@ async fn send(
     let again = replayable(&req, reused);
     let upload = req.body().upload();
     let sent = sender.try_send_request(req);
+    let mut stall = None;
     let outcome = match timeout {
         Some(t) => match silent_for(t, upload.as_deref(), sent).await {
-            Some(r) => r,
-            None => {
+            (Some(r), sleep) => {
+                stall = Some(Idle::reusing(t, sleep));
+                r
+            }
+            (None, _) => {
                 observe(srv, Observe::Layer7, Err("L7TOUT"));
                 return Err(log.error(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -193,7 +206,7 @@ async fn send(
         None => sent.await,
     };
     match outcome {
-        Ok(r) => Ok(Sent::Answered(r)),
+        Ok(r) => Ok(Sent::Answered(r, stall)),
         Err(mut e) => {
             let unsent = e.take_message();
             let e = e.into_error();
@@ -251,25 +264,25 @@ async fn ready(s: &mut SendRequest<ReqBody>) -> bool {
 
 /// `sent`, unless the server stays silent for `limit` after the request
 /// was sent (`timeout server`): from the last move of its body if it has
-/// one, else from now.
+/// one, else from now. With the timer it used, for the response body.
 async fn silent_for<F: std::future::Future>(
     limit: Duration,
     upload: Option<&Upload>,
     sent: F,
-) -> Option<F::Output> {
-    let Some(up) = upload else {
-        return tokio::time::timeout(limit, sent).await.ok();
-    };
+) -> (Option<F::Output>, Pin<Box<Sleep>>) {
+    let since = || upload.map_or_else(Instant::now, Upload::last);
+    let mut sleep = Box::pin(tokio::time::sleep_until((since() + limit).into()));
     tokio::pin!(sent);
-    let mut at = up.last() + limit;
     loop {
         tokio::select! {
-            r = &mut sent => return Some(r),
-            _ = tokio::time::sleep_until(at.into()) => {
-                at = up.last() + limit;
-                if Instant::now() >= at {
-                    return None;
+            biased;
+            r = &mut sent => return (Some(r), sleep),
+            _ = sleep.as_mut() => {
+                let at = since() + limit;
+                if upload.is_none() || Instant::now() >= at {
+                    return (None, sleep);
                 }
+                sleep.as_mut().reset(at.into());
             }
         }
     }
