@@ -14,6 +14,13 @@
 //! 0.9 has no pre-vote of its own; without one, a node that cannot win (it
 //! restarted, or was cut off, and its log is behind) would still depose a
 //! healthy leader with the higher term of its campaign.
+//!
+//! A refused pre-vote is asked again soon ([`RETRY`] plus the rank and the
+//! random delay), not after another whole lease: it changes nothing, and
+//! when the voters' waits end together the best-ranked node must be the
+//! first to ask. That happens at every preemption: the preferring node's
+//! campaign makes the leader step down (it sees the higher term), and all
+//! nodes then wait out the same silence, from instants a heartbeat apart.
 
 use crate::net::raft::Contacts;
 use crate::net::Transport;
@@ -33,8 +40,21 @@ const CHECK: Duration = Duration::from_millis(5);
 const MARGIN: Duration = Duration::from_millis(10);
 
 /// Random delays are drawn from `[0, SPREAD)`, on top of the node's own
-/// campaign delay (its rank: see [`crate::RaftCluster::set_campaign_delay`]).
+/// campaign delay (its rank: see [`crate::RaftCluster::set_campaign_rank`]).
 const SPREAD: Duration = Duration::from_millis(20);
+
+/// How soon a node whose pre-vote was refused asks again (plus its rank's
+/// delay and a random one): a few round trips, well under a rank step.
+const RETRY: Duration = Duration::from_millis(50);
+
+/// How much later than the rank before it a rank campaigns: each node
+/// counts the leader's silence from its own last word from it, and those
+/// are up to a heartbeat apart (a follower may have had one more), so a
+/// rank's head start is a heartbeat, plus the random spread and a round
+/// trip.
+pub(crate) fn rank_step(heartbeat: Duration) -> Duration {
+    heartbeat + Duration::from_millis(25)
+}
 
 /// This node's vote and when it last changed, as the election loop saw it.
 pub(crate) type VoteClock = std::sync::Arc<std::sync::Mutex<(openraft::Vote<NodeId>, Instant)>>;
@@ -102,7 +122,7 @@ async fn pre_vote<T: Transport>(
 pub(crate) struct Election<T> {
     pub(crate) id: NodeId,
     pub(crate) raft: Raft,
-    /// When each peer last sent this node a request.
+    /// When each peer last sent this node a leader's message.
     pub(crate) incoming: Contacts,
     pub(crate) vote_clock: VoteClock,
     pub(crate) transport: T,
@@ -118,9 +138,10 @@ struct Loop {
     metrics: watch::Receiver<openraft::RaftMetrics<NodeId, PeerNode>>,
     /// When the loop started: the wait's start until anything restarts it.
     start: Instant,
-    /// When this node last tried to campaign (a pre-vote), if it does not
-    /// lead since.
+    /// When this node last campaigned, if it does not lead since.
     last_campaign: Option<Instant>,
+    /// When its last pre-vote was refused, if it did not campaign since.
+    refused: Option<Instant>,
     /// This node's vote and when it last changed (it voted, or learned of a
     /// newer term or leader): like openraft's own timer, that restarts the
     /// wait.
@@ -186,7 +207,8 @@ impl Loop {
 
     /// The leader's silence, if it lasted long enough for this node to
     /// campaign: the voters' lease, the margin, its rank and its random
-    /// delay.
+    /// delay; after a refused pre-vote, also [`RETRY`] since, its rank and
+    /// its random delay.
     fn silent_long_enough<T>(&self, e: &Election<T>, seen: &Seen, now: Instant) -> Option<Silence> {
         let heard = seen
             .leader
@@ -199,7 +221,8 @@ impl Loop {
             .unwrap_or(self.start);
         let rank =
             Duration::from_millis(e.campaign_delay.load(std::sync::atomic::Ordering::Relaxed));
-        let due = since + e.voter_lease + MARGIN + rank + self.delay;
+        let silent = since + e.voter_lease + MARGIN;
+        let due = self.refused.map_or(silent, |r| silent.max(r + RETRY)) + rank + self.delay;
         if now < due {
             return None;
         }
@@ -270,6 +293,7 @@ pub(crate) async fn drive<T: Transport>(e: Election<T>) {
         metrics,
         start,
         last_campaign: None,
+        refused: None,
         vote,
         vote_changed: start,
         delay: jitter(),
@@ -288,6 +312,7 @@ pub(crate) async fn drive<T: Transport>(e: Election<T>) {
             ServerState::Shutdown => return,
             ServerState::Leader => {
                 w.last_campaign = None;
+                w.refused = None;
                 continue;
             }
             _ if !seen.is_voter => continue,
@@ -307,12 +332,14 @@ pub(crate) async fn drive<T: Transport>(e: Election<T>) {
         let Some(quiet) = w.silent_long_enough(&e, &seen, now) else {
             continue;
         };
-        w.last_campaign = Some(now);
         w.delay = jitter();
         let granted = pre_vote(e.id, &e.raft, &e.transport, &e.last_log).await;
         if !w.may_campaign(&e, &seen, &quiet, &granted) {
+            w.refused = Some(Instant::now());
             continue;
         }
+        w.last_campaign = Some(Instant::now());
+        w.refused = None;
         if e.raft.trigger().elect().await.is_err() {
             return;
         }

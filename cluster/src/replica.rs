@@ -378,11 +378,13 @@ impl<T: Transport> RaftCluster<T> {
         status
     }
 
-    /// How much longer than others this node waits before it campaigns for
-    /// a silent leader's place: the node sets it from its rank (priority,
-    /// fitness), so that the preferred node is the first to campaign and
-    /// two nodes do not split the vote.
-    pub fn set_campaign_delay(&self, delay: Duration) {
+    /// This node's rank among the candidates for a silent leader's place
+    /// (0: the first to campaign). The node sets it from its priority and
+    /// fitness, so that the preferred node is the first to campaign and two
+    /// nodes do not split the vote: each rank waits
+    /// [`crate::election::rank_step`] longer than the one before.
+    pub fn set_campaign_rank(&self, rank: u32) {
+        let delay = crate::election::rank_step(self.opts.heartbeat) * rank;
         self.campaign_delay.store(
             delay.as_millis() as u64,
             std::sync::atomic::Ordering::Relaxed,

@@ -17,7 +17,11 @@ use std::time::Duration;
 pub struct Service {
     pub(crate) raft: Raft,
     pub(crate) contacts: Contacts,
-    /// When each peer last sent this node a request (incoming only).
+    /// When each peer last sent this node what only a leader sends (an
+    /// append, a snapshot, a lease heartbeat): "this node hears its
+    /// leader". A peer's pre-votes, votes and stick-table pushes do not
+    /// count, or a deposed leader that asks for pre-votes would still be
+    /// heard as leading, and keep its voters from granting anyone else's.
     pub(crate) incoming: Contacts,
     pub(crate) write_timeout: Duration,
     pub(crate) join_timeout: Duration,
@@ -138,7 +142,12 @@ impl Handler for Service {
     fn handle(&self, from: NodeId, req: Request) -> BoxFuture<'_, Response> {
         Box::pin(async move {
             self.contacts.touch(from);
-            self.incoming.touch(from);
+            if matches!(
+                req,
+                Request::Append(_) | Request::Snapshot(_) | Request::Heartbeat { .. }
+            ) {
+                self.incoming.touch(from);
+            }
             match req {
                 Request::Append(r) => Response::Append(self.raft.append_entries(r).await),
                 Request::Vote(r) => {

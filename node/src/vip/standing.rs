@@ -10,21 +10,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Between two ranks of candidates, more than the election loop's random
-/// spread (20 ms) and a round trip: the better-ranked node campaigns first.
-const RANK_STEP: Duration = Duration::from_millis(25);
-
-/// How much later than the best-ranked node this one campaigns when the
-/// leader falls silent: the voters other than the leader, ranked fit first,
-/// then by priority (high first), then by id, `RANK_STEP` apart. So the
+/// This node's rank among the candidates when the leader falls silent (0
+/// campaigns first; each rank a step later: see
+/// `RaftCluster::set_campaign_rank`): the voters other than the leader,
+/// ranked fit first, then by priority (high first), then by id. So the
 /// preferred node takes over directly (no election, then a preemption), and
 /// two nodes never campaign together, even at equal priorities.
-fn campaign_delay(
+fn campaign_rank(
     me: NodeId,
     mine: &NodeView,
     state: &raftlb_proto::ReplicatedState,
     s: &raftlb_cluster::ClusterStatus,
-) -> Duration {
+) -> u32 {
     let key = |id: NodeId| {
         let v = if id == me {
             Some(mine)
@@ -46,7 +43,7 @@ fn campaign_delay(
         .iter()
         .position(|id| *id == me)
         .unwrap_or(ranked.len());
-    RANK_STEP * rank as u32
+    u32::try_from(rank).unwrap_or(u32::MAX)
 }
 
 /// How long a fit, caught-up node of higher priority waits, following a
@@ -92,7 +89,7 @@ pub(super) async fn standing(cluster: Arc<Cluster>, fitness: Arc<Fitness>) {
             }
         }
         let s = cluster.status();
-        cluster.set_campaign_delay(campaign_delay(me, &view, &state, &s));
+        cluster.set_campaign_rank(campaign_rank(me, &view, &state, &s));
         // Preemption: only with VIPs to hold, from a follower that hears
         // its leader and has applied all it has.
         let leader = match s.leader {
