@@ -248,20 +248,28 @@ impl Watcher {
     }
 }
 
-/// Whether node `id` is back: its own status names another node as the
-/// leader, and the leader counts every member as caught up.
+/// Whether node `id` is back: its own status names a leader (another
+/// node, which it follows, or itself: a preferred node may take the lead
+/// back between two looks, on the VMs where a look takes a second), and
+/// the leader counts every member as caught up.
 pub async fn rejoined<M: Machines>(m: &M, id: u64) -> bool {
     let Some(me) = m.status(id).await else {
         return false;
     };
-    let Some(leader) = me["leader"].as_u64().filter(|l| *l != id) else {
+    let Some(leader) = me["leader"].as_u64() else {
         return false;
     };
-    if me["role"] != "follower" {
+    let role = if leader == id { "leader" } else { "follower" };
+    if me["role"] != role {
         return false;
     }
-    let Some(ls) = m.status(leader).await else {
-        return false;
+    let ls = if leader == id {
+        me
+    } else {
+        let Some(ls) = m.status(leader).await else {
+            return false;
+        };
+        ls
     };
     ls["members"].as_array().is_some_and(|members| {
         members.len() == m.nodes().len()
