@@ -120,14 +120,18 @@ async fn package_steps(
     watcher
         .wait("lb1 holds the VIP", DEADLINE, |h| h == [1])
         .await;
-    let sum = "md5sum /etc/raftlb/node.toml /etc/raftlb/lb.toml";
+    // The files are root:raftlb 0640: the ssh user reads them with sudo.
+    let sum = "sudo md5sum /etc/raftlb/node.toml /etc/raftlb/lb.toml";
 
     // A rolling upgrade: the witness, the standby, then the holder; each
     // restarts on the new package (postinst: try-restart, which drains
     // first) and must rejoin with its state before the next one goes.
     for id in [3, 2, 1] {
         vms.copy(id, deb, "/tmp/raftlb-new.deb").await?;
-        let confs = vms.run(id, sum).await;
+        let confs = vms
+            .run(id, sum)
+            .await
+            .ok_or_else(|| format!("{}: {sum} failed", name(id)))?;
         let from = Instant::now();
         vms.run_for(id, "sudo dpkg -i /tmp/raftlb-new.deb", DEADLINE)
             .await
@@ -143,7 +147,7 @@ async fn package_steps(
                 String::from_utf8_lossy(&got)
             ));
         }
-        if vms.run(id, sum).await != confs {
+        if vms.run(id, sum).await.as_ref() != Some(&confs) {
             return Err(format!("{}: the upgrade changed /etc/raftlb", name(id)));
         }
         wait_rejoined(vms, id).await?;
@@ -165,7 +169,7 @@ async fn package_steps(
         vms.status(3).await,
     ]);
     let from = Instant::now();
-    vms.run(2, "sudo sed -i 's/inter = \"1s\" },$/inter = \"2s\" },/' /etc/raftlb/lb.toml && grep -q 'inter = \"2s\"' /etc/raftlb/lb.toml && sudo systemctl reload raftlb")
+    vms.run(2, "sudo sed -i 's/inter = \"1s\" },$/inter = \"2s\" },/' /etc/raftlb/lb.toml && sudo grep -q 'inter = \"2s\"' /etc/raftlb/lb.toml && sudo systemctl reload raftlb")
         .await
         .ok_or("lb2: edit lb.toml and reload")?;
     let want = before[1] + 1;
@@ -192,10 +196,10 @@ async fn package_steps(
         .await
         .ok_or("lb2: a mistake in lb.toml")?;
     let lines = vms
-        .run(2, "wc -l < /etc/raftlb/lb.toml")
+        .run(2, "sudo cat /etc/raftlb/lb.toml | wc -l")
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-        .unwrap_or_default();
+        .ok_or("lb2: count the lines of lb.toml")?;
     let needle = format!("lb.toml:{lines}");
     let end = Instant::now() + DEADLINE;
     loop {
