@@ -220,14 +220,33 @@ impl Vms {
     }
 
     async fn run_for(&self, id: u64, script: &str, within: Duration) -> Option<Vec<u8>> {
+        self.check_for(id, script, within).await.ok()
+    }
+
+    /// Runs `script` in VM `id`: its stdout if it succeeded within
+    /// `within`, else why not (its exit status and the end of its stderr).
+    async fn check_for(&self, id: u64, script: &str, within: Duration) -> Result<Vec<u8>, String> {
         let out = tokio::time::timeout(
             within,
             ssh(&self.ssh_config, &self.control, id, script).output(),
         )
         .await
-        .ok()?
-        .ok()?;
-        out.status.success().then_some(out.stdout)
+        .map_err(|_| format!("no answer within {} s", within.as_secs()))?
+        .map_err(|e| format!("ssh: {e}"))?;
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        Err(format!("{}; stderr: {}", out.status, tail.join(" | ")))
+    }
+
+    /// Like [`Vms::check_for`], within 30 s, the error naming `what` failed.
+    async fn check(&self, id: u64, script: &str, what: &str) -> Result<Vec<u8>, String> {
+        self.check_for(id, script, Duration::from_secs(30))
+            .await
+            .map_err(|e| format!("{what}: {e}"))
     }
 
     /// Copies a file of this machine to VM `id`.

@@ -133,9 +133,9 @@ async fn package_steps(
             .await
             .ok_or_else(|| format!("{}: {sum} failed", name(id)))?;
         let from = Instant::now();
-        vms.run_for(id, "sudo dpkg -i /tmp/raftlb-new.deb", DEADLINE)
+        vms.check_for(id, "sudo dpkg -i /tmp/raftlb-new.deb", DEADLINE)
             .await
-            .ok_or_else(|| format!("{}: dpkg -i of {deb} failed", name(id)))?;
+            .map_err(|e| format!("{}: dpkg -i of {deb}: {e}", name(id)))?;
         let got = vms
             .run(id, "dpkg-query -W -f='${Version}' raftlb")
             .await
@@ -169,9 +169,8 @@ async fn package_steps(
         vms.status(3).await,
     ]);
     let from = Instant::now();
-    vms.run(2, "sudo sed -i 's/inter = \"1s\" },$/inter = \"2s\" },/' /etc/raftlb/lb.toml && sudo grep -q 'inter = \"2s\"' /etc/raftlb/lb.toml && sudo systemctl reload raftlb")
-        .await
-        .ok_or("lb2: edit lb.toml and reload")?;
+    vms.check(2, "sudo sed -i 's/inter = \"1s\" },$/inter = \"2s\" },/' /etc/raftlb/lb.toml && sudo grep -q 'inter = \"2s\"' /etc/raftlb/lb.toml && sudo systemctl reload raftlb", "lb2: edit lb.toml and reload")
+        .await?;
     let want = before[1] + 1;
     for id in [1, 2, 3] {
         wait_status(
@@ -192,9 +191,8 @@ async fn package_steps(
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
-    vms.run(2, "echo 'garp_refreshh = \"1s\"' | sudo tee -a /etc/raftlb/lb.toml >/dev/null && sudo systemctl reload raftlb")
-        .await
-        .ok_or("lb2: a mistake in lb.toml")?;
+    vms.check(2, "echo 'garp_refreshh = \"1s\"' | sudo tee -a /etc/raftlb/lb.toml >/dev/null && sudo systemctl reload raftlb", "lb2: a mistake in lb.toml")
+        .await?;
     let lines = vms
         .run(2, "sudo cat /etc/raftlb/lb.toml | wc -l")
         .await
@@ -230,30 +228,30 @@ async fn package_steps(
             "a refused reload changed the config: versions {after:?}, {want} expected"
         ));
     }
-    vms.run(2, "systemctl is-active raftlb && sudo sed -i '$d' /etc/raftlb/lb.toml && sudo raftlb check -c /etc/raftlb/node.toml -c /etc/raftlb/lb.toml")
-        .await
-        .ok_or("lb2: still running, and lb.toml put back")?;
+    vms.check(2, "systemctl is-active raftlb && sudo sed -i '$d' /etc/raftlb/lb.toml && sudo raftlb check -c /etc/raftlb/node.toml -c /etc/raftlb/lb.toml", "lb2: still running, and lb.toml put back")
+        .await?;
     let step = "reload refused (a mistake, named with its line)";
     row(md, prober, step, 2, from).await;
 
     // The witness leaves; its unit stops for good (a removed node does
     // not come back by itself); the package goes, then its data.
     let from = Instant::now();
-    vms.run(1, "sudo raftlb cluster leave --node-id 3")
-        .await
-        .ok_or("cluster leave --node-id 3")?;
+    vms.check(
+        1,
+        "sudo raftlb cluster leave --node-id 3",
+        "cluster leave --node-id 3",
+    )
+    .await?;
     wait_status(vms, 1, "two voters after the witness left", |s| {
         s["members"].as_array().is_some_and(|m| m.len() == 2)
     })
     .await?;
     row(md, prober, "cluster leave", 3, from).await;
     let from = Instant::now();
-    vms.run(3, "sudo dpkg -r raftlb && getent passwd raftlb && test -d /var/lib/raftlb && test -f /etc/raftlb/node.toml && ! systemctl is-active raftlb")
-        .await
-        .ok_or("witness: dpkg -r keeps the user, the data and the conffiles, and stops the node")?;
-    vms.run(3, "sudo dpkg --purge raftlb && ! getent passwd raftlb && ! test -e /var/lib/raftlb && ! test -e /etc/raftlb")
-        .await
-        .ok_or("witness: dpkg --purge removes the user, the data and /etc/raftlb")?;
+    vms.check(3, "sudo dpkg -r raftlb && getent passwd raftlb && sudo test -d /var/lib/raftlb && sudo test -f /etc/raftlb/node.toml && ! systemctl is-active raftlb", "witness: dpkg -r keeps the user, the data and the conffiles, and stops the node")
+        .await?;
+    vms.check(3, "sudo dpkg --purge raftlb && ! getent passwd raftlb && ! sudo test -e /var/lib/raftlb && ! sudo test -e /etc/raftlb", "witness: dpkg --purge removes the user, the data and /etc/raftlb")
+        .await?;
     row(md, prober, "remove, then purge", 3, from).await;
 
     // The same VM, fresh, joins again as node 4 (README: "join a fresh VM
@@ -265,7 +263,7 @@ async fn package_steps(
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .ok_or("lb1: cluster token")?;
     let from = Instant::now();
-    vms.run_for(
+    vms.check_for(
         3,
         &format!(
             "sudo dpkg -i /tmp/raftlb-new.deb && sudo install -m 0640 -g raftlb /tmp/node.toml /etc/raftlb/node.toml && \
@@ -276,7 +274,7 @@ async fn package_steps(
         DEADLINE,
     )
     .await
-    .ok_or("witness: install and join again")?;
+    .map_err(|e| format!("witness: install and join again: {e}"))?;
     wait_rejoined(vms, 3).await?;
     row(md, prober, "fresh install and join", 3, from).await;
     watcher
