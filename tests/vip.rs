@@ -348,6 +348,62 @@ async fn the_preferred_node_takes_the_vip_back_only_with_preempt() {
     }
 }
 
+/// A holder that stops (SIGTERM: `systemctl stop`, an upgrade) hands the
+/// leadership, and so the VIP, to the next node in priority as soon as it
+/// stops, and drains its connections as a follower: not leading on through
+/// the drain and then leaving the others to wait out its silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_holder_hands_the_vip_over_and_drains_as_a_follower() {
+    let mut w = cluster([(200, true), (100, true), (50, true)]).await;
+    let holders = Holders::new(&w, VIP);
+    holders
+        .wait("the preferred node holds the VIP", |h| h == [1])
+        .await;
+    let term = w.status(1).unwrap()["term"].as_u64().unwrap();
+    // A connection through node 1 keeps its drain going (no client
+    // timeout: up to the 10 s grace).
+    let mut held = w
+        .lab
+        .connect(&w.client, w.host(1).addr(FRONT))
+        .await
+        .expect("a connection through node 1");
+    let invariant = Invariant::start(Holders::new(&w, VIP));
+    w.procs[1].as_ref().unwrap().signal(libc::SIGTERM);
+    holders
+        .wait("the next node in priority takes the VIP", |h| h == [2])
+        .await;
+    let s = w.status(2).unwrap();
+    assert_eq!(s["role"], "leader");
+    assert!(s["term"].as_u64().unwrap() > term, "{s}");
+    // Node 1 handed over while it drains: it still runs, follows node 2,
+    // and its connection still works.
+    let p = w.procs[1].as_mut().unwrap();
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "node 1 exited before node 2 took over: no hand-over\n{}",
+        p.output()
+    );
+    assert!(
+        w.status(1)
+            .is_some_and(|s| s["role"] == "follower" && s["leader"] == 2),
+        "{:?}",
+        w.status(1)
+    );
+    assert_eq!(held.echo("still here\n").await.unwrap(), "still here\n");
+    let through = w
+        .lab
+        .connect(&w.client, SocketAddr::new(VIP.into(), FRONT))
+        .await
+        .expect("clients reach the VIP on node 2");
+    assert_eq!(through.server, "a");
+    assert!(w.output(1).contains("node 2 leads now"), "{}", w.output(1));
+    drop(held);
+    w.stop(1).await;
+    let (samples, bad) = invariant.finish().await;
+    assert!(samples > 0);
+    assert!(bad.is_empty(), "two holders: {bad:?}");
+}
+
 /// The VIP's line in `ip -o addr show` on `h`'s interface (empty without it).
 fn vip_line(h: &raftlb_testkit::lab::Host) -> String {
     let out = std::process::Command::new("ip")

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod election;
+mod handover;
 mod lease;
 mod membership;
 pub mod net;

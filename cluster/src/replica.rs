@@ -495,6 +495,24 @@ impl<T: Transport> RaftCluster<T> {
         }
     }
 
+    /// Hands the leadership over, if this node leads: asks `successors`
+    /// in order (the node ranks them; non-voters are skipped) to campaign
+    /// now, votes for the first that does, and waits for it to lead (up to
+    /// the voters' lease, the time its followers would wait anyway). For a
+    /// leader that stops: it drops its VIPs first. Returns the new leader,
+    /// or `None` (the followers then elect one after its silence).
+    pub async fn hand_over(&self, successors: &[NodeId]) -> Option<NodeId> {
+        crate::handover::hand_over(
+            &self.raft,
+            &self.transport,
+            &self.service.last_log,
+            &self.service.vote_changed,
+            successors,
+            self.opts.election.1,
+        )
+        .await
+    }
+
     /// Stops Raft.
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;

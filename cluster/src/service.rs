@@ -132,6 +132,35 @@ impl Service {
         Some(VoteResponse::new(vote, self.last_log.get(), false))
     }
 
+    /// Campaigns now if `from`, which this node follows, asks it to take
+    /// over (it is stopping: see handover.rs), this node votes, and its
+    /// log is as recent as the leader's `last_log`.
+    async fn take_over(&self, from: NodeId, last_log: Option<openraft::LogId<NodeId>>) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == m.id);
+        let mine = self.last_log.get();
+        if from == m.id || m.current_leader != Some(from) || !voter || mine < last_log {
+            tracing::info!(
+                from,
+                leader = ?m.current_leader,
+                voter,
+                "not taking over: not asked by this node's leader, not a voter, or behind"
+            );
+            return false;
+        }
+        // Its own campaign is a recent vote for its pre-vote answers.
+        self.vote_changed.lock().expect("vote clock").1 = std::time::Instant::now();
+        tracing::warn!(
+            leader = from,
+            "the leader is stopping and hands over: campaigning"
+        );
+        self.raft.trigger().elect().await.is_ok()
+    }
+
     /// This node's report (empty without a reporter).
     pub(crate) fn report(&self) -> Vec<u8> {
         self.reporter.get().map(|f| f()).unwrap_or_default()
@@ -196,6 +225,9 @@ impl Handler for Service {
                 Request::StickClear { table, key } => Response::StickCleared(
                     self.stick.get().and_then(|s| s.clear(&table, key.as_ref())),
                 ),
+                Request::TakeOver { last_log } => {
+                    Response::TakeOver(self.take_over(from, last_log).await)
+                }
             }
         })
     }

@@ -139,6 +139,14 @@ pub enum Request {
         /// One entry only.
         key: Option<TableKey>,
     },
+    /// The leader, stopping, asks a caught-up voter to campaign now
+    /// instead of after the leader's silence: it has dropped its VIPs and
+    /// will vote for it (protocol version 3 on).
+    TakeOver {
+        /// The leader's last log id: the asked node campaigns only if its
+        /// log is as recent.
+        last_log: Option<openraft::LogId<NodeId>>,
+    },
 }
 
 impl Request {
@@ -159,6 +167,7 @@ impl Request {
             Request::StickPush(_) => "StickPush",
             Request::StickPull(_) => "StickPull",
             Request::StickClear { .. } => "StickClear",
+            Request::TakeOver { .. } => "TakeOver",
         }
     }
 
@@ -168,6 +177,7 @@ impl Request {
     pub fn since(&self) -> u16 {
         match self {
             Request::StickPush(_) | Request::StickPull(_) | Request::StickClear { .. } => 2,
+            Request::TakeOver { .. } => 3,
             _ => 1,
         }
     }
@@ -205,6 +215,8 @@ pub enum Response {
     /// To [`Request::StickClear`]: how many entries it cleared; `None` if
     /// it runs no table of that name.
     StickCleared(Option<u64>),
+    /// To [`Request::TakeOver`]: whether this node campaigns.
+    TakeOver(bool),
 }
 
 impl Response {
@@ -224,6 +236,7 @@ impl Response {
             Response::StickTaken(_) => "StickTaken",
             Response::StickPage(_) => "StickPage",
             Response::StickCleared(_) => "StickCleared",
+            Response::TakeOver(_) => "TakeOver",
         }
     }
 }

@@ -18,8 +18,9 @@ use serde::{de::DeserializeOwned, Serialize};
 /// The newest protocol version this build speaks: what it offers in the
 /// handshake. A message kind added to the protocol comes with a new version,
 /// and is sent only on connections that speak it. Version 2 added the
-/// stick-table sync; the messages of version 1 are encoded as they were.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// stick-table sync, version 3 the hand-over of a stopping leader; the
+/// messages of older versions are encoded as they were.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest protocol version this build still speaks, with a peer of an
 /// older release. Peers outside the range are refused in the handshake;

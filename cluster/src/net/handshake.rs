@@ -429,13 +429,13 @@ mod tests {
     #[test]
     fn the_hello_layout_is_pinned() {
         let h = hello(PROTOCOL_VERSION, 1, 0x0203, &[7; 32]);
-        let mut want = vec![b'R', b'L', b'B', 0, 0, 2];
+        let mut want = vec![b'R', b'L', b'B', 0, 0, 3];
         want.extend([0, 0, 0, 0, 0, 0, 0, 1]);
         want.extend([0, 0, 0, 0, 0, 0, 2, 3]);
         want.extend([7; 32]);
         assert_eq!(h.to_vec(), want);
         assert_eq!(
-            PROTOCOL_VERSION, 2,
+            PROTOCOL_VERSION, 3,
             "the Hello carries the version: update this test"
         );
     }
@@ -558,7 +558,7 @@ mod tests {
             answer
         };
         let (answer, result) = tokio::join!(peer, server(&mut srv, &s, 2));
-        assert_eq!(answer, [REFUSE_VERSION, 0, 2]);
+        assert_eq!(answer, [REFUSE_VERSION, 0, 3]);
         assert!(
             matches!(result, Err(HandshakeError::WrongVersion(9))),
             "{result:?}"

@@ -252,7 +252,7 @@ async fn another_protocol_version_is_refused() {
         .unwrap()
         .unwrap();
     // Refused (version code, then this node's newest version), then closed.
-    assert_eq!(answer, [0x01, 0, 2]);
+    assert_eq!(answer, [0x01, 0, 3]);
 
     // Something that is not raftlb at all.
     let mut http = TcpStream::connect(server.addr).await.unwrap();
@@ -489,4 +489,31 @@ async fn releases_with_no_version_in_common_are_unreachable_and_nothing_is_handl
     assert_eq!(server.handler.handled() + server_old.handler.handled(), 0);
     server.stop().await;
     server_old.stop().await;
+}
+
+#[tokio::test]
+async fn a_hand_over_is_not_sent_to_a_node_of_the_release_before() {
+    let s = secret();
+    let server = server_speaking(2, &s, Versions { min: 1, max: 2 }).await;
+    let t = TcpTransport::speaking(1, s.clone(), Versions::THIS);
+    let take = Request::TakeOver { last_log: None };
+    assert_eq!(take.since(), 3);
+    let r = t.call(2, &server.addr(), take, T).await;
+    assert!(
+        matches!(
+            r,
+            Err(CallError::Unsupported {
+                speaks: 2,
+                needs: 3,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        server.handler.handled(),
+        0,
+        "the hand-over never reached it"
+    );
+    server.stop().await;
 }

@@ -475,10 +475,17 @@ impl Node {
         }
     }
 
-    /// Stops accepting, then waits up to `grace` for connections to finish;
-    /// then saves the stick tables and stops Raft.
+    /// Drops the VIPs and, if this node leads, hands the leadership over
+    /// to the best fit voter (so that the VIP moves at once, not after the
+    /// drain and the followers' wait); stops accepting, then waits up to
+    /// `grace` for connections to finish; then saves the stick tables and
+    /// stops Raft.
     pub async fn shutdown(&self, grace: Duration) {
         self.vip.stop().await;
+        let successors = crate::vip::successors(&self.cluster);
+        if let Some(to) = self.cluster.hand_over(&successors).await {
+            tracing::info!(to, "stopping: node {to} leads now");
+        }
         let active = self.runtime.stop_listening();
         tracing::info!(active, "stopped accepting; draining connections");
         let deadline = tokio::time::Instant::now() + grace;

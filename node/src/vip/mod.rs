@@ -28,3 +28,4 @@ pub use error::{check_capabilities, VipError};
 pub use fitness::Fitness;
 pub use recorded::{release_recorded, VIPS_FILE};
 pub use report::{VipReport, VipState};
+pub use standing::successors;

@@ -10,10 +10,38 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The voters other than the leader, best first: fit first, then by
+/// priority (high first), then by id; each with whether it is fit. `mine`
+/// is this node's own standing (the replicated one may be older).
+fn ranked(
+    me: NodeId,
+    mine: Option<&NodeView>,
+    state: &raftlb_proto::ReplicatedState,
+    s: &raftlb_cluster::ClusterStatus,
+) -> Vec<(NodeId, bool)> {
+    let key = |id: NodeId| {
+        let v = if id == me {
+            mine.or_else(|| state.nodes.get(&id))
+        } else {
+            state.nodes.get(&id)
+        };
+        let fit = v.is_none_or(|v| v.unfit.is_none());
+        let priority = v.map_or(100, |v| v.priority);
+        (!fit, std::cmp::Reverse(priority), id)
+    };
+    let mut ranked: Vec<(NodeId, bool)> = s
+        .members
+        .iter()
+        .filter(|m| m.role == "voter" && Some(m.id) != s.leader)
+        .map(|m| (m.id, !key(m.id).0))
+        .collect();
+    ranked.sort_by_key(|(id, _)| key(*id));
+    ranked
+}
+
 /// This node's rank among the candidates when the leader falls silent (0
 /// campaigns first; each rank a step later: see
-/// `RaftCluster::set_campaign_rank`): the voters other than the leader,
-/// ranked fit first, then by priority (high first), then by id. So the
+/// `RaftCluster::set_campaign_rank`): its place in [`ranked`]. So the
 /// preferred node takes over directly (no election, then a preemption), and
 /// two nodes never campaign together, even at equal priorities.
 fn campaign_rank(
@@ -22,28 +50,26 @@ fn campaign_rank(
     state: &raftlb_proto::ReplicatedState,
     s: &raftlb_cluster::ClusterStatus,
 ) -> u32 {
-    let key = |id: NodeId| {
-        let v = if id == me {
-            Some(mine)
-        } else {
-            state.nodes.get(&id)
-        };
-        let fit = v.is_none_or(|v| v.unfit.is_none());
-        let priority = v.map_or(100, |v| v.priority);
-        (!fit, std::cmp::Reverse(priority), id)
-    };
-    let mut ranked: Vec<NodeId> = s
-        .members
-        .iter()
-        .filter(|m| m.role == "voter" && Some(m.id) != s.leader)
-        .map(|m| m.id)
-        .collect();
-    ranked.sort_by_key(|id| key(*id));
+    let ranked = ranked(me, Some(mine), state, s);
     let rank = ranked
         .iter()
-        .position(|id| *id == me)
+        .position(|(id, _)| *id == me)
         .unwrap_or(ranked.len());
     u32::try_from(rank).unwrap_or(u32::MAX)
+}
+
+/// Whom this node, leading and about to stop, hands the leadership over
+/// to, best first: the fit voters in [`ranked`] order (a witness, or a
+/// node that cannot serve its VIPs, is no successor: the followers elect
+/// one after the silence if no fit node can).
+pub fn successors(cluster: &Cluster) -> Vec<NodeId> {
+    let state = cluster.watch().borrow().state.clone();
+    let s = cluster.status();
+    ranked(cluster.id(), None, &state, &s)
+        .into_iter()
+        .filter(|(id, fit)| *fit && *id != cluster.id())
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// How long a fit, caught-up node of higher priority waits, following a
