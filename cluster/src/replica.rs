@@ -495,6 +495,16 @@ impl<T: Transport> RaftCluster<T> {
         }
     }
 
+    /// How long this node's vote has not changed (it follows, or leads,
+    /// the same term since), and openraft's `election_timeout_max`: a
+    /// leader refuses a higher term's vote while its own is younger than
+    /// that, so a campaign against it before then only makes everyone wait
+    /// out the voters' lease.
+    pub fn vote_age(&self) -> (Duration, Duration) {
+        let at = self.service.vote_changed.lock().expect("vote clock").1;
+        (at.elapsed(), self.opts.election.1)
+    }
+
     /// Hands the leadership over, if this node leads: asks `successors`
     /// in order (the node ranks them; non-voters are skipped) to campaign
     /// now, votes for the first that does, and waits for it to lead (up to

@@ -151,7 +151,11 @@ pub(super) async fn standing(cluster: Arc<Cluster>, fitness: Arc<Fitness>) {
             }
         };
         let wait = PREEMPT_DELAY + Duration::from_millis(4 * u64::from(255 - view.priority));
-        if since.elapsed() >= wait {
+        // Not before the leader's term is older than the voters' lease: it
+        // would refuse to vote for this node, and the VIP would be on no
+        // node until the voters' lease ran out (seen on the VMs: 4.2 s).
+        let (age, voter_lease) = cluster.vote_age();
+        if since.elapsed() >= wait && age > voter_lease + Duration::from_millis(50) {
             tracing::info!(reason = %reason, "campaigning for leadership");
             if let Err(e) = cluster.raft().trigger().elect().await {
                 tracing::warn!(error = %e, "cannot campaign");
