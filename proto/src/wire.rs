@@ -153,9 +153,9 @@ mod tests {
             [0, 0, 0, 11, 0, 1, 2, 3, b'w', b'e', b'b', 2, b's', b'1', 1],
         );
         assert_eq!(decode_body_as::<Command>(&frame[4..], 1).unwrap(), cmd);
-        let mut v2 = frame.clone();
-        v2[5] = 2;
-        assert_eq!(encode(&cmd).unwrap(), v2);
+        let mut newest = frame.clone();
+        newest[5] = 3;
+        assert_eq!(encode(&cmd).unwrap(), newest);
         let apply = Command::ApplyConfig {
             doc: "x".into(),
             format: Format::Yaml,

@@ -77,6 +77,17 @@ pub fn successors(cluster: &Cluster) -> Vec<NodeId> {
 /// priority step, so that the highest-priority node goes first).
 const PREEMPT_DELAY: Duration = Duration::from_secs(1);
 
+/// Whether this node, better than its leader since `since`, campaigns now:
+/// after [`PREEMPT_DELAY`] and a little per priority step, and not before
+/// the leader's term is older than the voters' lease (a younger leader
+/// refuses its vote, and the VIP would be on no node until the voters'
+/// lease ran out: seen on the VMs, 4.2 s).
+fn preempt_due(cluster: &Cluster, since: Instant, priority: u8) -> bool {
+    let wait = PREEMPT_DELAY + Duration::from_millis(4 * u64::from(255 - priority));
+    let (age, voter_lease) = cluster.vote_age();
+    since.elapsed() >= wait && age > voter_lease + Duration::from_millis(50)
+}
+
 /// Keeps this node's standing (priority, preempt, fitness) in the
 /// replicated state, and campaigns when this node should lead instead of
 /// the current leader: it is fit and the leader is not, or it may preempt
@@ -150,12 +161,7 @@ pub(super) async fn standing(cluster: Arc<Cluster>, fitness: Arc<Fitness>) {
                 continue;
             }
         };
-        let wait = PREEMPT_DELAY + Duration::from_millis(4 * u64::from(255 - view.priority));
-        // Not before the leader's term is older than the voters' lease: it
-        // would refuse to vote for this node, and the VIP would be on no
-        // node until the voters' lease ran out (seen on the VMs: 4.2 s).
-        let (age, voter_lease) = cluster.vote_age();
-        if since.elapsed() >= wait && age > voter_lease + Duration::from_millis(50) {
+        if preempt_due(&cluster, since, view.priority) {
             tracing::info!(reason = %reason, "campaigning for leadership");
             if let Err(e) = cluster.raft().trigger().elect().await {
                 tracing::warn!(error = %e, "cannot campaign");
