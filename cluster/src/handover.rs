@@ -44,9 +44,9 @@ fn caught_up(m: &openraft::RaftMetrics<NodeId, crate::types::PeerNode>, to: Node
 
 /// Asks `successors` in order (voters only; others are skipped) to take
 /// over, if this node leads, and waits up to `within` (the voters' lease)
-/// for it to follow the one that accepted. Returns the new leader, or `None` if no one took over
-/// (this node does not lead, no successor is a caught-up voter, or none
-/// won in time).
+/// for it to follow the one that accepted. Returns the new leader, or
+/// `None` if no one took over (this node does not lead, no successor is a
+/// caught-up voter, or none won in time).
 pub(crate) async fn hand_over<T: Transport>(
     raft: &Raft,
     transport: &T,
@@ -56,7 +56,7 @@ pub(crate) async fn hand_over<T: Transport>(
     within: Duration,
 ) -> Option<NodeId> {
     let m = raft.metrics().borrow().clone();
-    if m.state != ServerState::Leader {
+    if m.state != ServerState::Leader || successors.iter().all(|s| *s == m.id) {
         return None;
     }
     // openraft's leader grants a higher term's vote only once its own vote
