@@ -8,131 +8,15 @@
 
 mod world;
 
-use raftlb_testkit::lab::{Host, IFACE};
+use raftlb_testkit::lab::IFACE;
 use raftlb_testkit::wait_until;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use world::holders::Holders;
+use world::vip::*;
 use world::*;
-
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 50);
-
-fn lb(w: &World) -> String {
-    format!(
-        "{}\n[[vips]]\naddress = \"{VIP}/24\"\ngarp_refresh = \"500ms\"\n",
-        lb_doc(&[("a", &w.backend_host(0))])
-    )
-}
-
-fn vip_section(priority: u8, preempt: bool) -> String {
-    format!("[vip]\ninterface = \"{IFACE}\"\npriority = {priority}\npreempt = {preempt}\n")
-}
-
-/// Three nodes with `[vip]` settings (priority, preempt) each, formed.
-async fn cluster(settings: [(u8, bool); 3]) -> World {
-    let mut w = World::new(3, &["a"]);
-    for (i, (p, pre)) in settings.into_iter().enumerate() {
-        w.extra.insert(i as u64 + 1, vip_section(p, pre));
-    }
-    let doc = lb(&w);
-    w.init(&doc).await;
-    w.join(2, 2).await;
-    w.join(3, 3).await;
-    w
-}
-
-/// Polls every namespace every 10 ms while it lives; remembers each sample
-/// with more than one holder.
-struct Invariant {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Samples>,
-}
-
-/// How many samples, and each with more than one holder (when, who).
-type Samples = (u64, Vec<(Duration, Vec<u64>)>);
-
-impl Invariant {
-    fn start(holders: Holders) -> Invariant {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let task = tokio::spawn(async move {
-            let t0 = Instant::now();
-            let (mut samples, mut bad) = (0u64, Vec::new());
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
-            while !flag.load(Ordering::Relaxed) {
-                tick.tick().await;
-                let h = holders.now().await;
-                samples += 1;
-                if h.len() > 1 {
-                    bad.push((t0.elapsed(), h));
-                }
-            }
-            (samples, bad)
-        });
-        Invariant { stop, task }
-    }
-
-    async fn finish(self) -> Samples {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap()
-    }
-}
-
-fn ip_out(args: &[&str]) -> String {
-    let out = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn mac_of(h: &Host) -> String {
-    let link = ip_out(&["-n", &h.ns, "-o", "link", "show", IFACE]);
-    link.split("link/ether ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string()
-}
-
-/// The MAC the client's neighbour table has for the VIP, if any.
-fn client_sees(w: &World) -> Option<String> {
-    let n = ip_out(&["-n", &w.client.ns, "neigh", "show", &VIP.to_string()]);
-    n.split("lladdr ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .map(str::to_string)
-}
-
-fn only(h: &[u64]) -> u64 {
-    assert_eq!(h.len(), 1, "exactly one holder: {h:?}");
-    h[0]
-}
-
-/// Brings node `id` back (link up, `raftlb run` on its data dir) and waits
-/// until the cluster counts it again.
-async fn revive(w: &mut World, id: u64) {
-    w.lab.heal(w.host(id));
-    w.spawn(id, &["run"]);
-    w.wait_voters(id, 3).await;
-    wait_until("the leader reaches the revived node", DEADLINE, || async {
-        w.status(id).is_some_and(|s| {
-            s["role"] == "follower" && s["leader"].as_u64().is_some_and(|l| l != id)
-        })
-    })
-    .await;
-    let others: Vec<u64> = (1..=3).filter(|o| *o != id).collect();
-    wait_until("the revived node is caught up", DEADLINE, || async {
-        w.status(others[0]).is_some_and(|s| {
-            s["members"]
-                .as_array()
-                .is_some_and(|m| m.iter().all(|m| m["lag"].as_u64().is_none_or(|l| l == 0)))
-        })
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_machine_death_moves_the_vip_and_the_client_follows_its_new_mac() {

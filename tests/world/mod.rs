@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 pub mod holders;
+pub mod vip;
 
 use raftlb_testkit::lab::{Host, Lab};
 use raftlb_testkit::probe::{Expect, Prober};
