@@ -20,7 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 struct Server {
     addr: SocketAddr,
     conns: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<(usize, String)>>>,
+    /// Each request's connection number and head lines.
+    seen: Arc<Mutex<Vec<(usize, Vec<String>)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -68,7 +69,9 @@ impl Server {
                         if r.read_exact(&mut body).await.is_err() {
                             return;
                         }
-                        sn.lock().unwrap().push((n, head[0].trim_end().to_string()));
+                        sn.lock()
+                            .unwrap()
+                            .push((n, head.iter().map(|l| l.trim_end().to_string()).collect()));
                         if i == answers {
                             // Closed, the request unanswered.
                             return;
@@ -92,8 +95,16 @@ impl Server {
         }
     }
 
+    /// Each request's connection number and request line.
     fn seen(&self) -> Vec<(usize, String)> {
-        self.seen.lock().unwrap().clone()
+        let seen = self.seen.lock().unwrap();
+        seen.iter().map(|(n, h)| (*n, h[0].clone())).collect()
+    }
+
+    /// The head lines of each request, in order.
+    fn heads(&self) -> Vec<Vec<String>> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().map(|(_, h)| h.clone()).collect()
     }
 }
 
@@ -137,7 +148,10 @@ impl Client {
         } else {
             format!("Content-Length: {}\r\n", body.len())
         };
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: example.com\r\n{len}\r\n{body}");
+        // A repeated header: a request sent again keeps both, in order.
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: example.com\r\nX-Tag: a\r\nX-Tag: b\r\n{len}\r\n{body}"
+        );
         self.w.write_all(req.as_bytes()).await.unwrap();
         let mut line = String::new();
         self.r.read_line(&mut line).await.unwrap();
@@ -181,6 +195,11 @@ async fn a_get_the_server_drops_on_a_reused_connection_is_sent_again_on_a_new_on
             (2, "GET /2 HTTP/1.1".into())
         ]
     );
+    // Sent again as it was the first time: every header, in its order.
+    let heads = s.heads();
+    assert_eq!(heads[1], heads[2]);
+    let tags: Vec<_> = heads[2].iter().filter(|l| l.starts_with("x-tag")).collect();
+    assert_eq!(tags, ["x-tag: a", "x-tag: b"], "{:?}", heads[2]);
     // And again, on the new connection: the same once more.
     assert_eq!(c.ask("GET", "/3", "").await, (200, "c3\n".into()));
     assert_eq!(s.conns.load(Ordering::SeqCst), 3);

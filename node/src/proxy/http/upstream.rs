@@ -152,24 +152,58 @@ enum Sent {
     Again(Request<ReqBody>),
 }
 
-/// A copy of `req` to send again if a reused connection loses it: only an
-/// idempotent request (RFC 9110 §9.2.2) with no body, whose copy is its
-/// head alone.
-fn replayable(req: &Request<ReqBody>, reused: bool) -> Option<Request<ReqBody>> {
-    use hyper::Method;
-    let idempotent = matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    );
-    if !reused || !idempotent || !hyper::body::Body::is_end_stream(req.body()) {
-        return None;
+/// What it takes to send a request again if a reused connection loses it:
+/// only an idempotent request (RFC 9110 §9.2.2) with no body, whose copy is
+/// its head alone. Its headers are kept as a flat list (one allocation, each
+/// value shared with the request's), not a second `HeaderMap`: nearly every
+/// copy is dropped unused, and a map costs two allocations and its hashing.
+struct Replay {
+    method: hyper::Method,
+    uri: hyper::Uri,
+    version: hyper::Version,
+    headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+}
+
+impl Replay {
+    fn of(req: &Request<ReqBody>, reused: bool) -> Option<Replay> {
+        use hyper::Method;
+        let idempotent = matches!(
+            *req.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        if !reused || !idempotent || !hyper::body::Body::is_end_stream(req.body()) {
+            return None;
+        }
+        Some(Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect(),
+        })
     }
-    let mut copy = Request::new(ReqBody::empty());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    Some(copy)
+
+    /// The request again, with its headers in their order.
+    fn request(self) -> Request<ReqBody> {
+        let mut copy = Request::new(ReqBody::empty());
+        *copy.method_mut() = self.method;
+        *copy.uri_mut() = self.uri;
+        *copy.version_mut() = self.version;
+        let headers = copy.headers_mut();
+        headers.reserve(self.headers.len());
+        for (n, v) in self.headers {
+            headers.append(n, v);
+        }
+        copy
+    }
 }
 
 /// Sends `req` on `sender` and waits for the response head, `timeout` at
@@ -184,7 +218,7 @@ async fn send(
     timeout: Option<Duration>,
     log: &mut HttpLog,
 ) -> Result<Sent, Response<ProxyBody>> {
-    let again = replayable(&req, reused);
+    let again = Replay::of(&req, reused);
     let upload = req.body().upload();
     let sent = sender.try_send_request(req);
     let mut stall = None;
@@ -232,7 +266,7 @@ async fn send(
                 // of a server's keep-alive timeout, not the server's fault.
                 (None, Some(copy)) if e.is_incomplete_message() || e.is_canceled() => {
                     tracing::debug!(server = %srv.state.id, error = %e, "a reused connection closed unanswered: sent again");
-                    Ok(Sent::Again(copy))
+                    Ok(Sent::Again(copy.request()))
                 }
                 _ => {
                     tracing::debug!(server = %srv.state.id, error = %e, "bad response from the server");
