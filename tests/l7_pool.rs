@@ -17,11 +17,14 @@ use tokio::net::{TcpListener, TcpStream};
 /// next request on that connection it reads and then closes without a byte
 /// back. It announces `keep_alive` (a `Keep-Alive` value) if given, and
 /// records each request's first line and connection number.
+/// A request as the server got it: its connection's number and its head
+/// lines.
+type Seen = (usize, Vec<String>);
+
 struct Server {
     addr: SocketAddr,
     conns: Arc<AtomicUsize>,
-    /// Each request's connection number and head lines.
-    seen: Arc<Mutex<Vec<(usize, Vec<String>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
 

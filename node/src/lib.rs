@@ -14,3 +14,4 @@ pub mod runtime;
 pub mod server;
 pub mod stick;
 pub mod vip;
+pub mod workers;

@@ -20,7 +20,8 @@ pub struct NodeConfig {
     pub name: String,
     /// Where the node keeps its state.
     pub data_dir: PathBuf,
-    /// Proxy worker threads (0: one per core).
+    /// Proxy worker threads (0: one per core): above 1, one event loop per
+    /// worker (see `crate::workers`); 1, one event loop for everything.
     #[serde(default)]
     pub threads: usize,
     /// Let other processes of this machine listen on the same frontend

@@ -95,7 +95,7 @@ impl Inner {
         &self,
         new: &ClusterConfig,
         reuseport: bool,
-    ) -> Result<HashMap<SocketAddr, tokio::net::TcpListener>, ApplyError> {
+    ) -> Result<HashMap<SocketAddr, listener::Bound>, ApplyError> {
         let mut fresh = HashMap::new();
         for fe in new.frontends.values() {
             for &addr in &fe.bind {
@@ -209,7 +209,7 @@ impl Inner {
     fn start_fresh(
         new: &ClusterConfig,
         frontends: &BTreeMap<String, Arc<FrontendRt>>,
-        mut fresh: HashMap<SocketAddr, tokio::net::TcpListener>,
+        mut fresh: HashMap<SocketAddr, listener::Bound>,
         limits: &Arc<ProcessLimits>,
     ) -> Result<HashMap<SocketAddr, Listener>, ApplyError> {
         let mut started = HashMap::new();

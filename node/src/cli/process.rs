@@ -128,20 +128,28 @@ pub(super) fn init_logging(level: &str) {
         .init();
 }
 
+/// Runs `fut` with `threads` proxy threads (0: one per core). One thread:
+/// a current-thread runtime for everything, with no work-stealing to pay
+/// for. More: the data path on that many workers (see [`crate::workers`]),
+/// and the rest (cluster, health checks, admin) on a current-thread runtime
+/// of its own, on this thread.
 pub(super) fn with_runtime<E: std::fmt::Display>(
     threads: usize,
     fut: impl std::future::Future<Output = Result<(), E>>,
 ) -> ExitCode {
-    // One thread: a current-thread runtime, with no work-stealing to pay for.
-    let mut b = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
     if threads > 1 {
-        b.worker_threads(threads);
+        if let Err(e) = crate::workers::start(threads) {
+            return fail(&format!("cannot start {threads} worker threads: {e}"));
+        }
     }
-    let rt = match b.enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };

@@ -1,17 +1,20 @@
 //! Listening sockets and their accept loops. A listener is keyed by its
 //! address and survives reloads; each accept reads the frontend it currently
-//! belongs to. Accept errors (EMFILE included) are logged and retried with a
+//! belongs to. With worker threads (see [`crate::workers`]) an address has
+//! one socket per worker, in one `SO_REUSEPORT` group, each accepted on its
+//! worker. Accept errors (EMFILE included) are logged and retried with a
 //! backoff, never fatal.
 
 use super::frontend::FrontendRt;
 use super::limit::Limiter;
 use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Process-wide: the global `maxconn` and the count of live connections.
@@ -32,54 +35,110 @@ pub struct Listener {
     pub local: SocketAddr,
     /// The frontend this listener serves; swapped on reload.
     pub frontend: Arc<ArcSwap<FrontendRt>>,
-    task: JoinHandle<()>,
+    /// One accept loop per socket.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        // Ends the accept loop, which closes the socket; established
+        // Ends the accept loops, which close the sockets; established
         // connections are separate tasks and go on.
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
-/// Binds `addr` with a listen backlog of `backlog`.
-pub fn bind(addr: SocketAddr, backlog: u32, reuseport: bool) -> io::Result<TcpListener> {
-    let sock = if addr.is_ipv6() {
-        TcpSocket::new_v6()?
-    } else {
-        TcpSocket::new_v4()?
-    };
-    sock.set_reuseaddr(true)?;
-    // Several processes (nodes sharing a host) on the same address: the
-    // kernel spreads connections. Only when the node file asks.
-    if reuseport {
-        sock.set_reuseport(true)?;
+/// The sockets bound for one address: one per worker (else one), not yet
+/// registered with any runtime (each is, on the worker that accepts on it).
+#[derive(Debug)]
+pub struct Bound(Vec<std::net::TcpListener>);
+
+impl Bound {
+    /// The address each socket is bound to.
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        self.0.iter().map(|s| s.local_addr()).collect()
+    }
+}
+
+/// Binds `addr` with a listen backlog of `backlog`: one socket per worker
+/// (see [`crate::workers::sockets`]). Several sockets share the address in
+/// an `SO_REUSEPORT` group; unless `reuseport` (processes sharing it on
+/// purpose), the address is first bound alone, so that one another process
+/// holds is refused as it is with a single socket, and a port 0 is chosen
+/// once for them all.
+pub fn bind(addr: SocketAddr, backlog: u32, reuseport: bool) -> io::Result<Bound> {
+    let n = crate::workers::sockets();
+    let mut addr = addr;
+    if n > 1 && !reuseport {
+        let probe = socket(addr, false)?;
+        probe.bind(&addr.into())?;
+        if addr.port() == 0 {
+            addr = probe.local_addr()?.as_socket().unwrap_or(addr);
+        }
+    }
+    let shared = reuseport || n > 1;
+    (0..n)
+        .map(|_| {
+            let s = socket(addr, shared)?;
+            s.bind(&addr.into())?;
+            s.listen(backlog.min(i32::MAX as u32) as i32)?;
+            s.set_nonblocking(true)?;
+            Ok(s.into())
+        })
+        .collect::<io::Result<_>>()
+        .map(Bound)
+}
+
+/// A TCP socket for `addr`, with `SO_REUSEADDR` (and `SO_REUSEPORT` when
+/// `shared`); an IPv6 one takes IPv6 only.
+fn socket(addr: SocketAddr, shared: bool) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if shared {
+        s.set_reuse_port(true)?;
     }
     if addr.is_ipv6() {
-        socket2::SockRef::from(&sock).set_only_v6(true)?;
+        s.set_only_v6(true)?;
     }
-    sock.bind(addr)?;
-    sock.listen(backlog)
+    Ok(s)
 }
 
 impl Listener {
-    /// Starts accepting on `listener` for `frontend`, within the process-wide
-    /// `global` connection limit.
+    /// Starts accepting on `bound` for `frontend`, within the process-wide
+    /// `global` connection limit: each socket on its worker.
     pub fn start(
         configured: SocketAddr,
-        listener: TcpListener,
+        bound: Bound,
         frontend: Arc<FrontendRt>,
         global: Arc<ProcessLimits>,
     ) -> io::Result<Listener> {
-        let local = listener.local_addr()?;
+        let local = bound
+            .0
+            .first()
+            .ok_or(io::ErrorKind::InvalidInput)?
+            .local_addr()?;
         let frontend = Arc::new(ArcSwap::from(frontend));
-        let task = tokio::spawn(accept_loop(listener, frontend.clone(), global));
+        let mut sockets = bound.0.into_iter();
+        let tasks = crate::workers::spawn_each(|_| {
+            let sock = sockets.next();
+            let (frontend, global) = (frontend.clone(), global.clone());
+            async move {
+                // Registered with the runtime of the thread that accepts.
+                match sock.map(TcpListener::from_std) {
+                    Some(Ok(l)) => accept_loop(l, frontend, global).await,
+                    Some(Err(e)) => {
+                        tracing::error!(listener = %local, error = %e, "cannot register a listening socket")
+                    }
+                    None => {}
+                }
+            }
+        });
         Ok(Listener {
             configured,
             local,
             frontend,
-            task,
+            tasks,
         })
     }
 }

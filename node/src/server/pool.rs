@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// Idle upstream connections kept per server: enough for the concurrency
+/// Idle upstream connections kept per server and thread: enough for the concurrency
 /// of a busy server (fewer made the proxy close and reopen connections at
 /// each dip in load).
 const POOL_MAX: usize = 1024;
@@ -44,24 +44,42 @@ pub fn idle_limit(keep_alive: Option<&[u8]>) -> Duration {
 
 /// A server's idle upstream connections (kept across reloads with its
 /// live state), oldest first, each with the instant it may no longer be
-/// reused.
-#[derive(Default)]
+/// reused: one list per thread slot (see [`crate::workers`]), so that a
+/// worker reuses only the connections it opened, whose I/O its own runtime
+/// drives.
 pub struct Pool {
-    idle: Mutex<Vec<(SendRequest<ReqBody>, Instant)>>,
+    idle: Box<[Mutex<Idle>]>,
+}
+
+type Idle = Vec<(SendRequest<ReqBody>, Instant)>;
+
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool {
+            idle: (0..crate::workers::slots())
+                .map(|_| Mutex::default())
+                .collect(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.idle.lock().map_or(0, |v| v.len());
-        write!(f, "Pool({n} idle)")
+        write!(f, "Pool({} idle)", self.idle())
     }
 }
 
 impl Pool {
+    /// This thread's list.
+    fn mine(&self) -> std::sync::MutexGuard<'_, Idle> {
+        let slot = &self.idle[crate::workers::slot() % self.idle.len()];
+        slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The most recently used idle connection (the likeliest still open).
     pub fn take(&self) -> Option<SendRequest<ReqBody>> {
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.mine();
         while let Some((s, until)) = idle.pop() {
             if now < until && !s.is_closed() {
                 return Some(s);
@@ -76,7 +94,7 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.mine();
         // Oldest first: the expired ones are (nearly always: a server's
         // limit seldom changes) a prefix; `take` skips any other.
         let expired = idle.partition_point(|(_, until)| *until <= now);
@@ -86,9 +104,12 @@ impl Pool {
         }
     }
 
-    /// Idle connections now.
+    /// Idle connections now, on every thread.
     pub fn idle(&self) -> usize {
-        self.idle.lock().map_or(0, |v| v.len())
+        self.idle
+            .iter()
+            .map(|m| m.lock().map_or(0, |v| v.len()))
+            .sum()
     }
 }
 
