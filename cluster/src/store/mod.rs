@@ -2,13 +2,15 @@
 //! snapshots, in files under the node's data directory.
 //!
 //! Layout, under `DATA_DIR/raft/`: `log` (append-only checksummed records:
-//! entries, truncations, purges, committed ids), `vote`, and `snapshot`
+//! entries, truncations, purges, committed ids), `vote.slots` (the vote,
+//! written in place in one of two slots), and `snapshot`
 //! (the latest snapshot with its meta). Each `*.tmp` file is a half-done
 //! atomic replace, removed at open.
 
 mod fsio;
 mod log;
 mod sm;
+mod vote;
 mod wal;
 
 #[cfg(test)]
@@ -38,8 +40,8 @@ pub async fn open(
     Ok((log, sm, applied))
 }
 
-/// Writes `value` to `path` as the store writes its vote: one checksummed
-/// bincode frame, replaced atomically and durably (a crash leaves the old
+/// Writes `value` to `path` as the store wrote its vote before
+/// `vote.slots`: one checksummed bincode frame, replaced atomically and durably (a crash leaves the old
 /// file or the new one). For other files of a node's data directory.
 pub fn save_value<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     fsio::write_atomic(path, &fsio::encode_frame(value)?).map_err(|e| fsio::at(path, e))

@@ -457,5 +457,5 @@ async fn open_lays_out_files_under_raft() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["log", "snapshot", "vote"]);
+    assert_eq!(names, ["log", "snapshot", "vote.slots"]);
 }

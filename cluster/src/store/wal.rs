@@ -1,8 +1,9 @@
-//! The log file and the vote file on disk: the record format, replay at open
+//! The log file on disk (and the vote's, through [`VoteFile`]): the record format, replay at open
 //! (a torn or corrupt tail is cut off), and the one writer thread that
 //! performs every write in order, batches fsyncs and compacts the log.
 
 use super::fsio::{self, Next};
+use super::vote::VoteFile;
 use crate::types::{Entry, LogId, Vote};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -15,8 +16,6 @@ use tokio::sync::oneshot;
 
 /// The log file's name in the store directory.
 pub(crate) const LOG_FILE: &str = "log";
-/// The vote file's name in the store directory.
-pub(crate) const VOTE_FILE: &str = "vote";
 /// Compact the log once it is this big and mostly dead records.
 pub(crate) const COMPACT_MIN_BYTES: u64 = 1 << 20;
 /// At most this many queued operations share one fsync.
@@ -104,12 +103,7 @@ pub(crate) async fn open(dir: &Path, compact_min: u64) -> io::Result<(Loaded, mp
 
 /// Reads the vote and the log, cutting the log's torn tail.
 fn replay(dir: PathBuf, compact_min: u64) -> io::Result<(Loaded, Writer)> {
-    let vote_path = dir.join(VOTE_FILE);
-    fsio::remove_tmp(&vote_path)?;
-    let vote = match fsio::read_if_exists(&vote_path)? {
-        Some(b) => Some(fsio::decode_single::<Vote>(&b).map_err(|e| fsio::at(&vote_path, e))?),
-        None => None,
-    };
+    let (votes, vote) = VoteFile::open(&dir)?;
     let path = dir.join(LOG_FILE);
     fsio::remove_tmp(&path)?;
     let buf = fsio::read_if_exists(&path)?.unwrap_or_default();
@@ -178,6 +172,7 @@ fn replay(dir: PathBuf, compact_min: u64) -> io::Result<(Loaded, Writer)> {
         waiting: Vec::new(),
         failed: None,
         compact_min,
+        votes,
     };
     Ok((loaded, writer))
 }
@@ -204,6 +199,8 @@ struct Writer {
     /// Set by the first failed write: nothing is written after it.
     failed: Option<(io::ErrorKind, String)>,
     compact_min: u64,
+    /// The vote's slots file.
+    votes: VoteFile,
 }
 
 impl Writer {
@@ -265,13 +262,9 @@ impl Writer {
             }
             Op::Vote { vote, reply } => {
                 let r = self.sync().and_then(|()| {
-                    let bytes = fsio::encode_frame(&vote)?;
                     let began = std::time::Instant::now();
-                    let r = fsio::write_atomic(&self.dir.join(VOTE_FILE), &bytes);
-                    slow_disk(
-                        "vote write (file, fsync, rename, fsync of the directory)",
-                        began,
-                    );
+                    let r = self.votes.write(&vote);
+                    slow_disk("vote write (in place, one fdatasync)", began);
                     r.map_err(|e| self.fail(e))
                 });
                 let _ = reply.send(r);
