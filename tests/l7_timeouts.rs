@@ -190,3 +190,65 @@ async fn an_upload_slower_than_timeout_server_that_keeps_moving_is_answered() {
     assert_eq!(&back, b"0123456789");
     server.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_server_connection_times_its_server_from_each_request() {
+    // One server connection: the first request is answered at once; the
+    // second, sent after the first one's `timeout server` would have run
+    // out, is answered within its own; the third never. Each goes on the
+    // pooled connection, with the timer the one before left there.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let counted = accepts.clone();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(tokio::spawn(async move {
+                let mut s = BufReader::new(s);
+                let mut n = 0;
+                while read_request(&mut s).await.is_some() {
+                    n += 1;
+                    match n {
+                        2 => tokio::time::sleep(Duration::from_millis(100)).await,
+                        3 => std::future::pending::<()>().await,
+                        _ => {}
+                    }
+                    s.get_mut()
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+    });
+    let n = TestNode::start(&lb(addr, "30s", "300ms")).await;
+    let mut c = BufReader::new(TcpStream::connect(n.addr("fe")).await.unwrap());
+    let mut statuses = Vec::new();
+    for path in ["/at-once", "/within-its-timeout", "/never"] {
+        c.get_mut()
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let status = tokio::time::timeout(DEADLINE, read_head(&mut c)).await;
+        statuses.push(status.expect("a response comes"));
+        if statuses.last() == Some(&200) {
+            let mut body = [0u8; 2];
+            c.read_exact(&mut body).await.unwrap();
+        }
+        if path == "/at-once" {
+            // Idle past the first request's deadline: a timer still armed
+            // at it would cut the second request short.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    }
+    assert_eq!(statuses, [200, 200, 504]);
+    assert_eq!(
+        accepts.load(Ordering::SeqCst),
+        1,
+        "every request reused the connection"
+    );
+    server.abort();
+}

@@ -51,7 +51,17 @@ pub struct Pool {
     idle: Box<[Mutex<Idle>]>,
 }
 
-type Idle = Vec<(SendRequest<ReqBody>, Instant)>;
+type Idle = Vec<(Pooled, Instant)>;
+
+/// An idle connection, with the timer its last exchange armed (`timeout
+/// server`), if any: the next exchange on it moves that timer instead of
+/// registering one of its own (one allocation and a timer-wheel insertion
+/// and removal saved per request). A worker's pool holds only what its own
+/// runtime drives, timers included.
+pub struct Pooled {
+    pub conn: SendRequest<ReqBody>,
+    pub timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
 
 impl Default for Pool {
     fn default() -> Pool {
@@ -77,11 +87,11 @@ impl Pool {
     }
 
     /// The most recently used idle connection (the likeliest still open).
-    pub fn take(&self) -> Option<SendRequest<ReqBody>> {
+    pub fn take(&self) -> Option<Pooled> {
         let now = Instant::now();
         let mut idle = self.mine();
         while let Some((s, until)) = idle.pop() {
-            if now < until && !s.is_closed() {
+            if now < until && !s.conn.is_closed() {
                 return Some(s);
             }
         }
@@ -89,8 +99,8 @@ impl Pool {
     }
 
     /// Keeps `s` for reuse during `limit` at most (see [`idle_limit`]).
-    pub fn put(&self, s: SendRequest<ReqBody>, limit: Duration) {
-        if s.is_closed() || limit.is_zero() {
+    pub fn put(&self, s: Pooled, limit: Duration) {
+        if s.conn.is_closed() || limit.is_zero() {
             return;
         }
         let now = Instant::now();

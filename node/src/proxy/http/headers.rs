@@ -11,7 +11,8 @@ use raftlb_proto::config::acl::RequestView;
 use raftlb_proto::config::ForwardFor;
 use std::net::SocketAddr;
 
-/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
+/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1),
+/// in the order of [`hop_by_hop`]'s bits (the order [`HopByHop`] relies on).
 static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -23,11 +24,66 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// Removes the hop-by-hop headers, and those the `Connection` header names.
-/// Once per message each way: one pass over the names first, and only the
-/// headers present are removed (most messages carry at most `Connection`).
-pub(super) fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let mut named: Vec<HeaderName> = Vec::new();
+/// Which of [`HOP_BY_HOP`] `name` is, as its bit. One string match per
+/// header: a standard name's text is a table lookup, and the match looks at
+/// the length first, so a name that is none costs a compare or two.
+fn hop_by_hop(name: &HeaderName) -> u8 {
+    match name.as_str() {
+        "connection" => 1,
+        "keep-alive" => 1 << 1,
+        "proxy-connection" => 1 << 2,
+        "proxy-authenticate" => 1 << 3,
+        "te" => 1 << 4,
+        "trailer" => 1 << 5,
+        "transfer-encoding" => 1 << 6,
+        "upgrade" => 1 << 7,
+        _ => 0,
+    }
+}
+
+/// Which hop-by-hop headers a message carries: one pass over its names.
+#[derive(Clone, Copy)]
+pub(super) struct HopByHop(u8);
+
+impl HopByHop {
+    pub(super) fn of(h: &HeaderMap) -> HopByHop {
+        HopByHop(h.keys().fold(0u8, |bits, name| bits | hop_by_hop(name)))
+    }
+
+    /// Whether it has a `Connection` header.
+    fn connection(self) -> bool {
+        self.0 & 1 != 0
+    }
+
+    /// Whether it has a `Keep-Alive` header (a server's says how long it
+    /// keeps an idle connection): without one, no lookup.
+    pub(super) fn keep_alive(self) -> bool {
+        self.0 & (1 << 1) != 0
+    }
+
+    /// Removes them from `h` (the map they were found in), and the headers
+    /// `Connection` names; only those present are looked up and removed.
+    pub(super) fn strip(self, h: &mut HeaderMap) {
+        let present = self.0;
+        if present == 0 {
+            return;
+        }
+        if self.connection() {
+            for n in connection_named(h) {
+                h.remove(n);
+            }
+        }
+        for (i, n) in HOP_BY_HOP.iter().enumerate() {
+            if present & (1 << i) != 0 {
+                h.remove(n);
+            }
+        }
+    }
+}
+
+/// The headers the `Connection` header names, besides its common tokens.
+fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
+    let mut named = Vec::new();
     for v in h.get_all(header::CONNECTION) {
         for token in v.to_str().unwrap_or("").split(',') {
             let token = token.trim();
@@ -43,20 +99,7 @@ pub(super) fn strip_hop_by_hop(h: &mut HeaderMap) {
             }
         }
     }
-    let mut present = 0u8;
-    for name in h.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == name) {
-            present |= 1 << i;
-        }
-    }
-    for n in &named {
-        h.remove(n);
-    }
-    for (i, n) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) != 0 {
-            h.remove(n);
-        }
-    }
+    named
 }
 
 /// The `Upgrade` protocol a request asks for (with `Connection: upgrade`).
@@ -83,12 +126,14 @@ pub(super) fn for_server(
     fe: &FrontendRt,
     peer: SocketAddr,
 ) -> (bool, Option<OnUpgrade>) {
-    let upgrade = upgrade_protocol(req);
+    let hop = HopByHop::of(req.headers());
+    // `Connection: upgrade` is needed to ask for one.
+    let upgrade = hop.connection().then(|| upgrade_protocol(req)).flatten();
     let tunnel = upgrade.is_some() || req.method() == hyper::Method::CONNECT;
     *req.version_mut() = hyper::Version::HTTP_11;
     let client_upgrade = tunnel.then(|| hyper::upgrade::on(&mut *req));
     let h = req.headers_mut();
-    strip_hop_by_hop(h);
+    hop.strip(h);
     if let Some(proto) = upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, proto);
@@ -121,5 +166,58 @@ fn forwarded_for(h: &mut HeaderMap, ff: &ForwardFor, peer: SocketAddr) {
             HeaderName::from_static("x-forwarded-proto"),
             HeaderValue::from_static("http"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_hop_by_hop_name_has_its_own_bit_and_others_none() {
+        for (i, n) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop(n), 1 << i, "{n}");
+        }
+        for n in [
+            "host",
+            "content-length",
+            "x-connection",
+            "tee",
+            "upgrade-insecure-requests",
+        ] {
+            assert_eq!(hop_by_hop(&HeaderName::from_static(n)), 0, "{n}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_go_the_rest_stays() {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("host", "a"),
+            ("connection", "keep-alive, X-Private"),
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "1"),
+            ("x-tag", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("x-tag", "2"),
+        ] {
+            h.append(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        let hop = HopByHop::of(&h);
+        assert!(hop.keep_alive());
+        hop.strip(&mut h);
+        let left: Vec<_> = h
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+            .collect();
+        assert_eq!(left, ["host: a", "x-tag: 1", "x-tag: 2"]);
+        let mut plain = HeaderMap::new();
+        plain.insert(header::HOST, HeaderValue::from_static("a"));
+        let hop = HopByHop::of(&plain);
+        assert!(!hop.keep_alive());
+        hop.strip(&mut plain);
+        assert_eq!(plain.len(), 1);
     }
 }

@@ -36,6 +36,11 @@ impl Idle {
         }
     }
 
+    /// Its timer, for the next exchange on the same connection.
+    pub(super) fn into_timer(self) -> Option<Pin<Box<Sleep>>> {
+        self.sleep
+    }
+
     /// Bytes moved: the wait, if any, is over.
     pub(super) fn progress(&mut self) {
         self.waiting = None;

@@ -2,12 +2,12 @@
 //! and its body relayed until its end returns the connection to the pool;
 //! or one made here, the error pages.
 
-use super::headers::strip_hop_by_hop;
+use super::headers::HopByHop;
 use super::idle::Idle;
 use super::log::HttpLog;
 use crate::proxy::backend::{BackendRt, Slot};
 use crate::proxy::frontend::FrontendRt;
-use crate::server::pool::{idle_limit, ReqBody};
+use crate::server::pool::{idle_limit, Pooled, ReqBody};
 use crate::server::ServerState;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -75,7 +75,8 @@ impl Drop for Upstream {
         let done = self.body.is_end_stream();
         if let Some((conn, server)) = self.conn.take() {
             if done {
-                server.http_pool.put(conn, self.idle);
+                let timer = self.stall.take().and_then(Idle::into_timer);
+                server.http_pool.put(Pooled { conn, timer }, self.idle);
             }
         }
         if let Some(mut log) = self.log.take() {
@@ -208,8 +209,13 @@ pub(super) fn relay(
 ) -> Response<ProxyBody> {
     let (sender, server, stall) = conn;
     let (mut parts, body) = resp.into_parts();
-    let idle = idle_limit(parts.headers.get(KEEP_ALIVE).map(HeaderValue::as_bytes));
-    strip_hop_by_hop(&mut parts.headers);
+    let hop = HopByHop::of(&parts.headers);
+    let keep_alive = hop
+        .keep_alive()
+        .then(|| parts.headers.get(KEEP_ALIVE))
+        .flatten();
+    let idle = idle_limit(keep_alive.map(HeaderValue::as_bytes));
+    hop.strip(&mut parts.headers);
     if fe.cfg.via {
         parts
             .headers

@@ -64,12 +64,13 @@ pub(super) async fn exchange(
     // Once a request was sent again, only new connections.
     let mut pooled = !x.tunnel;
     loop {
-        let (mut sender, reused) =
+        let (mut sender, timer, reused) =
             connection(x, pooled, &mut retries_left, connecting, log).await?;
         log.tc = connecting.map(|t| t.elapsed());
         let waiting = log.clock();
         let srv = &x.be.servers[x.slot.idx];
-        match send(srv, &mut sender, req, reused, x.be.cfg.timeout.server, log).await? {
+        let timeout = x.be.cfg.timeout.server.map(|t| (t, timer));
+        match send(srv, &mut sender, req, reused, timeout, log).await? {
             Sent::Answered(r, stall) => return Ok((r, sender, waiting, stall)),
             Sent::Unsent(unsent) => req = unsent,
             Sent::Again(copy) => {
@@ -80,9 +81,9 @@ pub(super) async fn exchange(
     }
 }
 
-/// A connection to the slot's server, and whether it came from the pool:
-/// the most recently used idle one still open (if `pooled`), else a new
-/// one. A connect
+/// A connection to the slot's server, the timer its last exchange left
+/// (a pooled one's), and whether it came from the pool: the most recently
+/// used idle one still open (if `pooled`), else a new one. A connect
 /// that fails counts against `retries_left`: retried after a pause, the
 /// last one on another server with `redispatch`; none left, a 502.
 async fn connection(
@@ -91,20 +92,20 @@ async fn connection(
     retries_left: &mut u32,
     connecting: Option<Instant>,
     log: &mut HttpLog,
-) -> Result<(SendRequest<ReqBody>, bool), Response<ProxyBody>> {
+) -> Result<(SendRequest<ReqBody>, Option<Pin<Box<Sleep>>>, bool), Response<ProxyBody>> {
     let be = x.be;
     loop {
         let srv = &be.servers[x.slot.idx];
         // A tunnel takes its connection for good: a new one.
         while let Some(mut s) = pooled.then(|| srv.state.http_pool.take()).flatten() {
-            if ready(&mut s).await {
-                return Ok((s, true));
+            if ready(&mut s.conn).await {
+                return Ok((s.conn, s.timer, true));
             }
         }
         match connect(be, x.slot.idx).await {
             Ok(s) => {
                 observe(srv, Observe::Layer4, Ok(()));
-                return Ok((s, false));
+                return Ok((s, None, false));
             }
             Err(why) => {
                 observe(srv, Observe::Layer4, Err("L4CON"));
@@ -207,7 +208,8 @@ impl Replay {
 }
 
 /// Sends `req` on `sender` and waits for the response head, `timeout` at
-/// most (`timeout server`): a 504 after it, a 502 for a bad response, a
+/// most (`timeout server`, on the connection's timer if it has one): a 504
+/// after it, a 502 for a bad response, a
 /// 400 when the client's body failed on its way (logged `CH`, the
 /// server's passive health untouched).
 async fn send(
@@ -215,7 +217,7 @@ async fn send(
     sender: &mut SendRequest<ReqBody>,
     req: Request<ReqBody>,
     reused: bool,
-    timeout: Option<Duration>,
+    timeout: Option<(Duration, Option<Pin<Box<Sleep>>>)>,
     log: &mut HttpLog,
 ) -> Result<Sent, Response<ProxyBody>> {
     let again = Replay::of(&req, reused);
@@ -223,7 +225,7 @@ async fn send(
     let sent = sender.try_send_request(req);
     let mut stall = None;
     let outcome = match timeout {
-        Some(t) => match silent_for(t, upload.as_deref(), sent).await {
+        Some((t, timer)) => match silent_for(t, upload.as_deref(), sent, timer).await {
             (Some(r), sleep) => {
                 stall = Some(Idle::reusing(t, sleep));
                 r
@@ -298,14 +300,24 @@ async fn ready(s: &mut SendRequest<ReqBody>) -> bool {
 
 /// `sent`, unless the server stays silent for `limit` after the request
 /// was sent (`timeout server`): from the last move of its body if it has
-/// one, else from now. With the timer it used, for the response body.
+/// one, else from now. On `timer` if given (moving a registered timer
+/// later costs an atomic store), else a new one; with the timer it used,
+/// for the response body.
 async fn silent_for<F: std::future::Future>(
     limit: Duration,
     upload: Option<&Upload>,
     sent: F,
+    timer: Option<Pin<Box<Sleep>>>,
 ) -> (Option<F::Output>, Pin<Box<Sleep>>) {
     let since = || upload.map_or_else(Instant::now, Upload::last);
-    let mut sleep = Box::pin(tokio::time::sleep_until((since() + limit).into()));
+    let at = tokio::time::Instant::from_std(since() + limit);
+    let mut sleep = match timer {
+        Some(mut s) => {
+            s.as_mut().reset(at);
+            s
+        }
+        None => Box::pin(tokio::time::sleep_until(at)),
+    };
     tokio::pin!(sent);
     loop {
         tokio::select! {
