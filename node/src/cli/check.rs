@@ -2,7 +2,7 @@
 //! `haproxy -c -f`.
 
 use crate::nodefile::NodeConfig;
-use raftlb_proto::{ClusterConfig, Format};
+use raftlb_proto::{ClusterConfig, ConfigErrors, Format};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,6 +32,32 @@ fn kind_of(path: &Path, text: &str) -> Kind {
     }
 }
 
+/// A cluster config, its notes printed on stderr (as `haproxy -c` prints
+/// its warnings): for a haproxy.cfg, the keywords accepted without effect
+/// and the environment variables that are not set.
+fn parse_cluster(shown: &str, text: &str) -> Result<ClusterConfig, ConfigErrors> {
+    let format = Format::from_path(shown);
+    let mut notes = Vec::new();
+    let mut text = std::borrow::Cow::Borrowed(text);
+    if format == Format::Haproxy {
+        let expanded = crate::handle::expand_env(&text);
+        notes = expanded.notes;
+        text = expanded.text.into();
+    }
+    let (config, more) = ClusterConfig::parse_noted(&text, format)?;
+    notes.extend(more);
+    for n in notes {
+        let line = n.line.map(|l| format!("{l}:")).unwrap_or_default();
+        let path = if n.path.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", n.path)
+        };
+        eprintln!("{shown}:{line} note: {path}{}", n.message);
+    }
+    Ok(config)
+}
+
 /// `raftlb check`.
 pub fn check(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
@@ -53,7 +79,7 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
                     ok = false;
                 }
             },
-            Kind::Cluster => match ClusterConfig::parse(&text, Format::from_path(&shown)) {
+            Kind::Cluster => match parse_cluster(&shown, &text) {
                 Ok(c) => {
                     let servers: usize = c.backends.values().map(|b| b.servers.len()).sum();
                     println!(

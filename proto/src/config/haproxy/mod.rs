@@ -71,44 +71,92 @@ pub(crate) fn translate(text: &str) -> Translated {
 
 impl Translated {
     /// The validator's `errors` in the .cfg's words, after the
-    /// translation's own; none twice for one line.
+    /// translation's own; none at a line the translation already faulted
+    /// (nor a "missing" one at the header of a section it faulted a
+    /// missing argument in), none twice.
     pub(crate) fn merge(self, errors: Vec<ConfigError>) -> (Vec<ConfigError>, Vec<ConfigError>) {
-        let mut all = self.errors.clone();
+        let mut all: Vec<ConfigError> = Vec::new();
+        for e in &self.errors {
+            let mut e = e.clone();
+            if e.path.is_empty() {
+                e.path = e
+                    .line
+                    .map(|l| self.label_of(l).to_string())
+                    .unwrap_or_default();
+            }
+            all.push(e);
+        }
         for e in errors {
-            if e.line.is_some() && self.errors.iter().any(|t| t.line == e.line) {
+            let faulted = e.line.is_some() && self.errors.iter().any(|t| t.line == e.line);
+            if faulted || self.consequence(&e) {
                 continue;
             }
-            all.push(self.relabel(e));
+            let e = self.relabel(e);
+            match all
+                .iter_mut()
+                .find(|o| o.line == e.line && o.message == e.message)
+            {
+                Some(o) => o.path = self.label_of(e.line.unwrap_or(0)).to_string(),
+                None => all.push(e),
+            }
         }
         all.sort_by_key(|e| e.line.unwrap_or(u32::MAX));
         (all, self.notes)
     }
 
+    /// The label of the section `line` is in.
+    fn label_of(&self, line: u32) -> &str {
+        self.labels
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= line)
+            .map_or("", |(_, l)| l.as_str())
+    }
+
+    /// A validator's "missing" at the header of a section where the
+    /// translation found a missing argument: the same mistake, told twice.
+    fn consequence(&self, e: &ConfigError) -> bool {
+        let Some(line) = e.line else {
+            return false;
+        };
+        let header = self.labels.iter().position(|(l, _)| *l == line);
+        let Some(i) = header.filter(|_| e.message.starts_with("missing")) else {
+            return false;
+        };
+        let end = self.labels.get(i + 1).map_or(u32::MAX, |(l, _)| *l);
+        self.errors.iter().any(|t| {
+            t.line.is_some_and(|l| l > line && l < end) && t.message.contains("missing argument")
+        })
+    }
+
+    /// A validator's error with the section of its line for a path (and
+    /// the proxy it was for, when that line is in `defaults`), and the
+    /// line's keyword (and the server option it is about) before it.
     fn relabel(&self, e: ConfigError) -> ConfigError {
         let Some(line) = e.line else {
             return e;
         };
-        let label = self
-            .labels
-            .iter()
-            .rev()
-            .find(|(start, _)| *start <= line)
-            .map_or("", |(_, l)| l.as_str());
+        let label = self.label_of(line);
         let mut parts = e.path.split('.');
         let of = match (parts.next(), parts.next()) {
             (Some("frontends"), Some(n)) => format!("frontend {n}"),
             (Some("backends"), Some(n)) => format!("backend {n}"),
             _ => String::new(),
         };
-        let on_its_line = label.ends_with(of.rsplit(' ').next().unwrap_or("")) && !of.is_empty();
-        let path = if of.is_empty() || on_its_line || label.starts_with("listen") {
-            label.to_string()
-        } else {
-            format!("{label} (for {of})")
+        let path = match label == "defaults" && !of.is_empty() {
+            true => format!("{label} (for {of})"),
+            false => label.to_string(),
         };
+        let header = self.labels.iter().any(|(l, _)| *l == line);
         let message = match self.keywords.get(&line) {
-            Some(kw) if !self.labels.iter().any(|(l, _)| *l == line) => {
-                format!("`{kw}`: {}", e.message)
+            Some(kw) if !header => {
+                let key = e.path.rsplit('.').next().unwrap_or("");
+                let key = key.split('[').next().unwrap_or("").replace('_', "-");
+                let said = key.is_empty() || kw.contains(' ') || kw.split(' ').any(|w| w == key);
+                match said || key == "servers" {
+                    true => format!("`{kw}`: {}", e.message),
+                    false => format!("`{kw}` `{key}`: {}", e.message),
+                }
             }
             _ => e.message,
         };

@@ -1,0 +1,174 @@
+//! raftlb against HAProxy itself (Debian's /usr/sbin/haproxy): every
+//! haproxy.cfg example is valid for both (`haproxy -c -f`, `raftlb check
+//! -c`), and every file of tests/data/haproxy-broken/ is refused by both,
+//! raftlb naming the line its first comment gives (`# expect-line: N`).
+//! Without haproxy the test fails: CI installs it.
+
+use raftlb_testkit::TempDir;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn haproxy() -> PathBuf {
+    let found = [
+        "/usr/sbin/haproxy",
+        "/usr/bin/haproxy",
+        "/usr/local/sbin/haproxy",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists());
+    found.unwrap_or_else(|| {
+        panic!("haproxy is not installed: this test compares raftlb with it (apt-get install haproxy; .ci/run installs it)")
+    })
+}
+
+fn haproxy_check(file: &Path) -> Output {
+    Command::new(haproxy())
+        .arg("-c")
+        .arg("-f")
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+fn raftlb_check(file: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_raftlb"))
+        .arg("check")
+        .arg("-c")
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension() == Some("cfg".as_ref()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// HAProxy 2.5 and later refuse `nbproc`, which raftlb accepts (as `nbproc
+/// 1`, with a note) because the guides write it. The only difference
+/// allowed: HAProxy refuses exactly the `nbproc` lines, and accepts the
+/// file once they are blanked (lines keep their numbers).
+fn haproxy_accepts(file: &Path, tmp: &TempDir) {
+    let body = std::fs::read_to_string(file).unwrap();
+    let nbproc: Vec<usize> = body
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("nbproc"))
+        .map(|(i, _)| i + 1)
+        .collect();
+    let out = haproxy_check(file);
+    if nbproc.is_empty() {
+        assert!(
+            out.status.success(),
+            "haproxy -c {}: {}",
+            file.display(),
+            text(&out)
+        );
+        return;
+    }
+    let alerts: Vec<String> = text(&out)
+        .lines()
+        .filter(|l| l.contains("ALERT") && l.contains("parsing ["))
+        .map(String::from)
+        .collect();
+    assert!(
+        !out.status.success(),
+        "haproxy 2.6 accepts nbproc now? {}",
+        text(&out)
+    );
+    for a in &alerts {
+        assert!(
+            a.contains("nbproc") && nbproc.iter().any(|n| a.contains(&format!(":{n}]"))),
+            "haproxy refuses {} for more than nbproc: {a}",
+            file.display()
+        );
+    }
+    let blanked: Vec<&str> = body
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("nbproc") {
+                ""
+            } else {
+                l
+            }
+        })
+        .collect();
+    let copy = tmp.path(&file.file_name().unwrap().to_string_lossy());
+    std::fs::write(&copy, blanked.join("\n") + "\n").unwrap();
+    let out = haproxy_check(&copy);
+    assert!(
+        out.status.success(),
+        "haproxy -c {} without nbproc: {}",
+        file.display(),
+        text(&out)
+    );
+}
+
+#[test]
+fn both_accept_every_example() {
+    let examples = files(&root().join("deploy/examples/haproxy"));
+    assert!(examples.len() >= 5, "{examples:?}");
+    let tmp = TempDir::new("raftlb-haproxy");
+    for file in examples {
+        haproxy_accepts(&file, &tmp);
+        let out = raftlb_check(&file);
+        assert!(
+            out.status.success(),
+            "raftlb check {}: {}",
+            file.display(),
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn both_refuse_every_broken_file_and_raftlb_names_the_line() {
+    let broken = files(&root().join("tests/data/haproxy-broken"));
+    assert!(broken.len() >= 20, "{broken:?}");
+    let mut failures = Vec::new();
+    for file in &broken {
+        let body = std::fs::read_to_string(file).unwrap();
+        let line: u32 = body
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect-line: "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{}: first line must be `# expect-line: N`", file.display()));
+        let h = haproxy_check(file);
+        if h.status.success() {
+            failures.push(format!("haproxy accepts {}", file.display()));
+        }
+        let r = raftlb_check(file);
+        let said = text(&r);
+        let at = format!("{}:{line}: ", file.display());
+        if r.status.success() {
+            failures.push(format!("raftlb accepts {}", file.display()));
+        } else if !said.lines().any(|l| l.starts_with(&at)) {
+            failures.push(format!(
+                "raftlb does not name line {line} of {}:\n{said}",
+                file.display()
+            ));
+        } else if said.contains("panicked") {
+            failures.push(format!("raftlb panicked on {}:\n{said}", file.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
