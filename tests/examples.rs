@@ -259,3 +259,105 @@ async fn full_example_weights_and_backup() {
     assert_eq!(seen.iter().filter(|s| *s == "s1").count(), 6, "{seen:?}");
     assert_eq!(seen.iter().filter(|s| *s == "s2").count(), 2, "{seen:?}");
 }
+
+/// An HTTP/1.1 server that answers every request (keep-alive, no bodies)
+/// with its name.
+async fn http_server(name: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{name}",
+                            name.len()
+                        );
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One request on its own connection: the whole response.
+async fn get(addr: std::net::SocketAddr, path: &str, headers: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n{headers}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .expect("a response within 10 s")
+        .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l7_routes_blog_and_keeps_clients_by_cookie() {
+    l7("l7.toml", Format::Toml).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l7_routes_blog_and_keeps_clients_by_cookie_cfg() {
+    l7("haproxy/l7.cfg", Format::Haproxy).await
+}
+
+async fn l7(file: &str, format: Format) {
+    let servers = [
+        http_server("web1").await,
+        http_server("web2").await,
+        http_server("blog1").await,
+    ];
+    let mut doc = read(file).replace("127.0.0.1:8080", "127.0.0.1:0");
+    for (i, a) in servers.iter().enumerate() {
+        doc = doc.replace(&format!("127.0.0.1:900{}", i + 1), &a.to_string());
+    }
+    let n = TestNode::start_as(&doc, format).await;
+    let addr = n.addr("www");
+    for _ in 0..3 {
+        assert!(get(addr, "/blog/post", "").await.ends_with("blog1"));
+    }
+    let first = get(addr, "/", "").await;
+    let server = if first.ends_with("web1") {
+        "web1"
+    } else {
+        "web2"
+    };
+    assert!(first.ends_with(server), "{first}");
+    let cookie = format!("set-cookie: SERVERID={server}; path=/");
+    assert!(
+        first
+            .to_ascii_lowercase()
+            .contains(&cookie.to_ascii_lowercase()),
+        "{first}"
+    );
+    assert!(
+        first
+            .to_ascii_lowercase()
+            .contains("cache-control: private"),
+        "{first}"
+    );
+    for _ in 0..4 {
+        let again = get(addr, "/", &format!("Cookie: SERVERID={server}\r\n")).await;
+        assert!(
+            again.ends_with(server),
+            "the cookie keeps the client on {server}: {again}"
+        );
+    }
+}

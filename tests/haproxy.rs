@@ -172,3 +172,42 @@ fn both_refuse_every_broken_file_and_raftlb_names_the_line() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `"${VAR}"` comes from the environment of the command that reads the
+/// file, as in HAProxy: set, the file is valid for both; unset, it expands
+/// to nothing with a note, and here leaves a port missing.
+#[test]
+fn variables_come_from_the_readers_environment() {
+    let tmp = TempDir::new("raftlb-haproxy-env");
+    let file = tmp.path("env.cfg");
+    let body = "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 5s\n    timeout server 5s\n\
+frontend web\n    bind \"127.0.0.1:${RAFTLB_TEST_PORT}\"\n    default_backend web\n\
+backend web\n    server web1 127.0.0.1:9001\n";
+    std::fs::write(&file, body).unwrap();
+    let with = |set: bool, program: &Path, args: &[&str]| {
+        let mut cmd = Command::new(program);
+        cmd.args(args).arg(&file).env_remove("RAFTLB_TEST_PORT");
+        if set {
+            cmd.env("RAFTLB_TEST_PORT", "8080");
+        }
+        cmd.output().unwrap()
+    };
+    let raftlb = PathBuf::from(env!("CARGO_BIN_EXE_raftlb"));
+    let (h, r) = (
+        with(true, &haproxy(), &["-c", "-f"]),
+        with(true, &raftlb, &["check", "-c"]),
+    );
+    assert!(h.status.success(), "{}", text(&h));
+    assert!(r.status.success(), "{}", text(&r));
+    let r = with(false, &raftlb, &["check", "-c"]);
+    let said = text(&r);
+    assert!(!r.status.success(), "{said}");
+    assert!(
+        said.contains(":7: note: ") && said.contains("RAFTLB_TEST_PORT is not set"),
+        "{said}"
+    );
+    assert!(
+        said.contains(":7: frontend web: `bind`: invalid address \"127.0.0.1:\""),
+        "{said}"
+    );
+}

@@ -44,18 +44,21 @@ fn parse_cluster(shown: &str, text: &str) -> Result<ClusterConfig, ConfigErrors>
         notes = expanded.notes;
         text = expanded.text.into();
     }
-    let (config, more) = ClusterConfig::parse_noted(&text, format)?;
-    notes.extend(more);
+    print_notes(shown, &notes);
+    let (config, notes) = ClusterConfig::parse_noted(&text, format)?;
+    print_notes(shown, &notes);
+    Ok(config)
+}
+
+fn print_notes(shown: &str, notes: &[raftlb_proto::ConfigError]) {
     for n in notes {
         let line = n.line.map(|l| format!("{l}:")).unwrap_or_default();
-        let path = if n.path.is_empty() {
-            String::new()
-        } else {
-            format!("{}: ", n.path)
+        let path = match n.path.is_empty() {
+            true => String::new(),
+            false => format!("{}: ", n.path),
         };
         eprintln!("{shown}:{line} note: {path}{}", n.message);
     }
-    Ok(config)
 }
 
 /// `raftlb check`.

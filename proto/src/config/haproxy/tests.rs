@@ -195,3 +195,84 @@ fn never_panics() {
         let _ = ClusterConfig::parse(t, Format::Haproxy);
     }
 }
+
+#[test]
+fn default_server_listen_without_bind_and_no_option() {
+    let c = cfg("defaults\n  option redispatch\n  default-server inter 3s fall 5\n\
+listen app\n  bind 127.0.0.1:1\n  no option redispatch\n  server s1 127.0.0.1:2 check\n  server s2 127.0.0.1:3 check inter 1s\n\
+listen only_servers\n  server s 127.0.0.1:4\n");
+    let be = &c.backends["app"];
+    assert!(!be.redispatch);
+    let (a, b) = (
+        be.servers[0].check.clone().unwrap(),
+        be.servers[1].check.clone().unwrap(),
+    );
+    assert_eq!((a.inter, a.fall), (Duration::from_secs(3), 5));
+    assert_eq!(
+        (b.inter, b.fall),
+        (Duration::from_secs(1), 5),
+        "a server's own option wins"
+    );
+    assert!(c.backends.contains_key("only_servers"));
+    assert!(
+        !c.frontends.contains_key("only_servers"),
+        "a listen without bind is a backend"
+    );
+}
+
+#[test]
+fn http_options_as_written() {
+    let c = cfg("defaults\n  mode http\n\
+frontend f\n  bind 127.0.0.1:1\n  option forwardfor except 10.0.0.0/8 header X-Client-IP\n\
+  acl api hdr(host) -i \"api.example.com\"\n  http-request deny deny_status 429 if api\n  http-request allow\n  use_backend b unless api\n\
+backend b\n  option httpchk GET /health \"HTTP/1.1\\r\\nHost:\\ example.com\"\n  server s 127.0.0.1:2 check\n");
+    let fe = &c.frontends["f"];
+    assert_eq!(fe.forwardfor.as_ref().unwrap().header, "X-Client-IP");
+    assert_eq!(fe.http_request.len(), 2);
+    assert_eq!(
+        fe.http_request[0].action,
+        crate::config::HttpAction::Deny { status: 429 }
+    );
+    assert!(fe.use_backend[0].unless);
+    match &c.backends["b"].health_check {
+        crate::config::HealthCheck::Http { host, .. } => {
+            assert_eq!(host.as_deref(), Some("example.com"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn refused_sections_and_forms() {
+    let e = errors("peers p\n  peer a 127.0.0.1:1\ndefaults named\nbackend b\n  server s 127.0.0.1:1 disabled\n  cookie C\n  http-request redirect location /\n");
+    let lines: Vec<Option<u32>> = e.iter().map(|e| e.line).collect();
+    assert_eq!(
+        lines,
+        [Some(1), Some(3), Some(5), Some(6), Some(7)],
+        "{e:#?}"
+    );
+    assert!(e[0].message.contains("`peers` is not supported"));
+    assert!(e[2].message.contains("maint"), "{}", e[2].message);
+    assert!(e[3].message.contains("insert"));
+}
+
+/// Every example, cut and spliced at many places: an error or a config,
+/// never a panic.
+#[test]
+fn mangled_examples_never_panic() {
+    let examples = [
+        include_str!("../../../../deploy/examples/haproxy/l7.cfg"),
+        include_str!("../../../../deploy/examples/haproxy/passive-checks.cfg"),
+    ];
+    for text in examples {
+        let chars: Vec<char> = text.chars().collect();
+        for i in (0..chars.len()).step_by(3) {
+            for splice in ["", "\"", "'", "\\", "\n", " x ", "${A}", "\\x"] {
+                let mut t: String = chars[..i].iter().collect();
+                t.push_str(splice);
+                t.extend(&chars[(i + 1).min(chars.len())..]);
+                let _ = ClusterConfig::parse(&t, Format::Haproxy);
+            }
+        }
+    }
+}
