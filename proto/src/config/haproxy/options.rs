@@ -31,16 +31,7 @@ fn side_ok(out: &mut Out, p: &Proxy, s: &Stmt, name: &str, side: Side) -> bool {
     if p.has(side) {
         return true;
     }
-    let place = if side == Side::Back {
-        "a frontend"
-    } else {
-        "a backend"
-    };
-    out.err(
-        &p.label,
-        s.line,
-        format!("`{name}` is not allowed in {place}"),
-    );
+    p.wrong_side(out, name, side, s.line);
     false
 }
 

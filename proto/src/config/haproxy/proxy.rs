@@ -94,20 +94,16 @@ pub(super) fn keyword(out: &mut Out, p: &mut Proxy, s: &Stmt) {
         }
         return;
     };
-    let wrong = if p.kind == Kind::Defaults {
-        (!in_defaults).then_some("a defaults section")
-    } else if !p.has(side) {
-        Some(if side == Side::Back {
-            "a frontend (it has no servers)"
-        } else {
-            "a backend (it has no listening addresses)"
-        })
+    if p.kind == Kind::Defaults && !in_defaults {
+        out.err(
+            &label,
+            s.line,
+            format!("`{kw}` is not allowed in a defaults section"),
+        );
+    } else if p.kind != Kind::Defaults && !p.has(side) {
+        p.wrong_side(out, kw, side, s.line);
     } else {
-        None
-    };
-    match wrong {
-        Some(place) => out.err(&label, s.line, format!("`{kw}` is not allowed in {place}")),
-        None => handler(out, p, s),
+        handler(out, p, s);
     }
 }
 

@@ -2,7 +2,7 @@
 //! `listen`): its kind, its frontend and backend sides, and how a proxy
 //! starts from the latest `defaults`.
 
-use super::fields::Fields;
+use super::fields::{Fields, Out};
 
 /// What kind of section a proxy is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +94,42 @@ impl Proxy {
             Side::Front => self.kind.has_frontend(),
             Side::Back => self.kind.has_backend(),
             Side::Both => true,
+        }
+    }
+}
+
+/// Keywords HAProxy refuses on the wrong side (the others it ignores with
+/// a warning), and those raftlb cannot honour there.
+const REFUSED_ON_THE_WRONG_SIDE: &[&str] =
+    &["server", "default-server", "tcp-request", "http-request"];
+
+impl Proxy {
+    /// A keyword of the side this proxy lacks: as HAProxy, refused or ignored
+    /// with a note (`http-request` in a backend HAProxy takes, raftlb has no
+    /// such rules there).
+    pub(super) fn wrong_side(&self, out: &mut Out, kw: &str, side: Side, line: u32) {
+        let p = self;
+        let (lacks, kind) = match side {
+            Side::Back => ("backend", "frontend"),
+            _ => ("frontend", "backend"),
+        };
+        let first = kw.split(' ').next().unwrap_or(kw);
+        if REFUSED_ON_THE_WRONG_SIDE.contains(&first) || kw == "option forwardfor" {
+            let why = match kw {
+                "http-request" | "option forwardfor" => {
+                    " (raftlb applies it per frontend: move it to the frontends that use this backend)"
+                }
+                _ => "",
+            };
+            let msg =
+                format!("`{kw}` is not allowed in a {kind}: it has no {lacks} capability{why}");
+            out.err(&p.label, line, msg);
+        } else {
+            let msg = format!(
+                "`{kw}` is ignored: {kind} {} has no {lacks} capability (as HAProxy warns)",
+                p.name
+            );
+            out.note(&p.label, line, msg);
         }
     }
 }

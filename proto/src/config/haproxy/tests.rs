@@ -276,3 +276,16 @@ fn mangled_examples_never_panic() {
         }
     }
 }
+
+#[test]
+fn the_wrong_side_as_haproxy_takes_it() {
+    let (_, notes) = ClusterConfig::parse_noted("frontend f\n  bind 127.0.0.1:1\n  balance source\n  option httpchk\n  timeout server 1s\n  default_backend b\n\
+backend b\n  maxconn 10\n  server s 127.0.0.1:2\n", Format::Haproxy).unwrap();
+    let lines: Vec<Option<u32>> = notes.iter().map(|n| n.line).collect();
+    assert_eq!(lines, [Some(3), Some(4), Some(5), Some(8)], "{notes:#?}");
+    assert!(notes[0].message.contains("no backend capability"));
+    let e = errors("defaults\n  mode http\nfrontend f\n  bind 127.0.0.1:1\n  default_backend b\nbackend b\n  option forwardfor\n  http-request deny\n  tcp-request connection reject\n  server s 127.0.0.1:2\n");
+    let lines: Vec<Option<u32>> = e.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [Some(7), Some(8), Some(9)], "{e:#?}");
+    assert!(e[0].message.contains("move it to the frontends"));
+}
