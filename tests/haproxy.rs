@@ -2,11 +2,13 @@
 //! haproxy.cfg example is valid for both (`haproxy -c -f`, `raftlb check
 //! -c`), and every file of tests/data/haproxy-broken/ is refused by both,
 //! raftlb naming the line its first comment gives (`# expect-line: N`).
-//! Without haproxy the test fails: CI installs it.
+//! Without haproxy the test fails: CI installs it. And `raftlb run --lb`
+//! and `raftlb config apply` take a haproxy.cfg as they take an lb.toml.
 
-use raftlb_testkit::TempDir;
+use raftlb_testkit::{free_port, wait_until, which, Backend, Proc, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 fn haproxy() -> PathBuf {
     let found = [
@@ -210,4 +212,66 @@ backend web\n    server web1 127.0.0.1:9001\n";
         said.contains(":7: frontend web: `bind`: invalid address \"127.0.0.1:\""),
         "{said}"
     );
+}
+
+/// A haproxy.cfg sending `fe` to one server.
+fn one_server_cfg(fe: &str, server: &Backend) -> String {
+    format!(
+        "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
+frontend fe\n    bind {fe}\n    default_backend be\n\
+backend be\n    server {} {}\n",
+        server.name, server.addr
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_and_config_apply_take_a_haproxy_cfg() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let dir = TempDir::new("raftlb-haproxy-run");
+    let fe = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let node = dir.path("node.toml");
+    let data = dir.path("data");
+    let node_file = format!(
+        "id = 1\nname = \"t\"\ndata_dir = \"{}\"\n[admin]\nlisten = \"{admin}\"\n",
+        data.display()
+    );
+    std::fs::write(&node, node_file).unwrap();
+    std::fs::write(dir.path("lb.cfg"), one_server_cfg(&fe, &a)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_raftlb"));
+    cmd.env_remove("RAFTLB_ADMIN").env_remove("RAFTLB_LOG");
+    cmd.arg("run")
+        .arg("--node")
+        .arg(&node)
+        .arg("--lb")
+        .arg(dir.path("lb.cfg"));
+    let proc = Proc::spawn(cmd, &dir.path("raftlb.log"));
+    let admin_addr = admin.parse().unwrap();
+    wait_until("raftlb ready", Duration::from_secs(20), || async {
+        raftlb::admin::get(admin_addr, "/health").await.is_ok()
+    })
+    .await;
+    let fe_addr = fe.parse().unwrap();
+    assert_eq!(which(fe_addr).await, "a", "{}", proc.output());
+    std::fs::write(dir.path("next.cfg"), one_server_cfg(&fe, &b)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_raftlb"))
+        .env_remove("RAFTLB_ADMIN")
+        .args(["config", "apply"])
+        .arg(dir.path("next.cfg"))
+        .arg("--node")
+        .arg(&node)
+        .args(["--admin", &admin])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("committed as config version 2"),
+        "{}",
+        text(&out)
+    );
+    wait_until(
+        "the applied .cfg serves",
+        Duration::from_secs(10),
+        || async { which(fe_addr).await == "b" },
+    )
+    .await;
 }
