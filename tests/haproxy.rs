@@ -3,7 +3,8 @@
 //! -c`), and every file of tests/data/haproxy-broken/ is refused by both,
 //! raftlb naming the line its first comment gives (`# expect-line: N`).
 //! Without haproxy the test fails: CI installs it. And `raftlb run --lb`
-//! and `raftlb config apply` take a haproxy.cfg as they take an lb.toml.
+//! and `raftlb config apply` take a haproxy.cfg as they take an lb.toml,
+//! and `raftlb convert` prints one as the lb.toml of the same config.
 
 use raftlb_testkit::{free_port, wait_until, which, Backend, Proc, TempDir};
 use std::path::{Path, PathBuf};
@@ -274,4 +275,39 @@ async fn run_and_config_apply_take_a_haproxy_cfg() {
         || async { which(fe_addr).await == "b" },
     )
     .await;
+}
+
+/// `raftlb convert` prints each example as the lb.toml of the same config.
+#[test]
+fn convert_prints_the_same_config_as_toml() {
+    for file in files(&root().join("deploy/examples/haproxy")) {
+        let out = Command::new(env!("CARGO_BIN_EXE_raftlb"))
+            .arg("convert")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {}", file.display(), text(&out));
+        let toml = String::from_utf8(out.stdout).unwrap();
+        let cfg = std::fs::read_to_string(&file).unwrap();
+        let want = raftlb_proto::ClusterConfig::parse(&cfg, raftlb_proto::Format::Haproxy).unwrap();
+        let got = raftlb_proto::ClusterConfig::parse(&toml, raftlb_proto::Format::Toml)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{toml}", file.display()));
+        assert_eq!(got, want, "{}:\n{toml}", file.display());
+    }
+    let broken = root().join("tests/data/haproxy-broken/unknown-keyword.cfg");
+    let out = Command::new(env!("CARGO_BIN_EXE_raftlb"))
+        .arg("convert")
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("unknown-keyword.cfg:14: "),
+        "{}",
+        text(&out)
+    );
 }

@@ -1,5 +1,5 @@
 //! `raftlb check`: validates node files and cluster configs, like
-//! `haproxy -c -f`.
+//! `haproxy -c -f`; `raftlb convert`: a cluster config as TOML.
 
 use crate::nodefile::NodeConfig;
 use raftlb_proto::{ClusterConfig, ConfigErrors, Format};
@@ -103,5 +103,30 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `raftlb convert`.
+pub fn convert(path: &Path) -> ExitCode {
+    let shown = path.display().to_string();
+    let (text, format) = match crate::handle::read_lb(path) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match raftlb_proto::config::to_toml(&text, format) {
+        Ok((toml, notes)) => {
+            print_notes(&shown, &notes);
+            println!("# {shown}, converted by `raftlb convert`.");
+            print!("{toml}");
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            eprint!("{}", errs.render(&shown));
+            eprintln!("{shown}: {} error(s)", errs.0.len());
+            ExitCode::FAILURE
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! [`ClusterConfig::parse`]; every mistake in a document is reported at once.
 
 pub mod acl;
+mod convert;
 pub mod defaults;
 mod duration;
 mod error;
@@ -13,6 +14,7 @@ mod parse;
 mod suggest;
 mod tree;
 
+pub use convert::to_toml;
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use format::Format;
