@@ -36,9 +36,15 @@ fn node_config(id: u64, dir: &TempDir, cluster: Option<SocketAddr>) -> NodeConfi
 
 impl TestNode {
     pub async fn start(lb: &str) -> TestNode {
+        TestNode::start_as(lb, Format::Toml).await
+    }
+
+    /// A node on a cluster config in `format`.
+    pub async fn start_as(lb: &str, format: Format) -> TestNode {
         let dir = TempDir::new("raftlb-it");
         let cfg = node_config(1, &dir, None);
-        let node = Node::start(&cfg, lb.to_string(), Format::Toml, "test lb.toml")
+        let source = format!("test lb ({})", format.as_str());
+        let node = Node::start(&cfg, lb.to_string(), format, &source)
             .await
             .unwrap_or_else(|e| panic!("node did not start: {e}"));
         TestNode {

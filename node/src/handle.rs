@@ -62,13 +62,28 @@ pub enum NodeError {
     Vip(#[from] crate::vip::VipError),
 }
 
-/// Reads a cluster config file (format from its extension).
+/// Reads a cluster config file (format from its extension). A haproxy.cfg
+/// has its environment variables expanded here, where it is read, so that
+/// the document every node parses is the same.
 pub fn read_lb(path: &Path) -> Result<(String, Format), NodeError> {
     let text = std::fs::read_to_string(path).map_err(|source| NodeError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok((text, Format::from_path(&path.to_string_lossy())))
+    let format = Format::from_path(&path.to_string_lossy());
+    if format != Format::Haproxy {
+        return Ok((text, format));
+    }
+    let expanded = expand_env(&text);
+    for note in &expanded.notes {
+        tracing::warn!(file = %path.display(), line = note.line, "{}", note.message);
+    }
+    Ok((expanded.text, format))
+}
+
+/// A haproxy.cfg's variables, expanded from this process's environment.
+pub fn expand_env(text: &str) -> raftlb_proto::config::Expanded {
+    raftlb_proto::config::expand_env(text, |name| std::env::var(name).ok())
 }
 
 /// Validates a document before it goes anywhere near the log.

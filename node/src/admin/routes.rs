@@ -108,7 +108,10 @@ async fn apply(req: Req, state: &AdminState) -> Answer {
         .unwrap_or_else(|| "config".into());
     let name = req.query.get("format").map_or("toml", |f| f.as_str());
     let Some(format) = Format::from_name(name) else {
-        return error(400, format!("format: {name:?} is not toml, yaml or json"));
+        return error(
+            400,
+            format!("format: {name:?} is not toml, yaml, json or haproxy"),
+        );
     };
     let expected = match req.query.get("expected").map(|e| e.parse::<u64>()) {
         None => None,

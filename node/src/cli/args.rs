@@ -58,6 +58,13 @@ pub enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print a cluster config (a haproxy.cfg, YAML or JSON) as the lb.toml
+    /// that gives the same config; notes on stderr, and nothing but every
+    /// error for an invalid file.
+    Convert {
+        /// The file to convert.
+        file: PathBuf,
+    },
     /// Start a demo on loopback: one node and two small HTTP backends.
     Demo {
         /// The demo frontend's address.

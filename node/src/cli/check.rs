@@ -1,8 +1,8 @@
 //! `raftlb check`: validates node files and cluster configs, like
-//! `haproxy -c -f`.
+//! `haproxy -c -f`; `raftlb convert`: a cluster config as TOML.
 
 use crate::nodefile::NodeConfig;
-use raftlb_proto::{ClusterConfig, Format};
+use raftlb_proto::{ClusterConfig, ConfigErrors, Format};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,6 +32,35 @@ fn kind_of(path: &Path, text: &str) -> Kind {
     }
 }
 
+/// A cluster config, its notes printed on stderr (as `haproxy -c` prints
+/// its warnings): for a haproxy.cfg, the keywords accepted without effect
+/// and the environment variables that are not set.
+fn parse_cluster(shown: &str, text: &str) -> Result<ClusterConfig, ConfigErrors> {
+    let format = Format::from_path(shown);
+    let mut notes = Vec::new();
+    let mut text = std::borrow::Cow::Borrowed(text);
+    if format == Format::Haproxy {
+        let expanded = crate::handle::expand_env(&text);
+        notes = expanded.notes;
+        text = expanded.text.into();
+    }
+    print_notes(shown, &notes);
+    let (config, notes) = ClusterConfig::parse_noted(&text, format)?;
+    print_notes(shown, &notes);
+    Ok(config)
+}
+
+fn print_notes(shown: &str, notes: &[raftlb_proto::ConfigError]) {
+    for n in notes {
+        let line = n.line.map(|l| format!("{l}:")).unwrap_or_default();
+        let path = match n.path.is_empty() {
+            true => String::new(),
+            false => format!("{}: ", n.path),
+        };
+        eprintln!("{shown}:{line} note: {path}{}", n.message);
+    }
+}
+
 /// `raftlb check`.
 pub fn check(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
@@ -53,7 +82,7 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
                     ok = false;
                 }
             },
-            Kind::Cluster => match ClusterConfig::parse(&text, Format::from_path(&shown)) {
+            Kind::Cluster => match parse_cluster(&shown, &text) {
                 Ok(c) => {
                     let servers: usize = c.backends.values().map(|b| b.servers.len()).sum();
                     println!(
@@ -74,5 +103,30 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `raftlb convert`.
+pub fn convert(path: &Path) -> ExitCode {
+    let shown = path.display().to_string();
+    let (text, format) = match crate::handle::read_lb(path) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match raftlb_proto::config::to_toml(&text, format) {
+        Ok((toml, notes)) => {
+            print_notes(&shown, &notes);
+            println!("# {shown}, converted by `raftlb convert`.");
+            print!("{toml}");
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            eprint!("{}", errs.render(&shown));
+            eprintln!("{shown}: {} error(s)", errs.0.len());
+            ExitCode::FAILURE
+        }
     }
 }

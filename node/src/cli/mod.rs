@@ -1,5 +1,5 @@
 //! The command line (clap): the node (`run`, `cluster init`, `cluster join`,
-//! `demo`), file checks (`check`), and client commands that talk to a
+//! `demo`), file checks and conversion (`check`, `convert`), and client commands that talk to a
 //! running node's admin API (`status`, `cluster status|leave`, `config
 //! apply|show`, `server ready|drain|maint|weight`).
 
@@ -53,6 +53,7 @@ fn quiet_sigpipe(command: &Command) {
 fn dispatch(command: Command) -> ExitCode {
     match command {
         Command::Check { files } => check(&files),
+        Command::Convert { file } => check::convert(&file),
         Command::Completions { shell } => docs::completions(shell),
         Command::Manpage => docs::manpage(),
         Command::Vip(VipCommand::Release { node }) => vip_release(&node),

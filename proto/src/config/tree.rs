@@ -1,5 +1,6 @@
 //! A format-neutral document tree that remembers source lines, built from
-//! TOML (lines for every key and value), YAML or JSON (lines for syntax errors).
+//! TOML (lines for every key and value), YAML or JSON (lines for syntax errors);
+//! `haproxy` translates a haproxy.cfg into it.
 
 use super::error::{ConfigError, ConfigErrors};
 use super::format::Format;
@@ -61,6 +62,10 @@ pub(crate) fn load(text: &str, format: Format) -> Result<Item, ConfigErrors> {
                 .map_err(|e| syntax(Some(e.line() as u32), format!("invalid JSON: {e}")))?;
             Ok(from_json(&v))
         }
+        Format::Haproxy => Err(syntax(
+            None,
+            "a haproxy.cfg is translated by config::haproxy, not loaded here".into(),
+        )),
     }
 }
 

@@ -13,8 +13,9 @@ mod server;
 mod stick;
 mod vips;
 
-use super::error::ConfigErrors;
+use super::error::{ConfigError, ConfigErrors};
 use super::format::Format;
+use super::haproxy;
 use super::model::{Backend, ClusterConfig, Frontend, Global, Mode, StickTable};
 use super::tree::{self, Item};
 use global::Defaults;
@@ -22,12 +23,29 @@ use reader::{check_name, join, Cx, Tbl};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-pub(crate) fn parse(text: &str, format: Format) -> Result<ClusterConfig, ConfigErrors> {
+/// A valid config, and the notes on it (keywords of a haproxy.cfg
+/// accepted without effect).
+pub(crate) type Noted = (ClusterConfig, Vec<ConfigError>);
+
+pub(crate) fn parse(text: &str, format: Format) -> Result<Noted, ConfigErrors> {
+    if format == Format::Haproxy {
+        let t = haproxy::translate(text);
+        let mut cx = Cx::default();
+        let config = build(&mut cx, &t.root);
+        let (errors, notes) = t.merge(cx.errors);
+        return match errors.is_empty() {
+            true => Ok((config.expect("no errors means a config was built"), notes)),
+            false => Err(ConfigErrors(errors)),
+        };
+    }
     let root = tree::load(text, format)?;
     let mut cx = Cx::default();
     let config = build(&mut cx, &root);
     if cx.errors.is_empty() {
-        Ok(config.expect("no errors means a config was built"))
+        Ok((
+            config.expect("no errors means a config was built"),
+            Vec::new(),
+        ))
     } else {
         cx.errors.sort_by_key(|e| e.line.unwrap_or(u32::MAX));
         Err(ConfigErrors(cx.errors))
