@@ -1,6 +1,7 @@
 //! Disk durability with real processes on loopback: three `raftlb` nodes,
 //! 50 rounds of `config apply` raced against a SIGKILL of a random node at a
-//! random moment, then a restart of that node from its disk. Every
+//! random moment, then a restart of that node from its disk. An apply served
+//! by a node that stays up is acknowledged, whoever else dies; every
 //! acknowledged config version survives on every node, the nodes converge to
 //! the same (version, doc), one version never names two docs, and no node's
 //! version goes backwards. The random choices come from a seed the test
@@ -23,8 +24,10 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// How long one `config apply` may take (its own request timeout is 30 s).
 const APPLY_DEADLINE: Duration = Duration::from_secs(45);
 const ROUNDS: u32 = 50;
-/// Fewer acknowledged applies than this and the test tested little.
-const MIN_ACKED: u32 = 30;
+/// Fewer rounds than this in which the node serving the apply survives and
+/// the test tested little (the seed draws them: 2 in 3 on average, so about
+/// 33 of 50; fewer than 15 is more than five standard deviations away).
+const MIN_SURVIVED: u32 = 15;
 /// The SIGKILL lands 0..=this many ms after `config apply` was spawned. In
 /// a debug build on loopback the whole `config apply` process (start,
 /// validate, commit with fsyncs, answer) takes about 10 ms, so this range
@@ -553,6 +556,12 @@ async fn every_acknowledged_config_survives_sigkill_and_restart_of_any_node() {
                 tally.acked += 1;
                 format!("acknowledged as version {version}")
             }
+            // The node that took the apply stayed up, and two of three
+            // nodes are a quorum: the change must commit, whoever died.
+            Err(why) if victim != target => w.fail(&format!(
+                "round {round}: apply via n{target} was not acknowledged though n{target} \
+                 stayed up (SIGKILL n{victim} after {kill_at:.1?}):\n{why}"
+            )),
             Err(why) => {
                 tally.refused += 1;
                 format!(
@@ -644,9 +653,9 @@ async fn every_acknowledged_config_survives_sigkill_and_restart_of_any_node() {
             .map(|a| (a.version, a.round))
             .collect::<Vec<_>>()
     );
+    let survived = ROUNDS - tally.killed_target;
     assert!(
-        tally.acked >= MIN_ACKED,
-        "only {} of {ROUNDS} applies were acknowledged (want {MIN_ACKED}); seed {seed}",
-        tally.acked
+        survived >= MIN_SURVIVED,
+        "only {survived} of {ROUNDS} rounds kept the node serving the apply (want {MIN_SURVIVED}); seed {seed}"
     );
 }
