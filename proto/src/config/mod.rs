@@ -12,6 +12,7 @@ mod haproxy;
 mod model;
 mod parse;
 mod suggest;
+mod to_haproxy;
 mod tree;
 
 pub use convert::to_toml;
@@ -24,6 +25,7 @@ pub use model::{
     ForwardFor, Frontend, Global, HashKey, HealthCheck, HttpAction, HttpRule, Mode, Observe,
     OnError, Server, StickData, StickKey, StickOn, StickTable, StickType, UseBackend, Vip,
 };
+pub use to_haproxy::{to_haproxy, Written};
 
 impl ClusterConfig {
     /// Parses and validates a document, returning every error found.

@@ -286,7 +286,7 @@ pub(super) fn cookie(out: &mut Out, p: &mut Proxy, s: &Stmt) {
     p.be.set("cookie", s.line, table(s.line, entries));
 }
 
-/// `http-check expect status CODE`, `http-check send [meth M] [uri U]
+/// `http-check expect status CODE[,CODE…]`, `http-check send [meth M] [uri U]
 /// [ver V] [hdr Host NAME]`.
 pub(super) fn http_check(out: &mut Out, p: &mut Proxy, s: &Stmt) {
     let line = s.line;
@@ -296,21 +296,21 @@ pub(super) fn http_check(out: &mut Out, p: &mut Proxy, s: &Stmt) {
                 out.err(
                     &p.label,
                     line,
-                    "`http-check expect`: raftlb supports `http-check expect status CODE` only",
+                    "`http-check expect`: raftlb supports `http-check expect status CODE[,CODE…]` only",
                 );
                 return;
             };
             if !out.no_more(&p.label, s, 4) {
                 return;
             }
-            if let Some(v) = int(out, &p.label, line, "http-check expect status", code) {
-                p.be.set_in(
-                    "health_check",
-                    "expect_status",
-                    line,
-                    Val::Array(vec![at(line, v)]),
-                );
+            let mut codes = Vec::new();
+            for c in code.split(',') {
+                match int(out, &p.label, line, "http-check expect status", c) {
+                    Some(v) => codes.push(at(line, v)),
+                    None => return,
+                }
             }
+            p.be.set_in("health_check", "expect_status", line, Val::Array(codes));
         }
         Some("send") => send(out, p, s),
         Some(other) => out.unknown(
