@@ -310,21 +310,34 @@ async fn get(addr: std::net::SocketAddr, path: &str, headers: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l7_routes_blog_and_keeps_clients_by_cookie() {
-    l7("l7.toml", Format::Toml).await
+    l7(read("l7.toml"), Format::Toml).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l7_routes_blog_and_keeps_clients_by_cookie_cfg() {
-    l7("haproxy/l7.cfg", Format::Haproxy).await
+    l7(read("haproxy/l7.cfg"), Format::Haproxy).await
 }
 
-async fn l7(file: &str, format: Format) {
+/// The round trip of issue 18: the .cfg converted to TOML, and the config
+/// that gives written back as a haproxy.cfg (what `config show --format
+/// haproxy` prints), routes as the .cfg does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l7_routes_the_same_after_convert_and_back_to_haproxy_cfg() {
+    let (toml, _) =
+        raftlb_proto::config::to_toml(&read("haproxy/l7.cfg"), Format::Haproxy).unwrap();
+    let config = ClusterConfig::parse(&toml, Format::Toml).unwrap();
+    let written = raftlb_proto::config::to_haproxy(&config);
+    assert!(written.notes.is_empty(), "{:?}", written.notes);
+    l7(written.text, Format::Haproxy).await
+}
+
+async fn l7(doc: String, format: Format) {
     let servers = [
         http_server("web1").await,
         http_server("web2").await,
         http_server("blog1").await,
     ];
-    let mut doc = read(file).replace("127.0.0.1:8080", "127.0.0.1:0");
+    let mut doc = doc.replace("127.0.0.1:8080", "127.0.0.1:0");
     for (i, a) in servers.iter().enumerate() {
         doc = doc.replace(&format!("127.0.0.1:900{}", i + 1), &a.to_string());
     }

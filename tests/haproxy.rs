@@ -215,6 +215,40 @@ backend web\n    server web1 127.0.0.1:9001\n";
     );
 }
 
+/// `--format haproxy` reads a haproxy.cfg of any name (`check`, `convert`);
+/// without it, such a file is read by its extension.
+#[test]
+fn format_haproxy_reads_a_cfg_of_any_name() {
+    let dir = TempDir::new("raftlb-haproxy-format");
+    let conf = dir.path("haproxy.conf");
+    std::fs::copy(root().join("deploy/examples/haproxy/l7.cfg"), &conf).unwrap();
+    let with = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_raftlb"))
+            .args(args)
+            .arg(&conf)
+            .output()
+            .unwrap()
+    };
+    let out = with(&["check", "--format", "haproxy", "-c"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("cluster config is valid"),
+        "{}",
+        text(&out)
+    );
+    let out = with(&["check", "-c"]);
+    assert!(!out.status.success(), "read as TOML: {}", text(&out));
+    let out = with(&["convert", "--format", "haproxy"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("[frontends.www]"), "{}", text(&out));
+    let out = with(&["check", "--format", "yml", "-c"]);
+    assert!(
+        text(&out).contains("expected toml, yaml, json or haproxy"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// A haproxy.cfg sending `fe` to one server.
 fn one_server_cfg(fe: &str, server: &Backend) -> String {
     format!(
@@ -238,14 +272,16 @@ async fn run_and_config_apply_take_a_haproxy_cfg() {
         data.display()
     );
     std::fs::write(&node, node_file).unwrap();
-    std::fs::write(dir.path("lb.cfg"), one_server_cfg(&fe, &a)).unwrap();
+    // Named as /etc/haproxy/haproxy.conf might be: `--format haproxy`.
+    std::fs::write(dir.path("lb.conf"), one_server_cfg(&fe, &a)).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_raftlb"));
     cmd.env_remove("RAFTLB_ADMIN").env_remove("RAFTLB_LOG");
     cmd.arg("run")
         .arg("--node")
         .arg(&node)
         .arg("--lb")
-        .arg(dir.path("lb.cfg"));
+        .arg(dir.path("lb.conf"))
+        .args(["--format", "haproxy"]);
     let proc = Proc::spawn(cmd, &dir.path("raftlb.log"));
     let admin_addr = admin.parse().unwrap();
     wait_until("raftlb ready", Duration::from_secs(20), || async {
@@ -254,11 +290,11 @@ async fn run_and_config_apply_take_a_haproxy_cfg() {
     .await;
     let fe_addr = fe.parse().unwrap();
     assert_eq!(which(fe_addr).await, "a", "{}", proc.output());
-    std::fs::write(dir.path("next.cfg"), one_server_cfg(&fe, &b)).unwrap();
+    std::fs::write(dir.path("next.conf"), one_server_cfg(&fe, &b)).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_raftlb"))
         .env_remove("RAFTLB_ADMIN")
-        .args(["config", "apply"])
-        .arg(dir.path("next.cfg"))
+        .args(["config", "apply", "--format", "haproxy"])
+        .arg(dir.path("next.conf"))
         .arg("--node")
         .arg(&node)
         .args(["--admin", &admin])
@@ -310,4 +346,125 @@ fn convert_prints_the_same_config_as_toml() {
         "{}",
         text(&out)
     );
+}
+
+/// The `raftlb` binary with none of this test's environment for the admin
+/// API or the log.
+fn raftlb() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_raftlb"));
+    c.env_remove("RAFTLB_ADMIN").env_remove("RAFTLB_LOG");
+    c
+}
+
+/// Round trip through a running node, for every example: `raftlb convert
+/// X.cfg -o X.toml`, `config apply X.toml`, `config show --format haproxy`,
+/// then `raftlb check` and `haproxy -c` accept what it printed, it is the
+/// same config as X.cfg (so it routes the same), and `config apply` of it
+/// commits that config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn convert_then_show_as_haproxy_then_check_gives_the_same_config() {
+    let first = Backend::start("first").await;
+    let dir = TempDir::new("raftlb-haproxy-round-trip");
+    let admin = format!("127.0.0.1:{}", free_port());
+    let node = dir.path("node.toml");
+    let node_file = format!(
+        "id = 1\nname = \"t\"\ndata_dir = \"{}\"\n[admin]\nlisten = \"{admin}\"\n",
+        dir.path("data").display()
+    );
+    std::fs::write(&node, node_file).unwrap();
+    let fe = format!("127.0.0.1:{}", free_port());
+    std::fs::write(dir.path("lb.cfg"), one_server_cfg(&fe, &first)).unwrap();
+    let mut cmd = raftlb();
+    cmd.arg("run").arg("--node").arg(&node);
+    cmd.arg("--lb").arg(dir.path("lb.cfg"));
+    let proc = Proc::spawn(cmd, &dir.path("raftlb.log"));
+    let admin_addr = admin.parse().unwrap();
+    wait_until("raftlb ready", Duration::from_secs(20), || async {
+        raftlb::admin::get(admin_addr, "/health").await.is_ok()
+    })
+    .await;
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = raftlb().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "raftlb {args:?}: {}\n{}",
+            text(&out),
+            proc.output()
+        );
+        out
+    };
+    let examples = files(&root().join("deploy/examples/haproxy"));
+    assert!(examples.len() >= 5, "{examples:?}");
+    for (i, file) in examples.iter().enumerate() {
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let cfg = std::fs::read_to_string(file)
+            .unwrap()
+            .replace("127.0.0.1:8080", &fe);
+        let (cfg_file, toml, shown) = (
+            dir.path(&format!("{name}.cfg")),
+            dir.path(&format!("{name}.toml")),
+            dir.path(&format!("{name}.shown.cfg")),
+        );
+        std::fs::write(&cfg_file, &cfg).unwrap();
+        run(&[
+            "convert".as_ref(),
+            cfg_file.as_ref(),
+            "-o".as_ref(),
+            toml.as_ref(),
+        ]);
+        let apply = |f: &Path| {
+            let remote = [
+                "--node".as_ref(),
+                node.as_os_str(),
+                "--admin".as_ref(),
+                admin.as_ref(),
+            ];
+            let out = run(&[
+                &["config".as_ref(), "apply".as_ref(), f.as_os_str()][..],
+                &remote,
+            ]
+            .concat());
+            assert!(
+                text(&out).contains("committed as config version"),
+                "{}",
+                text(&out)
+            );
+        };
+        apply(&toml);
+        let out = run(&[
+            "config".as_ref(),
+            "show".as_ref(),
+            "--format".as_ref(),
+            "haproxy".as_ref(),
+            "--admin".as_ref(),
+            admin.as_ref(),
+        ]);
+        assert!(
+            out.stderr.is_empty(),
+            "{name}: notes for a config from a .cfg: {}",
+            text(&out)
+        );
+        std::fs::write(&shown, &out.stdout).unwrap();
+        let checked = raftlb_check(&shown);
+        assert!(checked.status.success(), "{name}: {}", text(&checked));
+        let haproxy = haproxy_check(&shown);
+        assert!(
+            haproxy.status.success(),
+            "haproxy -c of the shown {name}: {}\n{}",
+            text(&haproxy),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let parse =
+            |t: &str| raftlb_proto::ClusterConfig::parse(t, raftlb_proto::Format::Haproxy).unwrap();
+        let back = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(parse(&back), parse(&cfg), "{name}: shown as\n{back}");
+        apply(&shown);
+        let v = raftlb::admin::get(admin_addr, "/config").await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+        assert_eq!(v["version"], 3 + 2 * i as u64, "{v}");
+        assert_eq!(
+            v["format"].as_str().map(str::to_lowercase).as_deref(),
+            Some("haproxy")
+        );
+    }
 }

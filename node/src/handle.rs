@@ -7,7 +7,7 @@ use raftlb_cluster::net::tcp::TcpTransport;
 use raftlb_cluster::{ClusterError, RaftCluster, WriteFailure};
 use raftlb_proto::{ClusterConfig, Command, Format, Outcome};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The cluster handle a node holds.
 pub type Cluster = RaftCluster<TcpTransport>;
@@ -62,15 +62,34 @@ pub enum NodeError {
     Vip(#[from] crate::vip::VipError),
 }
 
-/// Reads a cluster config file (format from its extension). A haproxy.cfg
+/// A cluster config file, and its format when the command line names one
+/// (`--format haproxy` for a haproxy.cfg not ending in `.cfg`).
+#[derive(Debug, Clone)]
+pub struct LbFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its format; `None`: from its extension.
+    pub format: Option<Format>,
+}
+
+impl LbFile {
+    /// The file's format: as given, else from its extension.
+    pub fn format(&self) -> Format {
+        self.format
+            .unwrap_or_else(|| Format::from_path(&self.path.to_string_lossy()))
+    }
+}
+
+/// Reads a cluster config file (format as [`LbFile::format`]). A haproxy.cfg
 /// has its environment variables expanded here, where it is read, so that
 /// the document every node parses is the same.
-pub fn read_lb(path: &Path) -> Result<(String, Format), NodeError> {
+pub fn read_lb(file: &LbFile) -> Result<(String, Format), NodeError> {
+    let path = file.path.as_path();
     let text = std::fs::read_to_string(path).map_err(|source| NodeError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let format = Format::from_path(&path.to_string_lossy());
+    let format = file.format();
     if format != Format::Haproxy {
         return Ok((text, format));
     }

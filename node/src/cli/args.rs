@@ -30,6 +30,43 @@ pub struct Remote {
     pub json: bool,
 }
 
+/// A cluster config file's format named on the command line.
+fn format_arg(name: &str) -> Result<raftlb_proto::Format, String> {
+    raftlb_proto::Format::from_name(name)
+        .ok_or_else(|| format!("{name:?}: expected toml, yaml, json or haproxy"))
+}
+
+/// A form `config show --format` writes.
+fn show_format(name: &str) -> Result<raftlb_proto::Format, String> {
+    match format_arg(name)? {
+        f @ (raftlb_proto::Format::Haproxy | raftlb_proto::Format::Toml) => Ok(f),
+        _ => Err(format!("{name:?}: expected haproxy or toml")),
+    }
+}
+
+/// The cluster config file a node starts on and SIGHUP re-reads.
+#[derive(Debug, Clone, Args)]
+pub struct LbArgs {
+    /// The cluster config: the first config of a new cluster, and the file
+    /// SIGHUP re-reads.
+    #[arg(long, value_name = "FILE")]
+    pub lb: Option<PathBuf>,
+    /// The format of --lb: toml, yaml, json or haproxy (default: from its
+    /// extension; `.cfg` is a haproxy.cfg).
+    #[arg(long, value_name = "FORMAT", requires = "lb", value_parser = format_arg)]
+    pub format: Option<raftlb_proto::Format>,
+}
+
+impl LbArgs {
+    /// The file, if one was given.
+    pub fn file(&self) -> Option<crate::handle::LbFile> {
+        self.lb.clone().map(|path| crate::handle::LbFile {
+            path,
+            format: self.format,
+        })
+    }
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -44,10 +81,8 @@ pub enum Command {
         /// The node file (this machine's settings).
         #[arg(long, value_name = "FILE")]
         node: PathBuf,
-        /// The cluster config: the first config of a new cluster of one,
-        /// and the file SIGHUP re-reads.
-        #[arg(long, value_name = "FILE")]
-        lb: Option<PathBuf>,
+        #[command(flatten)]
+        lb: LbArgs,
     },
     /// Validate config files (a node file or a cluster config, told apart by
     /// their keys), like `haproxy -c -f`.
@@ -57,6 +92,10 @@ pub enum Command {
         /// A file to check (repeat for several).
         #[arg(short = 'c', long = "config", value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
+        /// Read every file as a cluster config in this format: toml, yaml,
+        /// json or haproxy (default: from each file's extension and keys).
+        #[arg(long, value_name = "FORMAT", value_parser = format_arg)]
+        format: Option<raftlb_proto::Format>,
     },
     /// Print a cluster config (a haproxy.cfg, YAML or JSON) as the lb.toml
     /// that gives the same config; notes on stderr, and nothing but every
@@ -64,6 +103,13 @@ pub enum Command {
     Convert {
         /// The file to convert.
         file: PathBuf,
+        /// Its format: toml, yaml, json or haproxy (default: from its
+        /// extension).
+        #[arg(long, value_name = "FORMAT", value_parser = format_arg)]
+        format: Option<raftlb_proto::Format>,
+        /// Write the TOML to this file instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Start a demo on loopback: one node and two small HTTP backends.
     Demo {
@@ -156,9 +202,8 @@ pub enum ClusterCommand {
         /// The node file.
         #[arg(long, value_name = "FILE")]
         node: PathBuf,
-        /// The first cluster config (and the file SIGHUP re-reads).
-        #[arg(long, value_name = "FILE")]
-        lb: Option<PathBuf>,
+        #[command(flatten)]
+        lb: LbArgs,
     },
     /// Join an existing cluster through one of its members (as a learner,
     /// then a voter once caught up), then run the node.
@@ -205,14 +250,24 @@ pub enum ConfigCommand {
     Apply {
         /// The cluster config (format from the extension).
         file: PathBuf,
+        /// Its format: toml, yaml, json or haproxy (default: from its
+        /// extension).
+        #[arg(long, value_name = "FORMAT", value_parser = format_arg)]
+        format: Option<raftlb_proto::Format>,
         /// Only if this version is the committed one (optimistic concurrency).
         #[arg(long)]
         expected_version: Option<u64>,
         #[command(flatten)]
         remote: Remote,
     },
-    /// Print the committed cluster config.
+    /// Print the committed cluster config: the document as committed, or
+    /// the config it gives written as a haproxy.cfg or as TOML.
     Show {
+        /// Write it in this form: haproxy (a haproxy.cfg that reads back as
+        /// the same config; what a haproxy.cfg cannot say is named on
+        /// stderr) or toml.
+        #[arg(long, value_name = "FORMAT", value_parser = show_format)]
+        format: Option<raftlb_proto::Format>,
         #[command(flatten)]
         remote: Remote,
     },

@@ -13,9 +13,9 @@ enum Kind {
 }
 
 /// A TOML file with a top-level `id`, `name` or `data_dir` is a node file;
-/// everything else is a cluster config.
-fn kind_of(path: &Path, text: &str) -> Kind {
-    if Format::from_path(&path.to_string_lossy()) != Format::Toml {
+/// everything else (and every file of a `--format`) is a cluster config.
+fn kind_of(path: &Path, format: Option<Format>, text: &str) -> Kind {
+    if format.is_some() || Format::from_path(&path.to_string_lossy()) != Format::Toml {
         return Kind::Cluster;
     }
     let keys: Vec<String> = config::Config::builder()
@@ -35,8 +35,7 @@ fn kind_of(path: &Path, text: &str) -> Kind {
 /// A cluster config, its notes printed on stderr (as `haproxy -c` prints
 /// its warnings): for a haproxy.cfg, the keywords accepted without effect
 /// and the environment variables that are not set.
-fn parse_cluster(shown: &str, text: &str) -> Result<ClusterConfig, ConfigErrors> {
-    let format = Format::from_path(shown);
+fn parse_cluster(shown: &str, format: Format, text: &str) -> Result<ClusterConfig, ConfigErrors> {
     let mut notes = Vec::new();
     let mut text = std::borrow::Cow::Borrowed(text);
     if format == Format::Haproxy {
@@ -62,7 +61,7 @@ fn print_notes(shown: &str, notes: &[raftlb_proto::ConfigError]) {
 }
 
 /// `raftlb check`.
-pub fn check(files: &[PathBuf]) -> ExitCode {
+pub fn check(files: &[PathBuf], format: Option<Format>) -> ExitCode {
     let mut ok = true;
     for path in files {
         let shown = path.display().to_string();
@@ -74,7 +73,7 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
                 continue;
             }
         };
-        match kind_of(path, &text) {
+        match kind_of(path, format, &text) {
             Kind::Node => match NodeConfig::load_with_env(path, Default::default()) {
                 Ok(n) => println!("{shown}: node file is valid (node {} {:?})", n.id, n.name),
                 Err(e) => {
@@ -82,7 +81,11 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
                     ok = false;
                 }
             },
-            Kind::Cluster => match parse_cluster(&shown, &text) {
+            Kind::Cluster => match parse_cluster(
+                &shown,
+                format.unwrap_or_else(|| Format::from_path(&shown)),
+                &text,
+            ) {
                 Ok(c) => {
                     let servers: usize = c.backends.values().map(|b| b.servers.len()).sum();
                     println!(
@@ -106,10 +109,10 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-/// `raftlb convert`.
-pub fn convert(path: &Path) -> ExitCode {
-    let shown = path.display().to_string();
-    let (text, format) = match crate::handle::read_lb(path) {
+/// `raftlb convert`: the TOML on stdout, or in `output`.
+pub fn convert(file: &crate::handle::LbFile, output: Option<&Path>) -> ExitCode {
+    let shown = file.path.display().to_string();
+    let (text, format) = match crate::handle::read_lb(file) {
         Ok(read) => read,
         Err(e) => {
             eprintln!("{e}");
@@ -119,9 +122,21 @@ pub fn convert(path: &Path) -> ExitCode {
     match raftlb_proto::config::to_toml(&text, format) {
         Ok((toml, notes)) => {
             print_notes(&shown, &notes);
-            println!("# {shown}, converted by `raftlb convert`.");
-            print!("{toml}");
-            ExitCode::SUCCESS
+            let toml = format!("# {shown}, converted by `raftlb convert`.\n{toml}");
+            let Some(out) = output else {
+                print!("{toml}");
+                return ExitCode::SUCCESS;
+            };
+            match std::fs::write(out, toml) {
+                Ok(()) => {
+                    eprintln!("{shown}: written as {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: cannot write: {e}", out.display());
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(errs) => {
             eprint!("{}", errs.render(&shown));

@@ -49,15 +49,41 @@ fn quiet_sigpipe(command: &Command) {
     }
 }
 
+/// `raftlb config …`.
+fn config(cmd: ConfigCommand) -> ExitCode {
+    match cmd {
+        ConfigCommand::Apply {
+            file,
+            format,
+            expected_version,
+            remote,
+        } => {
+            let file = crate::handle::LbFile { path: file, format };
+            with_runtime(1, remote::config_apply(remote, file, expected_version))
+        }
+        ConfigCommand::Show { format, remote } => {
+            with_runtime(1, remote::config_show(remote, format))
+        }
+    }
+}
+
 /// Runs `command`.
 fn dispatch(command: Command) -> ExitCode {
     match command {
-        Command::Check { files } => check(&files),
-        Command::Convert { file } => check::convert(&file),
+        Command::Check { files, format } => check(&files, format),
+        Command::Convert {
+            file,
+            format,
+            output,
+        } => check::convert(
+            &crate::handle::LbFile { path: file, format },
+            output.as_deref(),
+        ),
         Command::Completions { shell } => docs::completions(shell),
         Command::Manpage => docs::manpage(),
         Command::Vip(VipCommand::Release { node }) => vip_release(&node),
         Command::Run { node, lb } => {
+            let lb = lb.file();
             let initial = match read_initial(&lb) {
                 Ok(i) => i,
                 Err(code) => return code,
@@ -72,6 +98,7 @@ fn dispatch(command: Command) -> ExitCode {
             run_node(node, startup, lb, false)
         }
         Command::Cluster(ClusterCommand::Init { node, lb }) => {
+            let lb = lb.file();
             let initial = match read_initial(&lb) {
                 Ok(i) => i,
                 Err(code) => return code,
@@ -98,14 +125,7 @@ fn dispatch(command: Command) -> ExitCode {
         Command::Cluster(ClusterCommand::Leave { node_id, remote }) => {
             with_runtime(1, remote::leave(remote, node_id))
         }
-        Command::Config(ConfigCommand::Apply {
-            file,
-            expected_version,
-            remote,
-        }) => with_runtime(1, remote::config_apply(remote, file, expected_version)),
-        Command::Config(ConfigCommand::Show { remote }) => {
-            with_runtime(1, remote::config_show(remote))
-        }
+        Command::Config(cmd) => config(cmd),
         Command::Server(cmd) => {
             let (server, change, remote) = cmd.change();
             with_runtime(1, remote::server(remote, server, change))

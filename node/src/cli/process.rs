@@ -15,12 +15,12 @@ fn load_node(path: &std::path::Path) -> Result<NodeConfig, ExitCode> {
 }
 
 pub(super) fn read_initial(
-    lb: &Option<PathBuf>,
+    lb: &Option<crate::handle::LbFile>,
 ) -> Result<Option<(String, raftlb_proto::Format, String)>, ExitCode> {
     match lb {
         None => Ok(None),
-        Some(p) => crate::handle::read_lb(p)
-            .map(|(doc, format)| Some((doc, format, p.display().to_string())))
+        Some(f) => crate::handle::read_lb(f)
+            .map(|(doc, format)| Some((doc, format, f.path.display().to_string())))
             .map_err(|e| fail(&e.to_string())),
     }
 }
@@ -28,7 +28,7 @@ pub(super) fn read_initial(
 pub(super) fn run_node(
     node: PathBuf,
     startup: impl FnOnce(&NodeConfig) -> Result<Startup, ExitCode>,
-    lb: Option<PathBuf>,
+    lb: Option<crate::handle::LbFile>,
     print_token: bool,
 ) -> ExitCode {
     let node = match load_node(&node) {

@@ -3,6 +3,7 @@
 
 use super::args::Remote;
 use crate::admin::ClientError;
+use raftlb_proto::Format;
 use std::net::SocketAddr;
 
 pub async fn status(admin: SocketAddr, json: bool) -> Result<(), ClientError> {
@@ -310,10 +311,10 @@ pub async fn leave(remote: Remote, node_id: Option<u64>) -> Result<(), ClientErr
 /// this file's name and lines, then commits through the node.
 pub async fn config_apply(
     remote: Remote,
-    file: std::path::PathBuf,
+    file: crate::handle::LbFile,
     expected: Option<u64>,
 ) -> Result<(), ClientError> {
-    let shown = file.display().to_string();
+    let shown = file.path.display().to_string();
     let (doc, format) = crate::handle::read_lb(&file).map_err(|e| ClientError::Refused {
         status: 0,
         message: e.to_string(),
@@ -343,7 +344,7 @@ pub async fn config_apply(
 }
 
 /// `raftlb config show`.
-pub async fn config_show(remote: Remote) -> Result<(), ClientError> {
+pub async fn config_show(remote: Remote, form: Option<Format>) -> Result<(), ClientError> {
     let body = crate::admin::get(remote.admin, "/config").await?;
     if remote.json {
         print!("{body}");
@@ -354,12 +355,41 @@ pub async fn config_show(remote: Remote) -> Result<(), ClientError> {
         println!("# no config committed yet");
         return Ok(());
     }
+    let committed = v["format"].as_str().unwrap_or("?").to_lowercase();
+    let doc = v["doc"].as_str().unwrap_or("");
+    let Some(form) = form else {
+        println!("# config version {} ({committed})", v["version"]);
+        print!("{doc}");
+        return Ok(());
+    };
+    let refused = |message: String| ClientError::Refused { status: 0, message };
+    let format = Format::from_name(&committed).ok_or_else(|| {
+        refused(format!(
+            "the committed config has an unknown format {committed:?}"
+        ))
+    })?;
+    let (text, notes) = match form {
+        Format::Haproxy => {
+            let cfg = raftlb_proto::ClusterConfig::parse(doc, format)
+                .map_err(|e| refused(format!("the committed config does not parse here: {e}")))?;
+            let w = raftlb_proto::config::to_haproxy(&cfg);
+            (w.text, w.notes)
+        }
+        _ => {
+            let (toml, notes) = raftlb_proto::config::to_toml(doc, format)
+                .map_err(|e| refused(format!("the committed config does not parse here: {e}")))?;
+            (toml, notes.into_iter().map(|n| n.message).collect())
+        }
+    };
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
     println!(
-        "# config version {} ({})",
+        "# config version {} ({committed}), written as {} by `raftlb config show`",
         v["version"],
-        v["format"].as_str().unwrap_or("?").to_lowercase()
+        form.as_str()
     );
-    print!("{}", v["doc"].as_str().unwrap_or(""));
+    print!("{text}");
     Ok(())
 }
 

@@ -4,9 +4,8 @@
 
 use super::start::{Node, Startup};
 use super::systemd;
-use crate::handle::{read_lb, NodeError};
+use crate::handle::{read_lb, LbFile, NodeError};
 use crate::nodefile::NodeConfig;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// `raftlb run` (and `cluster init`/`join`, which start the same way): runs
@@ -15,7 +14,7 @@ use std::time::Duration;
 pub async fn run(
     node: NodeConfig,
     startup: Startup,
-    lb_path: Option<PathBuf>,
+    lb_path: Option<LbFile>,
     on_started: impl FnOnce(&Node),
 ) -> Result<(), NodeError> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -70,10 +69,10 @@ impl Drop for AbortOnDrop {
 /// SIGHUP: re-reads the cluster config file and commits it; a file that
 /// cannot be read or has mistakes changes nothing, and every error is
 /// logged.
-async fn reload(n: &Node, path: &Path) {
-    let source = path.display().to_string();
+async fn reload(n: &Node, file: &LbFile) {
+    let source = file.path.display().to_string();
     tracing::info!(file = %source, "SIGHUP: reloading");
-    let result = match read_lb(path) {
+    let result = match read_lb(file) {
         Ok((doc, format)) => n.reload(doc, format, &source).await,
         Err(e) => Err(e),
     };

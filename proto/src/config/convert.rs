@@ -1,12 +1,16 @@
 //! A cluster config written as TOML (`raftlb convert`): the document tree a
 //! haproxy.cfg (or a YAML or JSON document) is read into, printed as the
 //! `lb.toml` that gives the same validated config. The document is
-//! validated first; nothing is printed for an invalid one.
+//! validated first; nothing is printed for an invalid one. A haproxy.cfg's
+//! comments that sit on lines of their own go with the statement after
+//! them: before the TOML line it became, or at the top when it became none
+//! (`user`, `log`, a `defaults` header).
 
 use super::error::{ConfigError, ConfigErrors};
 use super::format::Format;
 use super::tree::{self, Entry, Val};
 use super::{haproxy, parse};
+use std::collections::BTreeMap;
 
 /// The collections whose members get a `[KEY.NAME]` header each.
 const NAMED: &[&str] = &["frontends", "backends", "stick_tables"];
@@ -19,18 +23,75 @@ pub fn to_toml(text: &str, format: Format) -> Result<(String, Vec<ConfigError>),
         Format::Haproxy => haproxy::translate(text).root,
         other => tree::load(text, other)?,
     };
-    let mut out = String::new();
+    let mut p = Printer {
+        out: String::new(),
+        comments: match format {
+            Format::Haproxy => comments(text),
+            _ => BTreeMap::new(),
+        },
+    };
     if let Val::Table(entries) = &root.val {
-        top(&mut out, entries);
+        top(&mut p, entries);
+    }
+    let last = p.comments.remove(&u32::MAX).unwrap_or_default();
+    let rest: Vec<String> = std::mem::take(&mut p.comments)
+        .into_values()
+        .flatten()
+        .collect();
+    let mut out = match rest.is_empty() {
+        true => p.out,
+        false => format!("{}\n\n{}", rest.join("\n"), p.out),
+    };
+    if !last.is_empty() {
+        out = format!("{out}\n{}\n", last.join("\n"));
     }
     Ok((out, notes))
 }
 
-fn top(out: &mut String, entries: &[Entry]) {
+/// What is printed, and the comments not printed yet by the line of the
+/// statement each goes before.
+struct Printer {
+    out: String,
+    comments: BTreeMap<u32, Vec<String>>,
+}
+
+impl Printer {
+    /// The comments that go before `line`, once, indented by `indent`.
+    fn comments_at(&mut self, line: Option<u32>, indent: &str) {
+        let Some(found) = line.and_then(|l| self.comments.remove(&l)) else {
+            return;
+        };
+        for c in found {
+            self.out.push_str(indent);
+            self.out.push_str(&c);
+            self.out.push('\n');
+        }
+    }
+}
+
+/// The comments of a haproxy.cfg on lines of their own, by the line of the
+/// statement after them (those after the last statement at `u32::MAX`).
+fn comments(text: &str) -> BTreeMap<u32, Vec<String>> {
+    let (mut by_line, mut pending) = (BTreeMap::new(), Vec::new());
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('#') {
+            pending.push(t.to_string());
+        } else if !t.is_empty() && !pending.is_empty() {
+            by_line.insert(i as u32 + 1, std::mem::take(&mut pending));
+        }
+    }
+    if !pending.is_empty() {
+        by_line.insert(u32::MAX, pending);
+    }
+    by_line
+}
+
+fn top(p: &mut Printer, entries: &[Entry]) {
     let (plain, tables): (Vec<&Entry>, Vec<&Entry>) = entries
         .iter()
         .partition(|e| !matches!(e.item.val, Val::Table(_)));
-    lines(out, &plain);
+    lines(p, &plain);
     for e in tables {
         let Val::Table(inner) = &e.item.val else {
             continue;
@@ -38,43 +99,43 @@ fn top(out: &mut String, entries: &[Entry]) {
         if NAMED.contains(&e.key.as_str()) {
             for member in inner {
                 if let Val::Table(fields) = &member.item.val {
-                    section(
-                        out,
-                        &format!("{}.{}", key(&e.key), key(&member.key)),
-                        fields,
-                    );
+                    let header = format!("{}.{}", key(&e.key), key(&member.key));
+                    section(p, &header, member.key_line, fields);
                 }
             }
         } else {
-            section(out, &key(&e.key), inner);
+            section(p, &key(&e.key), e.key_line, inner);
         }
     }
 }
 
-fn section(out: &mut String, header: &str, fields: &[Entry]) {
-    if !out.is_empty() {
-        out.push('\n');
+fn section(p: &mut Printer, header: &str, line: Option<u32>, fields: &[Entry]) {
+    if !p.out.is_empty() {
+        p.out.push('\n');
     }
-    out.push_str(&format!("[{header}]\n"));
-    lines(out, &fields.iter().collect::<Vec<_>>());
+    p.comments_at(line, "");
+    p.out.push_str(&format!("[{header}]\n"));
+    lines(p, &fields.iter().collect::<Vec<_>>());
 }
 
 /// `key = value` lines; a list of tables one per line.
-fn lines(out: &mut String, entries: &[&Entry]) {
+fn lines(p: &mut Printer, entries: &[&Entry]) {
     for e in entries {
         match &e.item.val {
             Val::Array(items) if items.iter().any(|i| matches!(i.val, Val::Table(_))) => {
-                out.push_str(&format!("{} = [\n", key(&e.key)));
+                p.out.push_str(&format!("{} = [\n", key(&e.key)));
                 for i in items {
                     if let Some(v) = value(&i.val) {
-                        out.push_str(&format!("  {v},\n"));
+                        p.comments_at(i.line, "  ");
+                        p.out.push_str(&format!("  {v},\n"));
                     }
                 }
-                out.push_str("]\n");
+                p.out.push_str("]\n");
             }
             other => {
                 if let Some(v) = value(other) {
-                    out.push_str(&format!("{} = {v}\n", key(&e.key)));
+                    p.comments_at(e.key_line.or(e.item.line), "");
+                    p.out.push_str(&format!("{} = {v}\n", key(&e.key)));
                 }
             }
         }
@@ -136,6 +197,31 @@ backend st\n  stick-table type ip size 1k store conn_cur\n";
         assert_eq!(from_cfg, from_toml, "{toml}");
         assert!(toml.contains("[frontends.\"f.1\"]"), "{toml}");
         assert!(toml.contains("servers = [\n  { name = \"s1\""), "{toml}");
+    }
+
+    #[test]
+    fn comments_on_lines_of_their_own_go_before_what_follows_them() {
+        let cfg = "# The site.\n\nglobal\n  # who runs it\n  user haproxy\n\
+# the web frontend\nfrontend web\n  bind :80 # not carried\n  # its backend\n  default_backend b\n\
+backend b\n  # the first server\n  server s1 127.0.0.1:1\n  server s2 127.0.0.1:2\n# the end\n";
+        let (toml, _) = to_toml(cfg, Format::Haproxy).unwrap();
+        let want = "# The site.\n# who runs it\n\n[backends.b]\nservers = [\n  # the first server\n  { name = \"s1\"";
+        assert!(toml.starts_with(want), "{toml}");
+        assert!(
+            toml.contains("# the web frontend\n[frontends.web]\n"),
+            "{toml}"
+        );
+        assert!(
+            toml.contains("# its backend\ndefault_backend = \"b\"\n"),
+            "{toml}"
+        );
+        assert!(!toml.contains("not carried"), "{toml}");
+        assert!(toml.ends_with("\n\n# the end\n"), "{toml}");
+        let from_toml = ClusterConfig::parse(&toml, Format::Toml).unwrap();
+        assert_eq!(
+            from_toml,
+            ClusterConfig::parse(cfg, Format::Haproxy).unwrap()
+        );
     }
 
     #[test]

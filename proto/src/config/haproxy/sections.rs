@@ -54,6 +54,7 @@ pub(super) fn read(out: &mut Out, stmts: &[Stmt]) -> Doc {
         let kw = s.words[0].text.as_str();
         if SECTIONS.contains(&kw) || OTHER_SECTIONS.contains(&kw) {
             close(
+                out,
                 &mut doc,
                 &mut defaults,
                 std::mem::replace(&mut current, Current::Nothing),
@@ -71,7 +72,7 @@ pub(super) fn read(out: &mut Out, stmts: &[Stmt]) -> Doc {
             Current::Proxy(p) => proxy::keyword(out, p, s),
         }
     }
-    close(&mut doc, &mut defaults, current);
+    close(out, &mut doc, &mut defaults, current);
     doc
 }
 
@@ -135,7 +136,7 @@ fn open(out: &mut Out, doc: &mut Doc, defaults: &Proxy, s: &Stmt) -> Current {
 }
 
 /// The end of a section.
-fn close(doc: &mut Doc, defaults: &mut Proxy, current: Current) {
+fn close(out: &mut Out, doc: &mut Doc, defaults: &mut Proxy, current: Current) {
     let Current::Proxy(mut p) = current else {
         return;
     };
@@ -144,6 +145,13 @@ fn close(doc: &mut Doc, defaults: &mut Proxy, current: Current) {
         Kind::Frontend => doc.frontends.push(*p),
         Kind::Backend => doc.backends.push(*p),
         Kind::Listen => {
+            if !p.fe.has("bind") {
+                let msg = format!(
+                    "listen {} has no `bind`: it is a backend only (HAProxy warns that it has no listener)",
+                    p.name
+                );
+                out.note(&p.label, p.line, msg);
+            }
             if !p.own_default_backend {
                 let name = p.name.clone();
                 p.fe.set("default_backend", p.line, Val::Str(name));

@@ -218,6 +218,14 @@ listen only_servers\n  server s 127.0.0.1:4\n");
         !c.frontends.contains_key("only_servers"),
         "a listen without bind is a backend"
     );
+    let (_, notes) = ClusterConfig::parse_noted(
+        "listen only_servers\n  server s 127.0.0.1:4\n",
+        Format::Haproxy,
+    )
+    .unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].line, Some(1));
+    assert!(notes[0].message.contains("no `bind`"), "{notes:?}");
 }
 
 #[test]
