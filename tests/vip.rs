@@ -30,6 +30,12 @@ async fn a_machine_death_moves_the_vip_and_the_client_follows_its_new_mac() {
             .wait_success_after(Instant::now(), "the client reaches the VIP", DEADLINE)
             .await;
         assert_eq!(client_sees(&w), Some(mac_of(w.host(holder))));
+        wait_until(
+            "/metrics names the holder, and only it",
+            DEADLINE,
+            || async { held_per_metrics(&w, &[1, 2, 3]) == [holder] },
+        )
+        .await;
         // The machine dies: the process and the link at once.
         w.kill(holder);
         w.lab.cut(w.host(holder));

@@ -276,6 +276,22 @@ impl World {
         )
     }
 
+    /// `GET path` on node `id`'s admin API (its default address, on the
+    /// loopback of its namespace); `None` if it does not answer.
+    pub fn admin_get(&self, id: u64, path: &str) -> Option<String> {
+        let path = path.to_string();
+        self.lab
+            .inside(self.host(id), move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let admin = "127.0.0.1:9900".parse().expect("an address");
+                Ok(rt.block_on(raftlb::admin::get(admin, &path)).ok())
+            })
+            .ok()
+            .flatten()
+    }
+
     pub fn config_version(&self, id: u64) -> u64 {
         self.status(id)
             .map_or(0, |s| s["config_version"].as_u64().unwrap_or(0))

@@ -100,6 +100,27 @@ pub fn client_sees(w: &World) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The nodes among `ids` whose `/metrics` says they hold `VIP`
+/// (`raftlb_vip_held{address} 1`).
+pub fn held_per_metrics(w: &World, ids: &[u64]) -> Vec<u64> {
+    let vip = format!("{VIP}/24");
+    ids.iter()
+        .copied()
+        .filter(|id| {
+            let Some(body) = w.admin_get(*id, "/metrics") else {
+                return false;
+            };
+            let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+                .expect("a Prometheus text-format scrape");
+            scrape.samples.iter().any(|s| {
+                s.metric == "raftlb_vip_held"
+                    && s.labels.get("address") == Some(vip.as_str())
+                    && matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 1.0)
+            })
+        })
+        .collect()
+}
+
 pub fn only(h: &[u64]) -> u64 {
     assert_eq!(h.len(), 1, "exactly one holder: {h:?}");
     h[0]

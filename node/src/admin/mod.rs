@@ -3,7 +3,8 @@
 //! is served; writes need the node's admin token. Reads: `GET /health` (200 once
 //! the node has started), `/status`
 //! (this node's proxy), `/cluster` (members, roles, every node's view of
-//! every server), `/config`, `/tables` (this node's stick tables). Writes,
+//! every server), `/config`, `/tables` (this node's stick tables),
+//! `/metrics` (Prometheus' text format). Writes,
 //! committed through the cluster:
 //! `POST /config`, `/leave`, `/server`; and `POST /tables/clear`, carried
 //! to every node by the stick-table sync.
@@ -11,6 +12,7 @@
 pub mod client;
 mod guard;
 mod http;
+mod metrics;
 mod routes;
 mod server;
 mod state;

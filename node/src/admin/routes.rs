@@ -30,6 +30,7 @@ pub(super) async fn route(req: Req, state: &AdminState) -> Answer {
             }
         }
         ("GET", "/status") => status(state),
+        ("GET", "/metrics") => super::metrics::metrics(state),
         ("GET", "/cluster") => cluster(state).await,
         ("GET", "/config") => config(state),
         ("GET", "/tables") => tables::show(req, state),

@@ -1,0 +1,240 @@
+//! `GET /metrics`: this node in Prometheus' text format (0.0.4), with the
+//! names of HAProxy's built-in exporter under a `raftlb_` prefix, so a
+//! dashboard moves over by renaming, and what only raftlb has (the Raft
+//! state, the VIPs, the config version). The values are read on each
+//! scrape from what the admin API reads anyway: a scrape costs the data path
+//! nothing.
+
+use super::http::{error, Answer};
+use super::state::AdminState;
+use prometheus::{
+    Encoder, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// HAProxy's server states, as its exporter labels `haproxy_server_status`.
+const STATES: &[&str] = &["DOWN", "UP", "MAINT", "DRAIN"];
+
+/// `GET /metrics`.
+pub(super) fn metrics(state: &AdminState) -> Answer {
+    let reg = Registry::new_custom(Some("raftlb".into()), None).expect("a valid prefix");
+    let built = cluster(&reg, state)
+        .and_then(|()| servers(&reg, state))
+        .and_then(|()| tables(&reg, state))
+        .and_then(|()| vips(&reg, state));
+    let mut body = Vec::new();
+    match built.and_then(|()| TextEncoder::new().encode(&reg.gather(), &mut body)) {
+        Ok(()) => (200, String::from_utf8_lossy(&body).into_owned()),
+        Err(e) => error(500, format!("building the metrics: {e}")),
+    }
+}
+
+type Built = Result<(), prometheus::Error>;
+
+/// A gauge of one value, registered.
+fn gauge(reg: &Registry, name: &str, help: &str, v: i64) -> Built {
+    let g = IntGauge::new(name, help)?;
+    g.set(v);
+    reg.register(Box::new(g))
+}
+
+/// A family of gauges with the label names `labels`, one value per set of
+/// label values, registered.
+fn gauges<const N: usize>(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: [&str; N],
+    values: Vec<([String; N], i64)>,
+) -> Built {
+    let f = IntGaugeVec::new(Opts::new(name, help), &labels)?;
+    for (vals, v) in values {
+        let vals: Vec<&str> = vals.iter().map(String::as_str).collect();
+        f.get_metric_with_label_values(&vals)?.set(v);
+    }
+    reg.register(Box::new(f))
+}
+
+/// The Raft state this node sees, and the config it runs.
+fn cluster(reg: &Registry, state: &AdminState) -> Built {
+    let st = state.cluster.status();
+    let leads = st.leader == Some(st.id);
+    gauge(
+        reg,
+        "cluster_leader",
+        "1 on the node that leads the cluster, 0 on the others",
+        leads as i64,
+    )?;
+    gauge(
+        reg,
+        "cluster_leader_id",
+        "The id of the leader this node knows of (0: none)",
+        st.leader.unwrap_or(0) as i64,
+    )?;
+    gauge(
+        reg,
+        "cluster_lease",
+        "1 while this node holds the leader's lease (it may hold the VIPs)",
+        st.lease as i64,
+    )?;
+    gauge(reg, "raft_term", "The current Raft term", st.term as i64)?;
+    gauge(
+        reg,
+        "raft_last_log_index",
+        "The last index of this node's Raft log",
+        st.last_log_index.unwrap_or(0) as i64,
+    )?;
+    gauge(
+        reg,
+        "raft_applied_index",
+        "The last log index applied to this node's state",
+        st.applied_index.unwrap_or(0) as i64,
+    )?;
+    let contact = GaugeVec::new(
+        Opts::new(
+            "peer_last_contact_seconds",
+            "Time since this node last exchanged a message with the peer",
+        ),
+        &["peer"],
+    )?;
+    for m in st.members.iter().filter(|m| m.id != st.id) {
+        if let Some(ms) = m.last_contact_ms {
+            contact
+                .get_metric_with_label_values(&[&m.name])?
+                .set(ms as f64 / 1000.0);
+        }
+    }
+    reg.register(Box::new(contact))?;
+    let committed = state.cluster.watch().borrow().state.config_version();
+    gauge(
+        reg,
+        "config_version",
+        "The committed cluster config version (0: none)",
+        committed as i64,
+    )?;
+    let applied = state.applied.lock().expect("applied lock").0;
+    gauge(
+        reg,
+        "config_applied_version",
+        "The cluster config version this node's proxy runs",
+        applied as i64,
+    )
+}
+
+/// Per server and per backend, as HAProxy's exporter names them.
+fn servers(reg: &Registry, state: &AdminState) -> Built {
+    let status = state.runtime.status();
+    let (mut states, mut cur, mut weight) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut active, mut backup) = (Vec::new(), Vec::new());
+    let total = IntCounterVec::new(
+        Opts::new("server_sessions_total", "Connections made to the server"),
+        &["proxy", "server"],
+    )?;
+    for (backend, lines) in &status.backends {
+        let (mut up_active, mut up_backup) = (0, 0);
+        for s in lines {
+            let labels = || [backend.clone(), s.name.clone()];
+            let now = match (s.status.admin, s.status.up) {
+                ("maint", _) => "MAINT",
+                ("drain", _) => "DRAIN",
+                (_, true) => "UP",
+                (_, false) => "DOWN",
+            };
+            for st in STATES {
+                let [proxy, server] = labels();
+                states.push(([proxy, server, st.to_string()], (*st == now) as i64));
+            }
+            cur.push((labels(), s.status.cur_conns as i64));
+            total
+                .get_metric_with_label_values(&[backend, &s.name])?
+                .inc_by(s.status.total_conns);
+            if let Some(w) = s.status.weight_override {
+                weight.push((labels(), w as i64));
+            }
+            if s.status.up && s.status.admin == "ready" {
+                match s.backup {
+                    true => up_backup += 1,
+                    false => up_active += 1,
+                }
+            }
+        }
+        active.push(([backend.clone()], up_active));
+        backup.push(([backend.clone()], up_backup));
+    }
+    let server = ["proxy", "server"];
+    gauges(
+        reg,
+        "server_status",
+        "Current status of the server, per state label value (1: in that state)",
+        ["proxy", "server", "state"],
+        states,
+    )?;
+    gauges(
+        reg,
+        "server_current_sessions",
+        "Current connections to the server",
+        server,
+        cur,
+    )?;
+    reg.register(Box::new(total))?;
+    gauges(
+        reg,
+        "server_weight_override",
+        "The operator's weight of the server, where it overrides the config's",
+        server,
+        weight,
+    )?;
+    gauges(
+        reg,
+        "backend_active_servers",
+        "Non-backup servers of the backend that take new connections",
+        ["proxy"],
+        active,
+    )?;
+    gauges(
+        reg,
+        "backend_backup_servers",
+        "Backup servers of the backend that take new connections",
+        ["proxy"],
+        backup,
+    )
+}
+
+/// Each stick table's entries and room.
+fn tables(reg: &Registry, state: &AdminState) -> Built {
+    let (mut used, mut size) = (Vec::new(), Vec::new());
+    for t in state.runtime.stick_tables() {
+        used.push(([t.name().to_string()], t.len() as i64));
+        size.push(([t.name().to_string()], t.size() as i64));
+    }
+    gauges(
+        reg,
+        "stick_table_entries",
+        "Entries in the stick table on this node",
+        ["table"],
+        used,
+    )?;
+    gauges(
+        reg,
+        "stick_table_size",
+        "Most entries the stick table holds",
+        ["table"],
+        size,
+    )
+}
+
+/// The VIPs this node holds.
+fn vips(reg: &Registry, state: &AdminState) -> Built {
+    let report = state.vip.get().map(|v| v.report()).unwrap_or_default();
+    let held = report
+        .vips
+        .iter()
+        .map(|v| ([v.address.clone()], v.held as i64))
+        .collect();
+    gauges(
+        reg,
+        "vip_held",
+        "1 while this node holds the virtual IP",
+        ["address"],
+        held,
+    )
+}
