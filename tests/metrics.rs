@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpSocket};
 
 /// One scrape: the samples by name and labels (`name{a="1",b="2"}`).
 async fn scrape(n: &TestNode) -> (String, BTreeMap<String, f64>) {
@@ -131,6 +133,18 @@ async fn a_scrape_is_valid_and_follows_traffic_and_health() {
         "one client"
     );
 
+    let fe = |s: &BTreeMap<String, f64>, m: &str| {
+        get(s, &format!("raftlb_frontend_{m}{{proxy=\"fe\"}}"))
+    };
+    assert_eq!(fe(&s, "sessions_total"), 4.0);
+    assert_eq!(fe(&s, "current_sessions"), 0.0);
+    // Each connection brought the backend's greeting to the client.
+    assert!(
+        fe(&s, "bytes_out_total") >= 4.0,
+        "{}",
+        fe(&s, "bytes_out_total")
+    );
+
     b.stop().await;
     wait_until("b marked down", Duration::from_secs(10), || async {
         !n.is_up("be", "b")
@@ -154,4 +168,138 @@ fn promtool_finds_problems_it_is_shown() {
     let (_, said) =
         promtool_check("# HELP x_sessions Sessions.\n# TYPE x_sessions counter\nx_sessions 1\n");
     assert!(said.contains("x_sessions"), "{said}");
+}
+
+/// An HTTP/1.1 server on loopback answering every request `200 ok`,
+/// keeping the connection open; the task ends with the test.
+async fn http_ok() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                loop {
+                    let mut line = String::new();
+                    match r.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => {
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if w.write_all(ok).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `bytes` from `src` to `to` and reads until the proxy closes:
+/// how many bytes went each way, and what came back (the answers the
+/// callers check show that what they sent arrived).
+async fn exchange(src: &str, to: std::net::SocketAddr, bytes: &[u8]) -> (u64, u64, String) {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{src}:0").parse().unwrap()).unwrap();
+    let mut s = sock.connect(to).await.unwrap();
+    // A connection a rule refuses may be reset before this goes.
+    let _ = s.write_all(bytes).await;
+    let mut back = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut back)).await;
+    // A refused connection is reset: what arrived before counts.
+    let _ = read.expect("the proxy closes the connection");
+    (
+        bytes.len() as u64,
+        back.len() as u64,
+        String::from_utf8_lossy(&back).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frontend_counters_follow_http_requests_errors_and_denials() {
+    let server = http_ok().await;
+    let n = TestNode::start(&format!(
+        r#"
+[defaults]
+mode = "http"
+timeout = {{ connect = "2s", client = "30s", server = "30s" }}
+
+[frontends.web]
+bind = ["127.0.0.1:0"]
+default_backend = "be"
+tcp_request_connection = [{{ action = "reject", if = "{{ src 127.0.0.2 }}" }}]
+
+[backends.be]
+servers = [ {{ name = "s", address = "{server}" }} ]
+"#
+    ))
+    .await;
+    let fe = n.addr("web");
+    let (mut sent, mut got) = (0, 0);
+    let mut count = |(i, o, back): (u64, u64, String)| {
+        sent += i;
+        got += o;
+        back
+    };
+    // Two requests on one connection, the second closing it.
+    let back = count(
+        exchange(
+            "127.0.0.1",
+            fe,
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await,
+    );
+    assert_eq!(back.matches("HTTP/1.1 200").count(), 2, "{back}");
+    // Both lengths: refused by raftlb (400), never sent on.
+    let back = count(
+        exchange(
+            "127.0.0.1",
+            fe,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        )
+        .await,
+    );
+    assert!(back.starts_with("HTTP/1.1 400"), "{back}");
+    // Not HTTP at all: hyper answers 400.
+    let back = count(exchange("127.0.0.1", fe, b"NOT HTTP\r\n\r\n").await);
+    assert!(back.starts_with("HTTP/1.1 400"), "{back}");
+    // Refused at the connection by the rule: nothing comes back.
+    let (_, _, back) = exchange("127.0.0.2", fe, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(back.is_empty(), "{back}");
+
+    wait_until(
+        "every connection ended",
+        Duration::from_secs(10),
+        || async { n.node.runtime.active_connections() == 0 },
+    )
+    .await;
+    let (body, s) = scrape(&n).await;
+    let (ok, said) = promtool_check(&body);
+    assert!(
+        ok && said.trim().is_empty(),
+        "promtool check metrics: {said}\n{body}"
+    );
+    let m = |name: &str| get(&s, &format!("raftlb_frontend_{name}{{proxy=\"web\"}}"));
+    let code = |c: &str| {
+        get(
+            &s,
+            &format!("raftlb_frontend_http_responses_total{{code=\"{c}\",proxy=\"web\"}}"),
+        )
+    };
+    assert_eq!(m("sessions_total"), 4.0, "{body}");
+    assert_eq!(m("current_sessions"), 0.0);
+    assert_eq!(m("denied_connections_total"), 1.0);
+    // The two answered and the one raftlb refused; hyper's refusal came
+    // before any request existed.
+    assert_eq!(m("http_requests_total"), 3.0);
+    assert_eq!(m("request_errors_total"), 2.0);
+    assert_eq!((code("2xx"), code("4xx"), code("5xx")), (2.0, 1.0, 0.0));
+    // Every byte each way, on the connections the proxy served.
+    assert_eq!(m("bytes_in_total"), sent as f64);
+    assert_eq!(m("bytes_out_total"), got as f64);
 }

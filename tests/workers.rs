@@ -158,4 +158,18 @@ servers = [ {{ name = "s1", address = "{server}" }} ]
         busy,
         "sequential clients opened server connections"
     );
+    // Each worker counted in its own slot; the frontend's totals sum them.
+    let requests = 32 * 10 + 20 * 3;
+    raftlb_testkit::wait_until(
+        "every response counted",
+        std::time::Duration::from_secs(10),
+        || async {
+            n.node.runtime.frontend_totals()[0].1.responses[1] == requests
+                && n.node.runtime.active_connections() == 0
+        },
+    )
+    .await;
+    let (name, t) = &n.node.runtime.frontend_totals()[0];
+    assert_eq!(name, "fe");
+    assert_eq!((t.sessions, t.current, t.requests), (52, 0, requests));
 }

@@ -9,6 +9,7 @@ use crate::health::{self, CheckSpec};
 use crate::proxy::backend::{BackendQueue, BackendRt};
 use crate::proxy::limit::Limiter;
 use crate::proxy::listener::{self, Listener, ProcessLimits};
+use crate::proxy::stats::FrontendStats;
 use crate::proxy::FrontendRt;
 use crate::server::{ServerState, ServerStatus};
 use crate::stick::{self, SavedTable, StickTable};
@@ -75,7 +76,6 @@ struct Inner {
     servers: Servers,
     checkers: HashMap<ServerKey, Checker>,
     queues: Queues,
-    fe_limits: HashMap<String, Arc<Limiter>>,
     frontends: BTreeMap<String, Arc<FrontendRt>>,
     stick_tables: Tables,
     /// Saved entries for the tables of the first config applied.
@@ -187,20 +187,36 @@ impl Inner {
             .collect()
     }
 
-    /// Each frontend's connection limit: the running one (resized when
-    /// the config is committed, see [`Runtime::apply`]), else a new one.
-    fn frontend_limits(&self, new: &ClusterConfig) -> HashMap<String, Arc<Limiter>> {
-        new.frontends
-            .values()
-            .map(|fe| {
-                let limit = self
-                    .fe_limits
-                    .get(&fe.name)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Limiter::new(fe.maxconn)));
-                (fe.name.clone(), limit)
-            })
-            .collect()
+    /// The frontends of `new`, on `backends` and `tables`. Each keeps the
+    /// connection limit and counters of the running frontend of its name
+    /// (the limit resized when the config is committed, see
+    /// [`Runtime::apply`]), else has new ones.
+    fn frontends_of(
+        &self,
+        new: &ClusterConfig,
+        backends: &HashMap<String, Arc<BackendRt>>,
+        tables: &Tables,
+    ) -> BTreeMap<String, Arc<FrontendRt>> {
+        let mut frontends = BTreeMap::new();
+        for fe in new.frontends.values() {
+            let running = self.frontends.get(&fe.name);
+            let rt = Arc::new(FrontendRt {
+                cfg: fe.clone(),
+                backend: fe.default_backend.as_ref().map(|b| backends[b].clone()),
+                rules: fe
+                    .use_backend
+                    .iter()
+                    .map(|r| (r.clone(), backends[&r.backend].clone()))
+                    .collect(),
+                maxconn: running
+                    .map_or_else(|| Arc::new(Limiter::new(fe.maxconn)), |r| r.maxconn.clone()),
+                stats: running.map_or_else(|| Arc::new(FrontendStats::new()), |r| r.stats.clone()),
+                tracked: fe.track_sc0.as_ref().and_then(|t| tables.get(t).cloned()),
+                tables: tables.clone(),
+            });
+            frontends.insert(fe.name.clone(), rt);
+        }
+        frontends
     }
 
     /// Starts an accept loop on each address bound in step 1, for its
@@ -382,23 +398,7 @@ impl Runtime {
         //    stays its live state).
         let tables = inner.tables_of(new, self.node);
         let (servers, queues, backends) = inner.servers_of(new, &tables, &mut report);
-        let fe_limits = inner.frontend_limits(new);
-        let mut frontends = BTreeMap::new();
-        for fe in new.frontends.values() {
-            let rt = Arc::new(FrontendRt {
-                cfg: fe.clone(),
-                backend: fe.default_backend.as_ref().map(|b| backends[b].clone()),
-                rules: fe
-                    .use_backend
-                    .iter()
-                    .map(|r| (r.clone(), backends[&r.backend].clone()))
-                    .collect(),
-                maxconn: fe_limits[&fe.name].clone(),
-                tracked: fe.track_sc0.as_ref().and_then(|t| tables.get(t).cloned()),
-                tables: tables.clone(),
-            });
-            frontends.insert(fe.name.clone(), rt);
-        }
+        let frontends = inner.frontends_of(new, &backends, &tables);
         // 3. The accept loops of the new addresses.
         let mut started = Inner::start_fresh(new, &frontends, fresh, &self.limits)?;
 
@@ -410,7 +410,7 @@ impl Runtime {
             inner.global_maxconn = global_maxconn;
         }
         for fe in new.frontends.values() {
-            fe_limits[&fe.name].resize(fe.maxconn);
+            frontends[&fe.name].maxconn.resize(fe.maxconn);
         }
         report.restored = restore(std::mem::take(&mut inner.restore), &tables);
         // 5. Listeners: a running one serves its new frontend (its socket
@@ -439,7 +439,6 @@ impl Runtime {
         inner.checkers = inner.checkers_of(new, &servers, &mut report);
         inner.servers = servers;
         inner.queues = queues;
-        inner.fe_limits = fe_limits;
         inner.frontends = frontends;
         inner.stick_tables = tables;
         inner.config = Some(new.clone());
@@ -474,6 +473,16 @@ impl Runtime {
             .bind
             .iter()
             .filter_map(|a| inner.listeners.get(a).map(|l| l.local))
+            .collect()
+    }
+
+    /// Each frontend's counters, summed over the threads, by name.
+    pub fn frontend_totals(&self) -> Vec<(String, crate::proxy::stats::FrontendTotals)> {
+        let inner = self.inner.lock().expect("runtime lock");
+        inner
+            .frontends
+            .iter()
+            .map(|(name, fe)| (name.clone(), fe.stats.totals()))
             .collect()
     }
 

@@ -2,11 +2,12 @@
 //! names of HAProxy's built-in exporter under a `raftlb_` prefix, so a
 //! dashboard moves over by renaming, and what only raftlb has (the Raft
 //! state, the VIPs, the config version). The values are read on each
-//! scrape from what the admin API reads anyway: a scrape costs the data path
-//! nothing.
+//! scrape from what the admin API reads anyway, and from the frontends'
+//! per-thread counters, summed (see [`crate::proxy::stats`]).
 
 use super::http::{error, Answer};
 use super::state::AdminState;
+use crate::proxy::stats::{FrontendTotals, CODE_CLASSES};
 use prometheus::{
     Encoder, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -18,6 +19,7 @@ const STATES: &[&str] = &["DOWN", "UP", "MAINT", "DRAIN"];
 pub(super) fn metrics(state: &AdminState) -> Answer {
     let reg = Registry::new_custom(Some("raftlb".into()), None).expect("a valid prefix");
     let built = cluster(&reg, state)
+        .and_then(|()| frontends(&reg, state))
         .and_then(|()| servers(&reg, state))
         .and_then(|()| tables(&reg, state))
         .and_then(|()| vips(&reg, state));
@@ -120,15 +122,106 @@ fn cluster(reg: &Registry, state: &AdminState) -> Built {
     )
 }
 
+/// A family of counters with the label names `labels`, registered.
+fn counters<const N: usize>(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: [&str; N],
+    values: Vec<([String; N], u64)>,
+) -> Built {
+    let f = IntCounterVec::new(Opts::new(name, help), &labels)?;
+    for (vals, v) in values {
+        let vals: Vec<&str> = vals.iter().map(String::as_str).collect();
+        f.get_metric_with_label_values(&vals)?.inc_by(v);
+    }
+    reg.register(Box::new(f))
+}
+
+/// Per frontend, summed over the worker threads.
+fn frontends(reg: &Registry, state: &AdminState) -> Built {
+    let totals = state.runtime.frontend_totals();
+    let per = |f: fn(&FrontendTotals) -> u64| {
+        totals
+            .iter()
+            .map(|(name, t)| ([name.clone()], f(t)))
+            .collect::<Vec<_>>()
+    };
+    let proxy = ["proxy"];
+    let current = per(|t| t.current)
+        .into_iter()
+        .map(|(l, v)| (l, v as i64))
+        .collect();
+    gauges(
+        reg,
+        "frontend_current_sessions",
+        "Current client connections",
+        proxy,
+        current,
+    )?;
+    counters(
+        reg,
+        "frontend_sessions_total",
+        "Client connections accepted",
+        proxy,
+        per(|t| t.sessions),
+    )?;
+    counters(
+        reg,
+        "frontend_bytes_in_total",
+        "Bytes received from clients",
+        proxy,
+        per(|t| t.bytes_in),
+    )?;
+    counters(
+        reg,
+        "frontend_bytes_out_total",
+        "Bytes sent to clients",
+        proxy,
+        per(|t| t.bytes_out),
+    )?;
+    counters(
+        reg,
+        "frontend_denied_connections_total",
+        "Connections refused by a tcp_request_connection rule",
+        proxy,
+        per(|t| t.denied),
+    )?;
+    counters(
+        reg,
+        "frontend_http_requests_total",
+        "HTTP requests received",
+        proxy,
+        per(|t| t.requests),
+    )?;
+    counters(
+        reg,
+        "frontend_request_errors_total",
+        "Requests refused as malformed",
+        proxy,
+        per(|t| t.request_errors),
+    )?;
+    let mut responses = Vec::new();
+    for (name, t) in &totals {
+        for (code, n) in CODE_CLASSES.iter().zip(t.responses) {
+            responses.push(([name.clone(), code.to_string()], n));
+        }
+    }
+    counters(
+        reg,
+        "frontend_http_responses_total",
+        "HTTP responses sent, by status class",
+        ["proxy", "code"],
+        responses,
+    )
+}
+
 /// Per server and per backend, as HAProxy's exporter names them.
 fn servers(reg: &Registry, state: &AdminState) -> Built {
     let status = state.runtime.status();
     let (mut states, mut cur, mut weight) = (Vec::new(), Vec::new(), Vec::new());
     let (mut active, mut backup) = (Vec::new(), Vec::new());
-    let total = IntCounterVec::new(
-        Opts::new("server_sessions_total", "Connections made to the server"),
-        &["proxy", "server"],
-    )?;
+    let mut total = Vec::new();
     for (backend, lines) in &status.backends {
         let (mut up_active, mut up_backup) = (0, 0);
         for s in lines {
@@ -144,9 +237,7 @@ fn servers(reg: &Registry, state: &AdminState) -> Built {
                 states.push(([proxy, server, st.to_string()], (*st == now) as i64));
             }
             cur.push((labels(), s.status.cur_conns as i64));
-            total
-                .get_metric_with_label_values(&[backend, &s.name])?
-                .inc_by(s.status.total_conns);
+            total.push((labels(), s.status.total_conns));
             if let Some(w) = s.status.weight_override {
                 weight.push((labels(), w as i64));
             }
@@ -175,7 +266,13 @@ fn servers(reg: &Registry, state: &AdminState) -> Built {
         server,
         cur,
     )?;
-    reg.register(Box::new(total))?;
+    counters(
+        reg,
+        "server_sessions_total",
+        "Connections made to the server",
+        server,
+        total,
+    )?;
     gauges(
         reg,
         "server_weight_override",

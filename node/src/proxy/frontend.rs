@@ -7,6 +7,7 @@
 
 use super::backend::BackendRt;
 use super::limit::Limiter;
+use super::stats::FrontendStats;
 use crate::stick::{now_ms, StickTable};
 use raftlb_proto::config::acl::{CounterKind, CounterOf, Counters, RequestView};
 use raftlb_proto::config::{ConnAction, Frontend, HttpAction};
@@ -28,6 +29,8 @@ pub struct FrontendRt {
     /// Frontend `maxconn`, shared by every snapshot of this frontend (a
     /// reload resizes it in place).
     pub maxconn: Arc<Limiter>,
+    /// Its traffic counters, kept across reloads as `maxconn`.
+    pub stats: Arc<FrontendStats>,
     /// `track_sc0`: the table its clients are counted in.
     pub tracked: Option<Arc<StickTable>>,
     /// The tables its rules' `src_*(NAME)` fetches read, by name.

@@ -7,6 +7,7 @@
 
 use super::frontend::FrontendRt;
 use super::limit::Limiter;
+use super::stats::Traffic;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -166,10 +167,12 @@ async fn accept_loop(
                 let limits = global.clone();
                 limits.active.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
+                    let stats = fe.stats.clone();
+                    stats.session_started();
                     // `track_sc0` first, then the connection rules.
                     let mut tracking = fe.track(peer.ip());
-                    if fe.accepts(peer.ip()) {
-                        let bytes_in = match fe.cfg.mode {
+                    let traffic = if fe.accepts(peer.ip()) {
+                        let traffic = match fe.cfg.mode {
                             raftlb_proto::config::Mode::Tcp => {
                                 super::session::serve(stream, peer, fe).await
                             }
@@ -178,13 +181,17 @@ async fn accept_loop(
                             }
                         };
                         if let Some(t) = tracking.as_mut() {
-                            t.bytes_in = bytes_in;
+                            t.bytes_in = traffic.bytes_in;
                         }
+                        traffic
                     } else {
                         // `reject`: closed at once, without a byte.
+                        stats.denied();
                         let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
                         drop(stream);
-                    }
+                        Traffic::default()
+                    };
+                    stats.session_ended(traffic);
                     drop(tracking);
                     drop(fe_permit);
                     drop(global_permit);

@@ -9,5 +9,6 @@ pub mod limit;
 pub mod listener;
 pub mod relay;
 pub mod session;
+pub mod stats;
 
 pub use frontend::FrontendRt;

@@ -4,6 +4,7 @@
 use super::backend::{BackendRt, NoSlot, Slot};
 use super::frontend::FrontendRt;
 use super::relay::{self, End, Side};
+use super::stats::Traffic;
 use raftlb_proto::config::Observe;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,12 +26,12 @@ impl std::fmt::Display for Termination {
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Serves one accepted client connection to the end; returns how many
-/// bytes the client sent.
-pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> u64 {
+/// bytes it moved each way.
+pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> Traffic {
     let start = Instant::now();
     // A TCP frontend always has its default backend (the config says so).
     let Some(be) = fe.backend.clone() else {
-        return 0;
+        return Traffic::default();
     };
     let _ = client.set_nodelay(true);
 
@@ -51,7 +52,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
                 0,
                 state,
             );
-            return 0;
+            return Traffic::default();
         }
     };
     let connect_start = Instant::now();
@@ -69,7 +70,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
                 0,
                 state,
             );
-            return 0;
+            return Traffic::default();
         }
     };
     let tc = connect_start.elapsed();
@@ -101,7 +102,10 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
         out.bytes_down,
         state,
     );
-    out.bytes_up
+    Traffic {
+        bytes_in: out.bytes_up,
+        bytes_out: out.bytes_down,
+    }
 }
 
 /// How a relay that ended so is logged (HAProxy's termination state).

@@ -6,6 +6,7 @@
 use super::idle::Idle;
 use super::response::{BodyError, ProxyBody};
 use super::scan;
+use crate::proxy::FrontendRt;
 use crate::server::pool::BodyWatch;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
@@ -39,6 +40,8 @@ pub(super) struct ConnState {
     pub(super) reader: AtomicWaker,
     /// Bytes read from the client so far.
     pub(super) bytes_in: AtomicU64,
+    /// Bytes written to the client so far.
+    pub(super) bytes_out: AtomicU64,
     /// The connection became a tunnel (an upgrade, a CONNECT): no more
     /// requests, no head timers; the splice's own `timeout tunnel` rules.
     pub(super) tunnel: AtomicBool,
@@ -57,6 +60,26 @@ impl BodyWatch for ConnState {
 }
 
 impl ConnState {
+    /// A connection of `fe` accepted now: no request yet.
+    pub(super) fn new(fe: &FrontendRt) -> ConnState {
+        ConnState {
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            accepted: Instant::now(),
+            timers: HeadTimers {
+                request: fe.cfg.timeout_http_request.or(fe.cfg.timeout_client),
+                keep_alive: fe.cfg.timeout_http_keep_alive,
+            },
+            armed: AtomicU64::new(NOT_ARMED),
+            reader: AtomicWaker::new(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            tunnel: AtomicBool::new(false),
+            body_failed: AtomicBool::new(false),
+            framing_lost: AtomicBool::new(false),
+        }
+    }
+
     /// `t` in ns after the accept.
     fn ns(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.accepted).as_nanos() as u64
@@ -216,6 +239,9 @@ impl Scanned {
         cx: &mut Context<'_>,
         r: Poll<std::io::Result<usize>>,
     ) -> Poll<std::io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = &r {
+            self.conn.bytes_out.fetch_add(*n as u64, Ordering::Relaxed);
+        }
         let Some(w) = self.write_stall.as_mut() else {
             return r;
         };

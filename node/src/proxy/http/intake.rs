@@ -4,15 +4,15 @@
 //! malformed first body frame), `Host` (RFC 9112 §3.2), and an
 //! absolute-form target made origin-form.
 
-use super::conn::{ConnState, HeadTimers, InFlight, Scanned, Tracked, NOT_ARMED};
+use super::conn::{ConnState, InFlight, Scanned, Tracked};
 use super::handle::handle;
 use super::idle::Idle;
 use super::log::HttpLog;
 use super::response::ProxyBody;
 use super::scan;
 use crate::proxy::frontend::FrontendRt;
+use crate::proxy::stats::Traffic;
 use crate::server::pool::{BodyWatch, ReqBody};
-use futures_util::task::AtomicWaker;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -21,16 +21,16 @@ use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::net::TcpStream;
 
 /// Serves one accepted client connection in HTTP mode until the client
-/// closes it (keep-alive) or a timeout ends it; returns how many bytes the
-/// client sent.
-pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> u64 {
+/// closes it (keep-alive) or a timeout ends it; returns how many bytes it
+/// moved each way.
+pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> Traffic {
     let _ = client.set_nodelay(true);
+    let stats = fe.stats.clone();
     let mut builder = hyper::server::conn::http1::Builder::new();
     // No timer for hyper: the head timers are ours (`Scanned`), and hyper's
     // own 30 s header timeout would arm one more timer per request.
@@ -42,21 +42,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
         .header_read_timeout(None)
         .writev(false);
     let (scanner, verdicts) = scan::Scanner::new();
-    let conn = Arc::new(ConnState {
-        in_flight: AtomicUsize::new(0),
-        idle_since: AtomicU64::new(0),
-        accepted: Instant::now(),
-        timers: HeadTimers {
-            request: fe.cfg.timeout_http_request.or(fe.cfg.timeout_client),
-            keep_alive: fe.cfg.timeout_http_keep_alive,
-        },
-        armed: AtomicU64::new(NOT_ARMED),
-        reader: AtomicWaker::new(),
-        bytes_in: AtomicU64::new(0),
-        tunnel: AtomicBool::new(false),
-        body_failed: AtomicBool::new(false),
-        framing_lost: AtomicBool::new(false),
-    });
+    let conn = Arc::new(ConnState::new(&fe));
     let counted = conn.clone();
     let tracked = conn.clone();
     let client_timeout = fe.cfg.timeout_client;
@@ -104,9 +90,16 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, fe: Arc<FrontendRt>) -> 
         .with_upgrades()
         .await
     {
+        if e.is_parse() {
+            // A head hyper could not read: answered 400 by hyper itself.
+            stats.request_error();
+        }
         tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
     }
-    counted.bytes_in.load(Ordering::Relaxed)
+    Traffic {
+        bytes_in: counted.bytes_in.load(Ordering::Relaxed),
+        bytes_out: counted.bytes_out.load(Ordering::Relaxed),
+    }
 }
 
 /// One request: refused at once if the scanner saw both lengths (or could
@@ -167,6 +160,7 @@ async fn serve_one(
 /// A request refused before any server saw it: 400, logged `PR`, and the
 /// connection closed after it.
 fn refused(log: &mut HttpLog, why: &str) -> Response<ProxyBody> {
+    log.malformed();
     let mut r = log.error(StatusCode::BAD_REQUEST, why, ('P', 'R'));
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -43,6 +43,7 @@ impl HttpLog {
         head: Option<Duration>,
     ) -> HttpLog {
         let enabled = tracing::enabled!(target: "raftlb::httplog", tracing::Level::INFO);
+        fe.stats.request();
         HttpLog {
             on: enabled,
             peer,
@@ -76,7 +77,15 @@ impl HttpLog {
         self.on.then(Instant::now)
     }
 
+    /// Counts the request as malformed (HAProxy's request errors).
+    pub(super) fn malformed(&self) {
+        self.fe.stats.request_error();
+    }
+
+    /// The request's end: its response counted by status class, and its
+    /// line written if the log is on.
     pub(super) fn write(&self) {
+        self.fe.stats.response(self.status);
         if !self.on {
             return;
         }
