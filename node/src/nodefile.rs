@@ -147,18 +147,109 @@ pub struct LogSection {
     /// tracing filter such as `info,raftlb::tcplog=off`.
     #[serde(default = "default_level")]
     pub level: String,
+    /// Where the lines go: `stderr` (the default; under systemd, the
+    /// journal) or `syslog` (HAProxy's `log /dev/log local0`).
+    #[serde(default)]
+    pub target: LogTarget,
+    /// `text` (the default) or `json`: one JSON object per line.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// `syslog`: a unix datagram socket (default `/dev/log`), or
+    /// `HOST:PORT` for UDP (RFC 5424 messages either way).
+    #[serde(default = "default_syslog_address")]
+    pub address: String,
+    /// `syslog`: the facility (`kern` … `local7`; default `local0`).
+    #[serde(default)]
+    pub facility: Facility,
+    /// `syslog`: the APP-NAME of each message (default `raftlb`).
+    #[serde(default = "default_tag")]
+    pub tag: String,
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    #[default]
+    Stderr,
+    Syslog,
+}
+
+/// How a log line is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A syslog facility (RFC 5424 §6.2.1), by name: `kern` … `local7`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Facility(u8);
+
+/// The facilities' names, in code order (`local0` is 16).
+const FACILITIES: [&str; 24] = [
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2", "local3", "local4",
+    "local5", "local6", "local7",
+];
+
+impl Facility {
+    /// The facility's code.
+    pub fn code(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for Facility {
+    /// `local0`, as HAProxy's examples log.
+    fn default() -> Self {
+        Facility(16)
+    }
+}
+
+impl TryFrom<String> for Facility {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        FACILITIES
+            .iter()
+            .position(|f| *f == name)
+            .map(|code| Facility(code as u8))
+            .ok_or_else(|| {
+                format!(
+                    "{name:?} is no syslog facility (one of {})",
+                    FACILITIES.join(", ")
+                )
+            })
+    }
 }
 
 impl Default for LogSection {
     fn default() -> Self {
         LogSection {
             level: default_level(),
+            target: LogTarget::default(),
+            format: LogFormat::default(),
+            address: default_syslog_address(),
+            facility: Facility::default(),
+            tag: default_tag(),
         }
     }
 }
 
 fn default_level() -> String {
     "info".to_string()
+}
+
+fn default_syslog_address() -> String {
+    "/dev/log".to_string()
+}
+
+fn default_tag() -> String {
+    "raftlb".to_string()
 }
 
 /// Why a node file was refused.

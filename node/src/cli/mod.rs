@@ -8,6 +8,7 @@ mod check;
 mod docs;
 mod process;
 mod remote;
+mod syslog;
 
 pub use args::{
     Cli, ClusterCommand, Command, ConfigCommand, Remote, ServerCommand, TableCommand, VipCommand,
@@ -115,7 +116,7 @@ fn dispatch(command: Command) -> ExitCode {
         }
         Command::Cluster(ClusterCommand::Token { node }) => print_token(&node),
         Command::Demo { listen, admin } => {
-            init_logging("info");
+            init_logging(&crate::nodefile::LogSection::default());
             with_runtime(0, crate::demo::run(listen, admin))
         }
         Command::Status { remote } => with_runtime(1, remote::status(remote.admin, remote.json)),

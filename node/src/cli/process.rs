@@ -3,13 +3,14 @@
 //! and `vip release`.
 
 use crate::node::Startup;
-use crate::nodefile::NodeConfig;
+use crate::nodefile::{LogFormat, LogSection, LogTarget, NodeConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::{Layer, Registry};
 
 fn load_node(path: &std::path::Path) -> Result<NodeConfig, ExitCode> {
     let node = NodeConfig::load(path).map_err(|e| fail(&e.to_string()))?;
-    init_logging(&node.log.level);
+    init_logging(&node.log);
     raise_nofile_limit();
     Ok(node)
 }
@@ -115,17 +116,57 @@ fn raise_nofile_limit() {
     }
 }
 
-pub(super) fn init_logging(level: &str) {
-    let filter = std::env::var("RAFTLB_LOG").unwrap_or_else(|_| level.to_string());
+/// Starts logging as `[log]` says: its level (or `RAFTLB_LOG`), to stderr
+/// or syslog, as text or JSON lines.
+pub(super) fn init_logging(log: &LogSection) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = std::env::var("RAFTLB_LOG").unwrap_or_else(|_| log.level.clone());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
         eprintln!("raftlb: bad log filter {filter:?} ({e}); using \"info\"");
         tracing_subscriber::EnvFilter::new("info")
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+    let json = log.format == LogFormat::Json;
+    let layer = match log.target {
+        LogTarget::Stderr => {
+            let ansi = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            lines(std::io::stderr, json, ansi, true)
+        }
+        LogTarget::Syslog => {
+            match super::syslog::Syslog::open(&log.address, log.facility.code(), &log.tag) {
+                // The message carries the time.
+                Ok(syslog) => lines(syslog, json, false, json),
+                Err(e) => {
+                    eprintln!(
+                        "raftlb: cannot log to syslog at {} ({e}); logging to stderr",
+                        log.address
+                    );
+                    lines(std::io::stderr, json, false, true)
+                }
+            }
+        }
+    };
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(filter)
         .init();
+}
+
+/// The formatting layer: text or JSON lines to `w`, with the event's
+/// target, coloured if `ansi`, timed if `time`.
+fn lines<W>(w: W, json: bool, ansi: bool, time: bool) -> Box<dyn Layer<Registry> + Send + Sync>
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    let l = tracing_subscriber::fmt::layer()
+        .with_writer(w)
+        .with_target(true)
+        .with_ansi(ansi);
+    match (json, time) {
+        (true, _) => l.json().boxed(),
+        (false, true) => l.boxed(),
+        (false, false) => l.without_time().boxed(),
+    }
 }
 
 /// Runs `fut` with `threads` proxy threads (0: one per core). One thread:
