@@ -96,7 +96,8 @@ async fn one_node() -> (TestNode, Backend) {
 
 /// A page on another site posting a config to the node on the browser's
 /// loopback (a "simple" request: text/plain, no preflight) is refused, as is
-/// any request a browser marks cross-site; nothing is applied.
+/// any request a browser marks cross-site, and any write a page sends;
+/// nothing is applied. Only the stats page's own reads pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_site_requests_are_refused_and_change_nothing() {
     let (n, a) = one_node().await;
@@ -117,7 +118,11 @@ async fn cross_site_requests_are_refused_and_change_nothing() {
     // have them, but an Origin alone is reason enough).
     let auth = format!("Authorization: Bearer {}", token(&n));
     let ctype = format!("Content-Type: {CLI_TYPE}");
-    for cross in ["Origin: http://evil.example", "Sec-Fetch-Site: cross-site"] {
+    for cross in [
+        "Origin: http://evil.example",
+        "Sec-Fetch-Site: cross-site",
+        "Sec-Fetch-Site: same-origin",
+    ] {
         let (code, body) = send(addr, "POST", target, &[&auth, &ctype, cross], &evil_doc).await;
         assert_eq!(code, 403, "{cross}: {body}");
     }
@@ -129,11 +134,22 @@ async fn cross_site_requests_are_refused_and_change_nothing() {
         "Origin: null",
         "Sec-Fetch-Site: cross-site",
         "Sec-Fetch-Site: same-site",
-        "Sec-Fetch-Site: same-origin",
     ] {
         let (code, body) = send(addr, "GET", "/config", &[cross], "").await;
         assert_eq!(code, 403, "{cross}: {body}");
     }
+    // A page of another site that rebound its name to the node's address
+    // is same-origin to the browser, but its Host is that name.
+    let rebound = format!(
+        "GET /config HTTP/1.1\r\nHost: evil.example:{}\r\nSec-Fetch-Site: same-origin\r\n\
+         Connection: close\r\nContent-Length: 0\r\n\r\n",
+        addr.port()
+    );
+    let (code, body) = raw(addr, rebound.as_bytes()).await;
+    assert_eq!(code, 403, "{body}");
+    // The stats page's own reads: same origin, the node's address as Host.
+    let (code, body) = send(addr, "GET", "/status", &["Sec-Fetch-Site: same-origin"], "").await;
+    assert_eq!(code, 200, "{body}");
     // Typed into the address bar (`none`), or from curl (no header): served.
     let (code, body) = send(addr, "GET", "/status", &["Sec-Fetch-Site: none"], "").await;
     assert_eq!(code, 200, "{body}");

@@ -1,7 +1,9 @@
 //! Who may use the admin API, decided from a request's head before its body
 //! is read: nothing a browser sends for a page (`Origin`, a `Sec-Fetch-Site`
-//! other than `none`: 403), and a write (any method but GET and HEAD) only
-//! with the node's admin token (401) and the CLI's Content-Type (415).
+//! other than `none`: 403) but the stats page's own reads (`same-origin`
+//! GETs to a loopback host name), and a write (any method but GET and
+//! HEAD) only with the node's admin token (401) and the CLI's Content-Type
+//! (415).
 
 use super::http::{error, Answer};
 use super::token::AdminToken;
@@ -23,7 +25,13 @@ pub(super) fn refuse(method: &Method, headers: &HeaderMap, token: &AdminToken) -
         ));
     }
     if let Some(site) = headers.get("sec-fetch-site") {
-        if site.as_bytes() != b"none" {
+        // The stats page's own reads: same origin, by a name no other
+        // site can take (DNS rebinding gives a page of another site this
+        // origin, with its own host name).
+        let own_page = site.as_bytes() == b"same-origin"
+            && (*method == Method::GET || *method == Method::HEAD)
+            && loopback_host(headers);
+        if site.as_bytes() != b"none" && !own_page {
             return Some(error(
                 403,
                 "requests a browser marks as from a site (Sec-Fetch-Site) are refused",
@@ -50,6 +58,25 @@ pub(super) fn refuse(method: &Method, headers: &HeaderMap, token: &AdminToken) -
         ));
     }
     None
+}
+
+/// Whether the request's `Host` is an IP address or `localhost` (with a
+/// port or not): a name no one else's DNS answers for.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    if host.parse::<std::net::SocketAddr>().is_ok() || host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = host.rsplit_once(':').map_or(host, |(n, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            n
+        } else {
+            host
+        }
+    });
+    name.eq_ignore_ascii_case("localhost")
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header.
@@ -91,6 +118,37 @@ mod tests {
         assert_eq!(code(Method::GET, &[("origin", "null")], &t), 403);
         assert_eq!(
             code(Method::GET, &[("sec-fetch-site", "same-origin")], &t),
+            403
+        );
+        // The stats page reading its own node, by address or `localhost`
+        // (an SSH tunnel's port too); not by a name DNS could rebind, and
+        // never a write.
+        let same = |host| [("sec-fetch-site", "same-origin"), ("host", host)];
+        for host in [
+            "127.0.0.1:9900",
+            "localhost:8000",
+            "[::1]:9900",
+            "LOCALHOST",
+            "127.0.0.1",
+        ] {
+            assert_eq!(code(Method::GET, &same(host), &t), 200, "{host}");
+        }
+        for host in [
+            "evil.example:9900",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:9900",
+        ] {
+            assert_eq!(code(Method::GET, &same(host), &t), 403, "{host}");
+        }
+        let mut post = same("127.0.0.1:9900").to_vec();
+        post.extend(good);
+        assert_eq!(code(Method::POST, &post, &t), 403);
+        assert_eq!(
+            code(
+                Method::GET,
+                &[("sec-fetch-site", "cross-site"), ("host", "127.0.0.1:9900")],
+                &t
+            ),
             403
         );
         assert_eq!(code(Method::POST, &good, &t), 200);

@@ -9,6 +9,10 @@ use crate::handle::{apply_config, NodeError};
 use raftlb_cluster::WriteFailure;
 use raftlb_proto::{Command, Format, NodeId, OperatorState, Outcome, ServerKey};
 
+/// The stats page: one self-contained HTML page that reads `/status` and
+/// `/cluster` from its own node every two seconds.
+const STATS_PAGE: &str = include_str!("stats.html");
+
 fn node_error(e: NodeError) -> Answer {
     let code = match &e {
         NodeError::Invalid(_) => 400,
@@ -29,6 +33,7 @@ pub(super) async fn route(req: Req, state: &AdminState) -> Answer {
                 error(503, "starting")
             }
         }
+        ("GET", "/" | "/stats") => (200, STATS_PAGE.to_string()),
         ("GET", "/status") => status(state),
         ("GET", "/metrics") => super::metrics::metrics(state),
         ("GET", "/cluster") => cluster(state).await,
@@ -56,6 +61,7 @@ fn status(state: &AdminState) -> Answer {
         applied_version,
         apply_error,
         proxy: state.runtime.status(),
+        traffic: state.runtime.frontend_totals().into_iter().collect(),
     })
 }
 

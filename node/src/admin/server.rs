@@ -119,6 +119,8 @@ async fn read(req: Request<Incoming>) -> Result<Req, Answer> {
 fn respond((code, body): Answer) -> Response<Full<Bytes>> {
     let ctype = if body.starts_with('{') {
         "application/json"
+    } else if body.starts_with("<!doctype html>") {
+        "text/html; charset=utf-8"
     } else if body.starts_with("# HELP ") {
         // Prometheus' text exposition format.
         "text/plain; version=0.0.4; charset=utf-8"

@@ -38,7 +38,7 @@ pub struct Traffic {
 }
 
 /// A frontend's counters summed over the threads, at one time.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FrontendTotals {
     /// Connections accepted (denied ones too, as HAProxy's `stot`).
     pub sessions: u64,

@@ -1,0 +1,245 @@
+//! The stats page (`GET /stats` of the admin API) in a real browser:
+//! Debian's `chromium`, headless, driven through `chromedriver` (WebDriver,
+//! by `fantoccini`). Three nodes in this process; the page of node 1 shows
+//! the three members and every server, refreshes itself, turns a killed
+//! backend's row DOWN, and logs nothing to the console. A screenshot is
+//! kept (its path printed) for the README.
+
+mod common;
+
+use common::{lb, TestNode};
+use fantoccini::{ClientBuilder, Locator};
+use raftlb_testkit::{free_port, Backend, TempDir};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The page's own refresh period (`REFRESH_MS` in stats.html).
+const REFRESH: Duration = Duration::from_secs(2);
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// chromedriver in a process group of its own: dropping this kills the
+/// group, chromedriver and the browsers it started, even on failure.
+struct Driver {
+    child: std::process::Child,
+    port: u16,
+    profile: TempDir,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(bin).exists(),
+                "{bin} is missing: this test drives a real browser (apt-get install chromium chromium-driver; .ci/run installs them)"
+            );
+        }
+        let port = free_port();
+        let profile = TempDir::new("raftlb-chromium");
+        let child = std::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver starts");
+        Driver {
+            child,
+            port,
+            profile,
+        }
+    }
+
+    /// `GET` or `POST` (with a JSON body) on chromedriver's own API, for
+    /// what fantoccini does not ask: the answer's body.
+    fn call(&self, method: &str, path: &str, body: &str) -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        )
+        .ok()?;
+        // chromedriver may keep the connection open: read what its
+        // Content-Length says.
+        let mut got = Vec::new();
+        let mut buf = [0; 8192];
+        loop {
+            let n = s.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>())
+                    })?
+                    .ok()?;
+                if body.len() >= len {
+                    return Some(body[..len].to_string());
+                }
+            }
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.call("GET", "/status", "")
+            .is_some_and(|b| b.contains("\"ready\":true"))
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group of the child we spawned.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` until it holds, at most `within`.
+async fn eventually<F, Fut>(what: &str, within: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + within;
+    while !cond().await {
+        assert!(Instant::now() < end, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_page_shows_the_cluster_and_follows_a_backend_going_down() {
+    let (a, mut b) = (Backend::start("a").await, Backend::start("b").await);
+    let servers = format!(
+        "  {{ name = \"a\", address = \"{}\", check = true, inter = \"100ms\", fall = 1 }},\n  \
+         {{ name = \"b\", address = \"{}\", check = true, inter = \"100ms\", fall = 1 }},",
+        a.addr, b.addr
+    );
+    let nodes = TestNode::three(&lb(&servers, "")).await;
+    let n1 = &nodes[0];
+    // Some traffic for the counters.
+    for _ in 0..4 {
+        n1.which("fe").await;
+    }
+
+    let driver = Driver::start();
+    eventually("chromedriver answers", DEADLINE, || async {
+        driver.ready()
+    })
+    .await;
+    let caps = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1400,900",
+                     format!("--user-data-dir={}", driver.profile.0.display())],
+        },
+        "goog:loggingPrefs": { "browser": "ALL" },
+    });
+    let caps = caps.as_object().unwrap().clone().into_iter().collect();
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a browser session");
+    let page = format!("http://{}/stats", n1.node.admin_addr);
+    c.goto(&page).await.unwrap();
+
+    let rows = |css: &'static str| {
+        let c = c.clone();
+        async move { c.find_all(Locator::Css(css)).await.map_or(0, |r| r.len()) }
+    };
+    eventually("three members on the page", DEADLINE, || async {
+        rows("#members tbody tr").await == 3
+    })
+    .await;
+    let members = c
+        .find(Locator::Css("#members tbody"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in ["n1", "n2", "n3"] {
+        assert!(members.contains(name), "{members}");
+    }
+    assert!(members.contains("leader"), "{members}");
+    eventually("both servers UP", DEADLINE, || async {
+        rows("table[data-backend=be] tr.UP").await == 2
+    })
+    .await;
+    let fe = c
+        .find(Locator::Css("#frontends tbody"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(fe.starts_with("fe "), "{fe}");
+
+    // b dies: node 1 sees it, and the page shows it at its next refresh.
+    b.stop().await;
+    eventually("node 1 marks b down", DEADLINE, || async {
+        !n1.is_up("be", "b")
+    })
+    .await;
+    eventually(
+        "b's row DOWN within a refresh",
+        REFRESH + Duration::from_secs(1),
+        || async { rows("table[data-backend=be] tr.DOWN").await == 1 },
+    )
+    .await;
+    let row = c
+        .find(Locator::Css("table[data-backend=be] tr.DOWN"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(row.starts_with("b "), "{row}");
+    assert_eq!(
+        c.find(Locator::Id("error"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        ""
+    );
+
+    let png = c.screenshot().await.unwrap();
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("stats-page.png");
+    std::fs::write(&shot, &png).unwrap();
+    eprintln!("screenshot: {}", shot.display());
+
+    // The browser's console: nothing at the level of an error.
+    let session = c.session_id().await.unwrap().expect("a session id");
+    let log = driver
+        .call(
+            "POST",
+            &format!("/session/{session}/se/log"),
+            r#"{"type":"browser"}"#,
+        )
+        .expect("the browser log");
+    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
+    let entries = log["value"].as_array().expect("log entries");
+    let severe: Vec<_> = entries.iter().filter(|e| e["level"] == "SEVERE").collect();
+    assert!(severe.is_empty(), "console errors: {severe:#?}");
+    c.close().await.unwrap();
+    drop(a);
+}
