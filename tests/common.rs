@@ -28,6 +28,7 @@ fn node_config(id: u64, dir: &TempDir, cluster: Option<SocketAddr>) -> NodeConfi
         },
         admin: AdminSection {
             listen: "127.0.0.1:0".parse().unwrap(),
+            token_file: None,
         },
         vip: Default::default(),
         log: Default::default(),

@@ -81,15 +81,21 @@ pub struct ClusterSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
-    /// The admin API's address (default `127.0.0.1:9900`).
+    /// The admin API's address (default `127.0.0.1:9900`). Beyond
+    /// loopback only with a `token_file`.
     #[serde(default = "default_admin")]
     pub listen: SocketAddr,
+    /// Bearer tokens with their roles, one `NAME ROLE TOKEN` a line (`read`
+    /// or `operator`): with it, every request needs a token, reads too.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for AdminSection {
     fn default() -> Self {
         AdminSection {
             listen: default_admin(),
+            token_file: None,
         }
     }
 }
@@ -369,9 +375,9 @@ impl NodeConfig {
         if cfg.name.trim().is_empty() {
             return Err(err("name: must not be empty".into()));
         }
-        if !cfg.admin.listen.ip().is_loopback() {
+        if !cfg.admin.listen.ip().is_loopback() && cfg.admin.token_file.is_none() {
             return Err(err(format!(
-                "admin.listen: {} is not a loopback address; its reads need no token, so it listens on loopback only",
+                "admin.listen: {} is not a loopback address: on a network the admin API needs admin.token_file (tokens with the read or operator role; without it, reads need no token, so it listens on loopback only)",
                 cfg.admin.listen
             )));
         }

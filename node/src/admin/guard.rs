@@ -7,6 +7,7 @@
 
 use super::http::{error, Answer};
 use super::token::AdminToken;
+use super::users::{Role, Users};
 use hyper::header::{self, HeaderMap};
 use hyper::Method;
 
@@ -15,11 +16,113 @@ use hyper::Method;
 /// the three a page can send without the browser asking first.
 pub const WRITE_CONTENT_TYPE: &str = "application/octet-stream";
 
-/// Why the request whose head is `method` and `headers` is refused, if it
-/// is.
-pub(super) fn refuse(method: &Method, headers: &HeaderMap, token: &AdminToken) -> Option<Answer> {
+/// Who sent a request, by its bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Caller {
+    /// No token (or, without a token file, a read).
+    Anonymous,
+    /// The node's own admin token: the CLI on this machine.
+    Node,
+    /// A token of `[admin] token_file`.
+    User { name: String, role: Role },
+}
+
+impl Caller {
+    /// How the logs name the caller.
+    pub(super) fn name(&self) -> String {
+        match self {
+            Caller::Anonymous => "anonymous".into(),
+            Caller::Node => "the node's admin token".into(),
+            Caller::User { name, role } => format!("{name} ({})", role.as_str()),
+        }
+    }
+}
+
+/// The tokens a request is checked against.
+#[derive(Clone, Copy)]
+pub(super) struct Keys<'a> {
+    /// The node's own.
+    pub node: &'a AdminToken,
+    /// `[admin] token_file`'s, if the node has one: then reads need a
+    /// token too.
+    pub users: Option<&'a Users>,
+}
+
+/// Who sent the request whose head is `method`, `path` and `headers`, or
+/// why it is refused. `GET /health` is open to all, as HAProxy's
+/// `monitor-uri`: it says `ok` or `starting`, nothing more.
+pub(super) fn admit(
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    keys: Keys<'_>,
+) -> Result<Caller, Answer> {
+    from_a_page(method, headers)?;
+    let read = *method == Method::GET || *method == Method::HEAD;
+    let caller = match bearer(headers) {
+        None => Caller::Anonymous,
+        Some(t) if keys.node.accepts(t) => Caller::Node,
+        Some(t) => match keys.users.and_then(|u| u.find(t)) {
+            Some(u) => Caller::User {
+                name: u.name.clone(),
+                role: u.role,
+            },
+            // Without a token file a read needs no token: a stale one
+            // (another node's file) is no reason to refuse it.
+            None if read && keys.users.is_none() => Caller::Anonymous,
+            None => {
+                return Err(error(
+                    401,
+                    "unknown token: not this node's admin token (admin.token in its data_dir; `raftlb` reads it through --node), nor one of its admin.token_file",
+                ))
+            }
+        },
+    };
+    if read {
+        if keys.users.is_some() && caller == Caller::Anonymous && path != "/health" {
+            return Err(error(
+                401,
+                "this admin API has a token file: reads need a token too (Authorization: Bearer)",
+            ));
+        }
+        return Ok(caller);
+    }
+    match &caller {
+        Caller::Anonymous => {
+            return Err(error(
+                401,
+                "a write needs the node's admin token (Authorization: Bearer, from admin.token in its data_dir; `raftlb` reads it through --node)",
+            ))
+        }
+        Caller::User {
+            name,
+            role: Role::Read,
+        } => {
+            return Err(error(
+                403,
+                format!("{name} has the read role: it cannot write"),
+            ))
+        }
+        Caller::Node | Caller::User { .. } => {}
+    }
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    if !media.is_some_and(|m| m.eq_ignore_ascii_case(WRITE_CONTENT_TYPE)) {
+        return Err(error(
+            415,
+            format!("a write's Content-Type is {WRITE_CONTENT_TYPE}"),
+        ));
+    }
+    Ok(caller)
+}
+
+/// Refuses what a browser sends for a web page, but the stats page's own
+/// reads.
+fn from_a_page(method: &Method, headers: &HeaderMap) -> Result<(), Answer> {
     if headers.contains_key(header::ORIGIN) {
-        return Some(error(
+        return Err(error(
             403,
             "requests from a web page (with an Origin header) are refused",
         ));
@@ -32,32 +135,13 @@ pub(super) fn refuse(method: &Method, headers: &HeaderMap, token: &AdminToken) -
             && (*method == Method::GET || *method == Method::HEAD)
             && loopback_host(headers);
         if site.as_bytes() != b"none" && !own_page {
-            return Some(error(
+            return Err(error(
                 403,
                 "requests a browser marks as from a site (Sec-Fetch-Site) are refused",
             ));
         }
     }
-    if *method == Method::GET || *method == Method::HEAD {
-        return None;
-    }
-    if !bearer(headers).is_some_and(|t| token.accepts(t)) {
-        return Some(error(
-            401,
-            "a write needs the node's admin token (Authorization: Bearer, from admin.token in its data_dir; `raftlb` reads it through --node)",
-        ));
-    }
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim());
-    if !media.is_some_and(|m| m.eq_ignore_ascii_case(WRITE_CONTENT_TYPE)) {
-        return Some(error(
-            415,
-            format!("a write's Content-Type is {WRITE_CONTENT_TYPE}"),
-        ));
-    }
-    None
+    Ok(())
 }
 
 /// Whether the request's `Host` is an IP address or `localhost` (with a
@@ -102,7 +186,11 @@ mod tests {
     }
 
     fn code(method: Method, pairs: &[(&'static str, &str)], token: &AdminToken) -> u16 {
-        refuse(&method, &head(pairs), token).map_or(200, |(c, _)| c)
+        let keys = Keys {
+            node: token,
+            users: None,
+        };
+        admit(&method, "/status", &head(pairs), keys).map_or_else(|(c, _)| c, |_| 200)
     }
 
     #[test]
@@ -185,5 +273,47 @@ mod tests {
             ("content-type", "text/plain"),
         ];
         assert_eq!(code(Method::POST, &plain, &t), 415);
+    }
+
+    #[test]
+    fn with_a_token_file_reads_need_a_token_and_the_read_role_cannot_write() {
+        let t = AdminToken::for_tests("ab".repeat(32));
+        let users = Users::parse(&format!(
+            "grafana read {}\nalice operator {}\n",
+            "r".repeat(32),
+            "o".repeat(32)
+        ))
+        .unwrap();
+        let keys = Keys {
+            node: &t,
+            users: Some(&users),
+        };
+        let ask = |method: Method, token: &str| {
+            let auth = format!("Bearer {token}");
+            let h = head(&[
+                ("authorization", &auth),
+                ("content-type", WRITE_CONTENT_TYPE),
+            ]);
+            admit(&method, "/server", &h, keys)
+        };
+        assert_eq!(
+            admit(&Method::GET, "/status", &head(&[]), keys)
+                .unwrap_err()
+                .0,
+            401
+        );
+        assert_eq!(
+            admit(&Method::GET, "/health", &head(&[]), keys).unwrap(),
+            Caller::Anonymous
+        );
+        let reader = ask(Method::GET, &"r".repeat(32)).unwrap();
+        assert_eq!(reader.name(), "grafana (read)");
+        assert_eq!(ask(Method::POST, &"r".repeat(32)).unwrap_err().0, 403);
+        assert_eq!(
+            ask(Method::POST, &"o".repeat(32)).unwrap().name(),
+            "alice (operator)"
+        );
+        assert_eq!(ask(Method::POST, t.as_str()).unwrap(), Caller::Node);
+        assert_eq!(ask(Method::GET, &"x".repeat(32)).unwrap_err().0, 401);
     }
 }

@@ -1,7 +1,9 @@
 //! The admin API: a small HTTP server (hyper's HTTP/1) on `[admin] listen`
-//! (loopback only) that the CLI and scripts use. No request from a web page
-//! is served; writes need the node's admin token. Reads: `GET /health` (200 once
-//! the node has started), `/status`
+//! (loopback, or beyond with `[admin] token_file`: then every request needs
+//! a token of a role) that the CLI, scripts and the stats page use. No
+//! other request from a web page is served; writes need the node's admin
+//! token or an operator's. Reads: `GET /stats` (the page), `/health` (200
+//! once the node has started), `/status`
 //! (this node's proxy), `/cluster` (members, roles, every node's view of
 //! every server), `/config`, `/tables` (this node's stick tables),
 //! `/metrics` (Prometheus' text format). Writes,
@@ -18,6 +20,7 @@ mod server;
 mod state;
 mod tables;
 mod token;
+mod users;
 mod views;
 
 pub use client::{get, request, ClientError};
@@ -26,4 +29,5 @@ pub use http::escape;
 pub use server::serve;
 pub use state::AdminState;
 pub use token::{AdminToken, TOKEN_FILE};
+pub use users::Users;
 pub use views::{ClusterView, ConfigView, NodeStatus, TableEntryView, TableView};

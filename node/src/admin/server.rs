@@ -3,7 +3,7 @@
 //! head: 16 KiB, 431; the body: 8 MiB, 413); who may ask decided from the
 //! head (see `guard`); a request read whole into a [`Req`] for the routes.
 
-use super::guard::refuse;
+use super::guard::{admit, Keys};
 use super::http::{error, parse_query, Answer, Req};
 use super::routes::route;
 use super::state::AdminState;
@@ -11,8 +11,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -39,8 +40,8 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "admin API: accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -50,13 +51,13 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
         let state = state.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection(stream, state)).await;
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection(stream, peer, state)).await;
         });
     }
 }
 
 /// One connection: one request, then hyper closes it (as HTTP/1.0 did).
-async fn connection(stream: TcpStream, state: Arc<AdminState>) {
+async fn connection(stream: TcpStream, peer: SocketAddr, state: Arc<AdminState>) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .keep_alive(false)
@@ -65,7 +66,7 @@ async fn connection(stream: TcpStream, state: Arc<AdminState>) {
         .header_read_timeout(HEAD_TIMEOUT);
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(respond(answer(req, &state).await)) }
+        async move { Ok::<_, std::convert::Infallible>(respond(answer(req, peer, &state).await)) }
     });
     if let Err(e) = builder
         .serve_connection(TokioIo::new(stream), service)
@@ -75,15 +76,41 @@ async fn connection(stream: TcpStream, state: Arc<AdminState>) {
     }
 }
 
-/// The routes' answer to `req`, or why it was refused before them.
-async fn answer(req: Request<Incoming>, state: &AdminState) -> Answer {
-    if let Some(refused) = refuse(req.method(), req.headers(), &state.token) {
-        return refused;
-    }
-    match read(req).await {
+/// The routes' answer to `req` from `peer`, or why it was refused before
+/// them. A refused token and every write are logged, with who and what.
+async fn answer(req: Request<Incoming>, peer: SocketAddr, state: &AdminState) -> Answer {
+    let keys = Keys {
+        node: &state.token,
+        users: state.users.as_ref(),
+    };
+    let target = req.uri().to_string();
+    let method = req.method().clone();
+    let caller = match admit(&method, req.uri().path(), req.headers(), keys) {
+        Ok(c) => c,
+        Err(refused) => {
+            if refused.0 == 401 || refused.0 == 403 {
+                tracing::warn!(
+                    target: "raftlb::admin",
+                    client = %peer, method = %method, target, status = refused.0,
+                    "admin API: refused {method} {target} from {peer}: {}", refused.1.trim()
+                );
+            }
+            return refused;
+        }
+    };
+    let answer = match read(req).await {
         Ok(req) => route(req, state).await,
         Err(refused) => refused,
+    };
+    if method != Method::GET && method != Method::HEAD {
+        let who = caller.name();
+        tracing::info!(
+            target: "raftlb::admin",
+            client = %peer, who, method = %method, target, status = answer.0,
+            "admin API: {who} from {peer}: {method} {target} -> {}", answer.0
+        );
     }
+    answer
 }
 
 /// Reads `req` whole: its query decoded, its body within [`MAX_BODY`] and

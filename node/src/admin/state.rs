@@ -1,6 +1,7 @@
 //! [`AdminState`]: what the admin API reads from the running node.
 
 use super::token::AdminToken;
+use super::users::Users;
 use crate::handle::Cluster;
 use crate::runtime::Runtime;
 use crate::vip::VipControl;
@@ -21,6 +22,9 @@ pub struct AdminState {
     pub ready: std::sync::atomic::AtomicBool,
     /// What every write must carry.
     pub token: AdminToken,
+    /// `[admin] token_file`'s tokens, if it has one (then reads need a
+    /// token too).
+    pub users: Option<Users>,
     /// The VIP controller, once started.
     pub vip: std::sync::OnceLock<Arc<VipControl>>,
 }

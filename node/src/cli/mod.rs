@@ -119,7 +119,7 @@ fn dispatch(command: Command) -> ExitCode {
             init_logging(&crate::nodefile::LogSection::default());
             with_runtime(0, crate::demo::run(listen, admin))
         }
-        Command::Status { remote } => with_runtime(1, remote::status(remote.admin, remote.json)),
+        Command::Status { remote } => with_runtime(1, remote::status(remote)),
         Command::Cluster(ClusterCommand::Status { remote }) => {
             with_runtime(1, remote::cluster_status(remote))
         }

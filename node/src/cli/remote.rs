@@ -6,8 +6,9 @@ use crate::admin::ClientError;
 use raftlb_proto::Format;
 use std::net::SocketAddr;
 
-pub async fn status(admin: SocketAddr, json: bool) -> Result<(), ClientError> {
-    let body = crate::admin::get(admin, "/status").await?;
+pub async fn status(remote: Remote) -> Result<(), ClientError> {
+    let (admin, json) = (remote.admin, remote.json);
+    let body = read(&remote, "/status").await?;
     if json {
         print!("{body}");
         return Ok(());
@@ -85,6 +86,22 @@ fn admin_token(remote: &Remote) -> Result<crate::admin::AdminToken, ClientError>
     })
 }
 
+/// `GET path`, with the node's admin token when `--node` gives it (a node
+/// with `[admin] token_file` wants a token for reads too; others ignore
+/// it).
+async fn read(remote: &Remote, path: &str) -> Result<String, ClientError> {
+    let token = admin_token(remote).ok();
+    crate::admin::request(
+        remote.admin,
+        "GET",
+        path,
+        "",
+        token.as_ref(),
+        std::time::Duration::from_secs(10),
+    )
+    .await
+}
+
 /// POSTs `body` to `path` with the node's admin token, waiting up to
 /// `wait_secs`. With `--json`, prints the answer and returns `None`;
 /// otherwise returns it parsed, to print for humans.
@@ -121,7 +138,7 @@ fn num(v: &serde_json::Value) -> String {
 
 /// `raftlb cluster status`.
 pub async fn cluster_status(remote: Remote) -> Result<(), ClientError> {
-    let body = crate::admin::get(remote.admin, "/cluster").await?;
+    let body = read(&remote, "/cluster").await?;
     if remote.json {
         print!("{body}");
         return Ok(());
@@ -345,7 +362,7 @@ pub async fn config_apply(
 
 /// `raftlb config show`.
 pub async fn config_show(remote: Remote, form: Option<Format>) -> Result<(), ClientError> {
-    let body = crate::admin::get(remote.admin, "/config").await?;
+    let body = read(&remote, "/config").await?;
     if remote.json {
         print!("{body}");
         return Ok(());
@@ -421,7 +438,7 @@ pub async fn table_show(
             path += &format!("&key={}", crate::admin::escape(k));
         }
     }
-    let body = crate::admin::get(remote.admin, &path).await?;
+    let body = read(&remote, &path).await?;
     if remote.json {
         print!("{body}");
         return Ok(());

@@ -200,10 +200,18 @@ async fn start_proxy(
     restore_stick_tables(&runtime, &node.data_dir);
     let token_path = admin::AdminToken::path(&node.data_dir);
     let token = admin::AdminToken::load_or_create(&node.data_dir).map_err(data_err(&token_path))?;
+    let users = match &node.admin.token_file {
+        None => None,
+        Some(path) => Some(
+            admin::Users::load(path)
+                .map_err(|e| NodeError::Invalid(format!("admin.token_file: {e}")))?,
+        ),
+    };
     let (admin_listener, admin_addr) = bind("admin API", node.admin.listen).await?;
     let admin_state = Arc::new(AdminState {
         node: node.name.clone(),
         token,
+        users,
         runtime: runtime.clone(),
         cluster: cluster.clone(),
         applied: std::sync::Mutex::new((0, None)),
