@@ -3,9 +3,12 @@
 //! by `fantoccini`). Three nodes in this process; the page of node 1 shows
 //! the three members and every server, refreshes itself, turns a killed
 //! backend's row DOWN, and logs nothing to the console. A screenshot is
-//! kept (its path printed) for the README.
+//! kept (its path printed) for the README. And three `raftlb` processes in
+//! the namespace lab with a VIP: the browser, in a node's namespace, sees
+//! who holds it, and the holder change when it dies.
 
 mod common;
+mod world;
 
 use common::{lb, TestNode};
 use fantoccini::{ClientBuilder, Locator};
@@ -29,7 +32,9 @@ struct Driver {
 }
 
 impl Driver {
-    fn start() -> Driver {
+    /// chromedriver on loopback, in this namespace or (`in_ns`, a command
+    /// that runs its program inside a lab host's) another.
+    fn start(in_ns: Option<std::process::Command>) -> Driver {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 std::path::Path::new(bin).exists(),
@@ -38,7 +43,8 @@ impl Driver {
         }
         let port = free_port();
         let profile = TempDir::new("raftlb-chromium");
-        let child = std::process::Command::new(CHROMEDRIVER)
+        let mut cmd = in_ns.unwrap_or_else(|| std::process::Command::new(CHROMEDRIVER));
+        let child = cmd
             .arg(format!("--port={port}"))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -122,22 +128,8 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stats_page_shows_the_cluster_and_follows_a_backend_going_down() {
-    let (a, mut b) = (Backend::start("a").await, Backend::start("b").await);
-    let servers = format!(
-        "  {{ name = \"a\", address = \"{}\", check = true, inter = \"100ms\", fall = 1 }},\n  \
-         {{ name = \"b\", address = \"{}\", check = true, inter = \"100ms\", fall = 1 }},",
-        a.addr, b.addr
-    );
-    let nodes = TestNode::three(&lb(&servers, "")).await;
-    let n1 = &nodes[0];
-    // Some traffic for the counters.
-    for _ in 0..4 {
-        n1.which("fe").await;
-    }
-
-    let driver = Driver::start();
+/// A headless Chromium session through `driver`, on `page`.
+async fn browse(driver: &Driver, page: &str) -> fantoccini::Client {
     eventually("chromedriver answers", DEADLINE, || async {
         driver.ready()
     })
@@ -157,24 +149,70 @@ async fn the_stats_page_shows_the_cluster_and_follows_a_backend_going_down() {
         .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await
         .expect("a browser session");
-    let page = format!("http://{}/stats", n1.node.admin_addr);
-    c.goto(&page).await.unwrap();
+    c.goto(page).await.unwrap();
+    c
+}
 
+/// How many elements `css` finds on the page now.
+async fn count(c: &fantoccini::Client, css: &str) -> usize {
+    c.find_all(Locator::Css(css)).await.map_or(0, |r| r.len())
+}
+
+/// The text of the first element `css` finds.
+async fn text(c: &fantoccini::Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The browser console's entries at the level of an error.
+async fn console_errors(c: &fantoccini::Client, driver: &Driver) -> Vec<serde_json::Value> {
+    let session = c.session_id().await.unwrap().expect("a session id");
+    let log = driver
+        .call(
+            "POST",
+            &format!("/session/{session}/se/log"),
+            r#"{"type":"browser"}"#,
+        )
+        .expect("the browser log");
+    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
+    let entries = log["value"].as_array().expect("log entries");
+    entries
+        .iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_page_shows_the_cluster_and_follows_a_backend_going_down() {
+    let (a, mut b) = (Backend::start("a").await, Backend::start("b").await);
+    let servers = format!(
+        "  {{ name = \"a\", address = \"{}\", check = true, inter = \"100ms\", fall = 1 }},\n  \
+         {{ name = \"b\", address = \"{}\", check = true, inter = \"100ms\", fall = 1 }},",
+        a.addr, b.addr
+    );
+    let nodes = TestNode::three(&lb(&servers, "")).await;
+    let n1 = &nodes[0];
+    // Some traffic for the counters.
+    for _ in 0..4 {
+        n1.which("fe").await;
+    }
+
+    let driver = Driver::start(None);
+    let c = browse(&driver, &format!("http://{}/stats", n1.node.admin_addr)).await;
     let rows = |css: &'static str| {
         let c = c.clone();
-        async move { c.find_all(Locator::Css(css)).await.map_or(0, |r| r.len()) }
+        async move { count(&c, css).await }
     };
     eventually("three members on the page", DEADLINE, || async {
         rows("#members tbody tr").await == 3
     })
     .await;
-    let members = c
-        .find(Locator::Css("#members tbody"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let members = text(&c, "#members tbody").await;
     for name in ["n1", "n2", "n3"] {
         assert!(members.contains(name), "{members}");
     }
@@ -183,13 +221,7 @@ async fn the_stats_page_shows_the_cluster_and_follows_a_backend_going_down() {
         rows("table[data-backend=be] tr.UP").await == 2
     })
     .await;
-    let fe = c
-        .find(Locator::Css("#frontends tbody"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let fe = text(&c, "#frontends tbody").await;
     assert!(fe.starts_with("fe "), "{fe}");
 
     // b dies: node 1 sees it, and the page shows it at its next refresh.
@@ -204,13 +236,7 @@ async fn the_stats_page_shows_the_cluster_and_follows_a_backend_going_down() {
         || async { rows("table[data-backend=be] tr.DOWN").await == 1 },
     )
     .await;
-    let row = c
-        .find(Locator::Css("table[data-backend=be] tr.DOWN"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let row = text(&c, "table[data-backend=be] tr.DOWN").await;
     assert!(row.starts_with("b "), "{row}");
     assert_eq!(
         c.find(Locator::Id("error"))
@@ -228,18 +254,92 @@ async fn the_stats_page_shows_the_cluster_and_follows_a_backend_going_down() {
     eprintln!("screenshot: {}", shot.display());
 
     // The browser's console: nothing at the level of an error.
-    let session = c.session_id().await.unwrap().expect("a session id");
-    let log = driver
-        .call(
-            "POST",
-            &format!("/session/{session}/se/log"),
-            r#"{"type":"browser"}"#,
-        )
-        .expect("the browser log");
-    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
-    let entries = log["value"].as_array().expect("log entries");
-    let severe: Vec<_> = entries.iter().filter(|e| e["level"] == "SEVERE").collect();
+    let severe = console_errors(&c, &driver).await;
     assert!(severe.is_empty(), "console errors: {severe:#?}");
     c.close().await.unwrap();
     drop(a);
+}
+
+/// In the lab: chromedriver, Chromium and the WebDriver client all inside
+/// node 1's namespace, where its admin API listens on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_page_names_the_vip_holder_and_follows_it() {
+    use world::holders::Holders;
+    use world::vip::{cluster, only, VIP};
+    let mut w = cluster([(100, true), (100, true), (100, true)]).await;
+    let holders = Holders::new(&w, VIP);
+    let holder = only(&holders.wait("one holder", |h| h.len() == 1).await);
+    // The page of a node that will live: another than the holder.
+    let viewer = if holder == 1 { 2 } else { 1 };
+    let mut cmd = w
+        .lab
+        .command(w.host(viewer), std::path::Path::new(CHROMEDRIVER));
+    cmd.env_remove("RAFTLB_LOG");
+    let driver = std::sync::Arc::new(Driver::start(Some(cmd)));
+    let vip = format!("{VIP}/24");
+    let held_by = |driver: std::sync::Arc<Driver>, want: String| {
+        let vip = vip.clone();
+        move || -> std::io::Result<(String, Vec<serde_json::Value>)> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let c = browse(&driver, "http://127.0.0.1:9900/stats").await;
+                let row = |name: String| format!("n{} ", name);
+                eventually(
+                    &format!("the page names {want} as the VIP holder"),
+                    DEADLINE,
+                    || {
+                        let (c, vip, want) = (c.clone(), vip.clone(), row(want.clone()));
+                        async move {
+                            if count(&c, "#members tbody tr").await != 3 {
+                                return false;
+                            }
+                            let rows = c
+                                .find_all(Locator::Css("#members tbody tr"))
+                                .await
+                                .unwrap_or_default();
+                            let mut holders = Vec::new();
+                            for r in rows {
+                                let t = r.text().await.unwrap_or_default();
+                                if t.contains(&vip) {
+                                    holders.push(t);
+                                }
+                            }
+                            holders.len() == 1 && holders[0].starts_with(&want)
+                        }
+                    },
+                )
+                .await;
+                let members = text(&c, "#members tbody").await;
+                let severe = console_errors(&c, &driver).await;
+                c.close().await.unwrap();
+                Ok((members, severe))
+            })
+        }
+    };
+    let host = w.host(viewer).clone();
+    let (members, severe) = w
+        .lab
+        .inside(&host, held_by(driver.clone(), holder.to_string()))
+        .expect("the browser in the node's namespace");
+    assert!(severe.is_empty(), "console errors: {severe:#?}");
+    for n in ["n1", "n2", "n3"] {
+        assert!(members.contains(n), "{members}");
+    }
+
+    // The holder dies: the page follows the VIP to its new holder.
+    w.kill(holder);
+    w.lab.cut(w.host(holder));
+    let living = |h: &[u64]| -> Vec<u64> { h.iter().copied().filter(|n| *n != holder).collect() };
+    let new = only(&living(
+        &holders
+            .wait("another holder", |h| !living(h).is_empty())
+            .await,
+    ));
+    let (_, severe) = w
+        .lab
+        .inside(&host, held_by(driver.clone(), new.to_string()))
+        .expect("the browser in the node's namespace");
+    assert!(severe.is_empty(), "console errors: {severe:#?}");
 }
