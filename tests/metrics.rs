@@ -159,6 +159,45 @@ async fn a_scrape_is_valid_and_follows_traffic_and_health() {
     };
     assert_eq!((state("DOWN"), state("UP")), (1.0, 0.0), "{body}");
     assert_eq!(get(&s, "raftlb_backend_active_servers{proxy=\"be\"}"), 1.0);
+    let check = |m: &str, srv: &str| {
+        get(
+            &s,
+            &format!("raftlb_server_check_{m}_total{{proxy=\"be\",server=\"{srv}\"}}"),
+        )
+    };
+    assert_eq!(check("up_down", "b"), 1.0, "{body}");
+    assert!(check("failures", "b") >= 1.0, "{body}");
+    assert_eq!((check("up_down", "a"), check("failures", "a")), (0.0, 0.0));
+    // A server without checks has no check counters.
+    assert!(!s.contains_key("raftlb_server_check_failures_total{proxy=\"be\",server=\"spare\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_gauge_counts_connections_waiting_for_a_slot() {
+    let a = Backend::start("a").await;
+    let servers = format!(
+        "  {{ name = \"a\", address = \"{}\", maxconn = 1 }},",
+        a.addr
+    );
+    let n = TestNode::start(&lb(&servers, "timeout = { queue = \"30s\" }\n")).await;
+    let queued = |s: &BTreeMap<String, f64>| get(s, "raftlb_backend_current_queue{proxy=\"be\"}");
+    assert_eq!(queued(&scrape(&n).await.1), 0.0);
+    // The one slot taken and held; the next client waits in the queue.
+    let first = raftlb_testkit::connect(n.addr("fe"))
+        .await
+        .expect("the first client is served");
+    let second = tokio::spawn(raftlb_testkit::connect(n.addr("fe")));
+    wait_until("one connection queued", Duration::from_secs(10), || async {
+        queued(&scrape(&n).await.1) == 1.0
+    })
+    .await;
+    drop(first);
+    let second = second
+        .await
+        .unwrap()
+        .expect("the second client is served once the slot frees");
+    assert_eq!(second.server, "a");
+    assert_eq!(queued(&scrape(&n).await.1), 0.0);
 }
 
 #[test]

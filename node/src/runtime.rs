@@ -334,6 +334,8 @@ pub struct ServerStatusLine {
     pub address: SocketAddr,
     /// Whether it is a backup.
     pub backup: bool,
+    /// Whether it is health-checked.
+    pub check: bool,
     /// Live state.
     #[serde(flatten)]
     pub status: ServerStatus,
@@ -476,6 +478,23 @@ impl Runtime {
             .collect()
     }
 
+    /// Each backend's connections waiting for a server slot now, by name.
+    pub fn queued(&self) -> Vec<(String, usize)> {
+        let inner = self.inner.lock().expect("runtime lock");
+        let mut out: Vec<_> = inner
+            .queues
+            .iter()
+            .map(|(name, q)| {
+                (
+                    name.clone(),
+                    q.waiting.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Each frontend's counters, summed over the threads, by name.
     pub fn frontend_totals(&self) -> Vec<(String, crate::proxy::stats::FrontendTotals)> {
         let inner = self.inner.lock().expect("runtime lock");
@@ -588,6 +607,7 @@ impl Runtime {
                     name: s.name.clone(),
                     address: s.address,
                     backup: s.backup,
+                    check: s.check.is_some(),
                     status: inner.servers[&(be.name.clone(), s.name.clone())].1.status(),
                 })
                 .collect();

@@ -221,7 +221,7 @@ fn servers(reg: &Registry, state: &AdminState) -> Built {
     let status = state.runtime.status();
     let (mut states, mut cur, mut weight) = (Vec::new(), Vec::new(), Vec::new());
     let (mut active, mut backup) = (Vec::new(), Vec::new());
-    let mut total = Vec::new();
+    let (mut total, mut failures, mut downs) = (Vec::new(), Vec::new(), Vec::new());
     for (backend, lines) in &status.backends {
         let (mut up_active, mut up_backup) = (0, 0);
         for s in lines {
@@ -238,6 +238,10 @@ fn servers(reg: &Registry, state: &AdminState) -> Built {
             }
             cur.push((labels(), s.status.cur_conns as i64));
             total.push((labels(), s.status.total_conns));
+            if s.check {
+                failures.push((labels(), s.status.check_failures));
+                downs.push((labels(), s.status.check_up_down));
+            }
             if let Some(w) = s.status.weight_override {
                 weight.push((labels(), w as i64));
             }
@@ -272,6 +276,33 @@ fn servers(reg: &Registry, state: &AdminState) -> Built {
         "Connections made to the server",
         server,
         total,
+    )?;
+    counters(
+        reg,
+        "server_check_failures_total",
+        "Active health checks that failed",
+        server,
+        failures,
+    )?;
+    counters(
+        reg,
+        "server_check_up_down_total",
+        "Times the server went from UP to DOWN",
+        server,
+        downs,
+    )?;
+    let queued = state
+        .runtime
+        .queued()
+        .into_iter()
+        .map(|(b, n)| ([b], n as i64))
+        .collect();
+    gauges(
+        reg,
+        "backend_current_queue",
+        "Connections waiting for a server slot",
+        ["proxy"],
+        queued,
     )?;
     gauges(
         reg,

@@ -50,6 +50,10 @@ struct Health {
     fast: bool,
     /// Why the state last changed.
     reason: String,
+    /// Active checks that failed (HAProxy's `chkfail`).
+    check_failures: u64,
+    /// Times the server went from UP to DOWN (HAProxy's `chkdown`).
+    up_down: u64,
 }
 
 /// A snapshot of a server's state for status output.
@@ -67,6 +71,10 @@ pub struct ServerStatus {
     pub admin: &'static str,
     /// The operator's weight, when it overrides the config's.
     pub weight_override: Option<u32>,
+    /// Active checks that failed.
+    pub check_failures: u64,
+    /// Times it went from UP to DOWN.
+    pub check_up_down: u64,
 }
 
 const NO_OVERRIDE: u32 = u32::MAX;
@@ -87,6 +95,8 @@ impl ServerState {
                 up_since: None,
                 fast: false,
                 reason: "start".to_string(),
+                check_failures: 0,
+                up_down: 0,
             }),
             errors: ErrorCounter::new(cfg.error_limit),
             recheck: Notify::new(),
@@ -221,6 +231,7 @@ impl ServerState {
             h.fast = false;
             h.counter.success()
         } else {
+            h.check_failures += 1;
             h.counter.failure()
         };
         self.settle(&mut h, t, reason);
@@ -257,6 +268,7 @@ impl ServerState {
                 self.slot_freed.notify_waiters();
             }
             Transition::WentDown => {
+                h.up_down += 1;
                 h.reason = reason.to_string();
                 self.up.store(false, Ordering::Relaxed);
                 self.slot_freed.notify_waiters();
@@ -295,6 +307,8 @@ impl ServerState {
                 NO_OVERRIDE => None,
                 w => Some(w),
             },
+            check_failures: h.check_failures,
+            check_up_down: h.up_down,
         }
     }
 }
