@@ -164,12 +164,11 @@ servers = [ {{ name = "s1", address = "{server}" }} ]
         "every response counted",
         std::time::Duration::from_secs(10),
         || async {
-            n.node.runtime.frontend_totals()[0].1.responses[1] == requests
+            n.node.runtime.status().traffic["fe"].responses[1] == requests
                 && n.node.runtime.active_connections() == 0
         },
     )
     .await;
-    let (name, t) = &n.node.runtime.frontend_totals()[0];
-    assert_eq!(name, "fe");
+    let t = &n.node.runtime.status().traffic["fe"];
     assert_eq!((t.sessions, t.current, t.requests), (52, 0, requests));
 }

@@ -317,12 +317,16 @@ pub struct Runtime {
 }
 
 /// Status of the running proxy, for the admin API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Status {
     /// Frontends: name → bound addresses.
     pub frontends: BTreeMap<String, Vec<SocketAddr>>,
+    /// Frontends: name → traffic counters, summed over the threads.
+    pub traffic: BTreeMap<String, crate::proxy::stats::FrontendTotals>,
     /// Backends: name → servers.
     pub backends: BTreeMap<String, Vec<ServerStatusLine>>,
+    /// Backends: name → connections waiting for a server slot now.
+    pub queued: BTreeMap<String, usize>,
 }
 
 /// One server in [`Status`].
@@ -478,33 +482,6 @@ impl Runtime {
             .collect()
     }
 
-    /// Each backend's connections waiting for a server slot now, by name.
-    pub fn queued(&self) -> Vec<(String, usize)> {
-        let inner = self.inner.lock().expect("runtime lock");
-        let mut out: Vec<_> = inner
-            .queues
-            .iter()
-            .map(|(name, q)| {
-                (
-                    name.clone(),
-                    q.waiting.load(std::sync::atomic::Ordering::Relaxed),
-                )
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// Each frontend's counters, summed over the threads, by name.
-    pub fn frontend_totals(&self) -> Vec<(String, crate::proxy::stats::FrontendTotals)> {
-        let inner = self.inner.lock().expect("runtime lock");
-        inner
-            .frontends
-            .iter()
-            .map(|(name, fe)| (name.clone(), fe.stats.totals()))
-            .collect()
-    }
-
     /// Live state of one server.
     pub fn server(&self, backend: &str, server: &str) -> Option<Arc<ServerState>> {
         let inner = self.inner.lock().expect("runtime lock");
@@ -584,13 +561,18 @@ impl Runtime {
     /// Status of every frontend and server.
     pub fn status(&self) -> Status {
         let inner = self.inner.lock().expect("runtime lock");
-        let mut status = Status {
-            frontends: BTreeMap::new(),
-            backends: BTreeMap::new(),
-        };
+        let mut status = Status::default();
         let Some(cfg) = &inner.config else {
             return status;
         };
+        let fes = inner.frontends.iter();
+        status.traffic = fes.map(|(n, fe)| (n.clone(), fe.stats.totals())).collect();
+        let waiting = |q: &BackendQueue| q.waiting.load(std::sync::atomic::Ordering::Relaxed);
+        status.queued = inner
+            .queues
+            .iter()
+            .map(|(n, q)| (n.clone(), waiting(q)))
+            .collect();
         for fe in cfg.frontends.values() {
             let addrs = fe
                 .bind

@@ -8,6 +8,7 @@
 use super::http::{error, Answer};
 use super::state::AdminState;
 use crate::proxy::stats::{FrontendTotals, CODE_CLASSES};
+use crate::runtime::{ServerStatusLine, Status};
 use prometheus::{
     Encoder, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -18,9 +19,11 @@ const STATES: &[&str] = &["DOWN", "UP", "MAINT", "DRAIN"];
 /// `GET /metrics`.
 pub(super) fn metrics(state: &AdminState) -> Answer {
     let reg = Registry::new_custom(Some("raftlb".into()), None).expect("a valid prefix");
+    let status = state.runtime.status();
     let built = cluster(&reg, state)
-        .and_then(|()| frontends(&reg, state))
-        .and_then(|()| servers(&reg, state))
+        .and_then(|()| frontends(&reg, &status))
+        .and_then(|()| backends(&reg, &status))
+        .and_then(|()| servers(&reg, &status))
         .and_then(|()| tables(&reg, state))
         .and_then(|()| vips(&reg, state));
     let mut body = Vec::new();
@@ -139,8 +142,8 @@ fn counters<const N: usize>(
 }
 
 /// Per frontend, summed over the worker threads.
-fn frontends(reg: &Registry, state: &AdminState) -> Built {
-    let totals = state.runtime.frontend_totals();
+fn frontends(reg: &Registry, status: &Status) -> Built {
+    let totals = &status.traffic;
     let per = |f: fn(&FrontendTotals) -> u64| {
         totals
             .iter()
@@ -202,7 +205,7 @@ fn frontends(reg: &Registry, state: &AdminState) -> Built {
         per(|t| t.request_errors),
     )?;
     let mut responses = Vec::new();
-    for (name, t) in &totals {
+    for (name, t) in totals {
         for (code, n) in CODE_CLASSES.iter().zip(t.responses) {
             responses.push(([name.clone(), code.to_string()], n));
         }
@@ -216,14 +219,36 @@ fn frontends(reg: &Registry, state: &AdminState) -> Built {
     )
 }
 
-/// Per server and per backend, as HAProxy's exporter names them.
-fn servers(reg: &Registry, state: &AdminState) -> Built {
-    let status = state.runtime.status();
-    let (mut states, mut cur, mut weight) = (Vec::new(), Vec::new(), Vec::new());
+/// Per backend: servers that take new connections, and the queue.
+fn backends(reg: &Registry, status: &Status) -> Built {
     let (mut active, mut backup) = (Vec::new(), Vec::new());
+    for (backend, lines) in &status.backends {
+        let taking = |b: bool| {
+            let up = |s: &&ServerStatusLine| s.status.up && s.status.admin == "ready";
+            lines.iter().filter(up).filter(|s| s.backup == b).count() as i64
+        };
+        active.push(([backend.clone()], taking(false)));
+        backup.push(([backend.clone()], taking(true)));
+    }
+    let proxy = ["proxy"];
+    let help = "Non-backup servers of the backend that take new connections";
+    gauges(reg, "backend_active_servers", help, proxy, active)?;
+    let help = "Backup servers of the backend that take new connections";
+    gauges(reg, "backend_backup_servers", help, proxy, backup)?;
+    let queued = status
+        .queued
+        .iter()
+        .map(|(b, n)| ([b.clone()], *n as i64))
+        .collect();
+    let help = "Connections waiting for a server slot";
+    gauges(reg, "backend_current_queue", help, proxy, queued)
+}
+
+/// Per server, as HAProxy's exporter names them.
+fn servers(reg: &Registry, status: &Status) -> Built {
+    let (mut states, mut cur, mut weight) = (Vec::new(), Vec::new(), Vec::new());
     let (mut total, mut failures, mut downs) = (Vec::new(), Vec::new(), Vec::new());
     for (backend, lines) in &status.backends {
-        let (mut up_active, mut up_backup) = (0, 0);
         for s in lines {
             let labels = || [backend.clone(), s.name.clone()];
             let now = match (s.status.admin, s.status.up) {
@@ -245,86 +270,27 @@ fn servers(reg: &Registry, state: &AdminState) -> Built {
             if let Some(w) = s.status.weight_override {
                 weight.push((labels(), w as i64));
             }
-            if s.status.up && s.status.admin == "ready" {
-                match s.backup {
-                    true => up_backup += 1,
-                    false => up_active += 1,
-                }
-            }
         }
-        active.push(([backend.clone()], up_active));
-        backup.push(([backend.clone()], up_backup));
     }
     let server = ["proxy", "server"];
+    let help = "Current status of the server, per state label value (1: in that state)";
     gauges(
         reg,
         "server_status",
-        "Current status of the server, per state label value (1: in that state)",
+        help,
         ["proxy", "server", "state"],
         states,
     )?;
-    gauges(
-        reg,
-        "server_current_sessions",
-        "Current connections to the server",
-        server,
-        cur,
-    )?;
-    counters(
-        reg,
-        "server_sessions_total",
-        "Connections made to the server",
-        server,
-        total,
-    )?;
-    counters(
-        reg,
-        "server_check_failures_total",
-        "Active health checks that failed",
-        server,
-        failures,
-    )?;
-    counters(
-        reg,
-        "server_check_up_down_total",
-        "Times the server went from UP to DOWN",
-        server,
-        downs,
-    )?;
-    let queued = state
-        .runtime
-        .queued()
-        .into_iter()
-        .map(|(b, n)| ([b], n as i64))
-        .collect();
-    gauges(
-        reg,
-        "backend_current_queue",
-        "Connections waiting for a server slot",
-        ["proxy"],
-        queued,
-    )?;
-    gauges(
-        reg,
-        "server_weight_override",
-        "The operator's weight of the server, where it overrides the config's",
-        server,
-        weight,
-    )?;
-    gauges(
-        reg,
-        "backend_active_servers",
-        "Non-backup servers of the backend that take new connections",
-        ["proxy"],
-        active,
-    )?;
-    gauges(
-        reg,
-        "backend_backup_servers",
-        "Backup servers of the backend that take new connections",
-        ["proxy"],
-        backup,
-    )
+    let help = "Current connections to the server";
+    gauges(reg, "server_current_sessions", help, server, cur)?;
+    let help = "Connections made to the server";
+    counters(reg, "server_sessions_total", help, server, total)?;
+    let help = "Active health checks that failed";
+    counters(reg, "server_check_failures_total", help, server, failures)?;
+    let help = "Times the server went from UP to DOWN";
+    counters(reg, "server_check_up_down_total", help, server, downs)?;
+    let help = "The operator's weight of the server, where it overrides the config's";
+    gauges(reg, "server_weight_override", help, server, weight)
 }
 
 /// Each stick table's entries and room.

@@ -61,7 +61,6 @@ fn status(state: &AdminState) -> Answer {
         applied_version,
         apply_error,
         proxy: state.runtime.status(),
-        traffic: state.runtime.frontend_totals().into_iter().collect(),
     })
 }
 

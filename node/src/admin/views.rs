@@ -27,8 +27,6 @@ pub struct NodeStatus<'a> {
     /// Frontends and servers.
     #[serde(flatten)]
     pub proxy: crate::runtime::Status,
-    /// Each frontend's traffic counters, by name.
-    pub traffic: BTreeMap<String, crate::proxy::stats::FrontendTotals>,
 }
 
 /// What `GET /cluster` answers.
