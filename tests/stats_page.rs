@@ -2,7 +2,8 @@
 //! Debian's `chromium`, headless, driven through `chromedriver` (WebDriver,
 //! by `fantoccini`). Three nodes in this process; the page of node 1 shows
 //! the three members and every server, refreshes itself, turns a killed
-//! backend's row DOWN, and logs nothing to the console. A screenshot is
+//! backend's row DOWN, logs nothing to the console, and, given the node's
+//! token, drains a server with its operator's button. A screenshot is
 //! kept (its path printed) for the README. And three `raftlb` processes in
 //! the namespace lab with a VIP: the browser, in a node's namespace, sees
 //! who holds it, and the holder change when it dies.
@@ -254,6 +255,52 @@ async fn the_stats_page_shows_the_cluster_and_follows_a_backend_going_down() {
     eprintln!("screenshot: {}", shot.display());
 
     // The browser's console: nothing at the level of an error.
+    let severe = console_errors(&c, &driver).await;
+    assert!(severe.is_empty(), "console errors: {severe:#?}");
+
+    // Without a token the page has no buttons; given the node's token (in
+    // the fragment, which the browser never sends), an operator's.
+    assert_eq!(rows("button").await, 0);
+    let token = n1.admin_token();
+    c.goto(&format!(
+        "http://{}/stats#token={}",
+        n1.node.admin_addr,
+        token.as_str()
+    ))
+    .await
+    .unwrap();
+    eventually("the operator's buttons", DEADLINE, || async {
+        rows("table[data-backend=be] tr button[data-state=drain]").await == 2
+    })
+    .await;
+    let url = c.current_url().await.unwrap();
+    assert!(
+        !url.as_str().contains("token"),
+        "the token left the address bar: {url}"
+    );
+    let drain_a = "table[data-backend=be] tr.UP button[data-state=drain]";
+    c.find(Locator::Css(drain_a))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("a drained on every node", DEADLINE, || async {
+        nodes.iter().all(|n| {
+            n.node
+                .runtime
+                .server("be", "a")
+                .is_some_and(|s| s.admin_state().as_str() == "drain")
+        })
+    })
+    .await;
+    eventually(
+        "a's row DRAIN",
+        REFRESH + Duration::from_secs(1),
+        || async { rows("table[data-backend=be] tr.DRAIN").await == 1 },
+    )
+    .await;
+    assert_eq!(text(&c, "#error").await, "");
     let severe = console_errors(&c, &driver).await;
     assert!(severe.is_empty(), "console errors: {severe:#?}");
     c.close().await.unwrap();

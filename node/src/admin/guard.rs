@@ -119,22 +119,25 @@ pub(super) fn admit(
 }
 
 /// Refuses what a browser sends for a web page, but the stats page's own
-/// reads.
+/// requests: same origin, by a name no other site can take (DNS rebinding
+/// gives a page of another site this origin, with its own host name);
+/// reads, and writes that carry a token (the page's operator buttons, once
+/// the page was given one: a page of another origin can neither read it
+/// nor send `Authorization` here without a preflight, which is refused).
 fn from_a_page(method: &Method, headers: &HeaderMap) -> Result<(), Answer> {
-    if headers.contains_key(header::ORIGIN) {
+    let site = headers.get("sec-fetch-site").map(|s| s.as_bytes());
+    let read = *method == Method::GET || *method == Method::HEAD;
+    let own_page = site == Some(b"same-origin")
+        && loopback_host(headers)
+        && (read || (bearer(headers).is_some() && origin_is_host(headers)));
+    if headers.contains_key(header::ORIGIN) && !own_page {
         return Err(error(
             403,
             "requests from a web page (with an Origin header) are refused",
         ));
     }
-    if let Some(site) = headers.get("sec-fetch-site") {
-        // The stats page's own reads: same origin, by a name no other
-        // site can take (DNS rebinding gives a page of another site this
-        // origin, with its own host name).
-        let own_page = site.as_bytes() == b"same-origin"
-            && (*method == Method::GET || *method == Method::HEAD)
-            && loopback_host(headers);
-        if site.as_bytes() != b"none" && !own_page {
+    if let Some(site) = site {
+        if site != b"none" && !own_page {
             return Err(error(
                 403,
                 "requests a browser marks as from a site (Sec-Fetch-Site) are refused",
@@ -142,6 +145,19 @@ fn from_a_page(method: &Method, headers: &HeaderMap) -> Result<(), Answer> {
         }
     }
     Ok(())
+}
+
+/// Whether the request's `Origin` is `http://` and its `Host`.
+fn origin_is_host(headers: &HeaderMap) -> bool {
+    let get = |h| {
+        headers
+            .get(h)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    };
+    match (get(header::ORIGIN), get(header::HOST)) {
+        (Some(origin), Some(host)) => origin.strip_prefix("http://") == Some(host),
+        _ => false,
+    }
 }
 
 /// Whether the request's `Host` is an IP address or `localhost` (with a
@@ -230,7 +246,24 @@ mod tests {
         }
         let mut post = same("127.0.0.1:9900").to_vec();
         post.extend(good);
+        // A write from the page without its Origin, or from another origin:
+        // refused.
         assert_eq!(code(Method::POST, &post, &t), 403);
+        let mut other = post.clone();
+        other.push(("origin", "http://evil.example:9900"));
+        assert_eq!(code(Method::POST, &other, &t), 403);
+        // The page's own button, with the token it was given: served.
+        let mut own = post.clone();
+        own.push(("origin", "http://127.0.0.1:9900"));
+        assert_eq!(code(Method::POST, &own, &t), 200);
+        // Without a token it stays a page's write: refused before the token
+        // check (403, not 401).
+        let no_token: Vec<_> = own
+            .iter()
+            .filter(|(k, _)| *k != "authorization")
+            .copied()
+            .collect();
+        assert_eq!(code(Method::POST, &no_token, &t), 403);
         assert_eq!(
             code(
                 Method::GET,
