@@ -345,3 +345,78 @@ servers = [ {{ name = "s", address = "{server}" }} ]
     assert_eq!(m("bytes_in_total"), sent as f64);
     assert_eq!(m("bytes_out_total"), got as f64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_connects_count_as_errors_retries_and_a_redispatch() {
+    let a = Backend::start("a").await;
+    let dead = format!("127.0.0.1:{}", raftlb_testkit::free_port());
+    let servers = format!(
+        "  {{ name = \"x\", address = \"{dead}\" }},\n  {{ name = \"a\", address = \"{}\" }},",
+        a.addr
+    );
+    let extra =
+        "balance = \"first\"\nretries = 2\nredispatch = true\ntimeout = { connect = \"100ms\" }\n";
+    let n = TestNode::start(&lb(&servers, extra)).await;
+    // x refuses: tried, tried again, then the last try goes to a.
+    assert_eq!(n.which("fe").await, "a");
+    let (body, s) = scrape(&n).await;
+    let m = |name: &str, srv: &str| {
+        get(
+            &s,
+            &format!("raftlb_server_{name}_total{{proxy=\"be\",server=\"{srv}\"}}"),
+        )
+    };
+    assert_eq!(m("connection_errors", "x"), 2.0, "{body}");
+    assert_eq!(m("retry_warnings", "x"), 1.0, "{body}");
+    assert_eq!(m("redispatch_warnings", "x"), 1.0, "{body}");
+    for name in ["connection_errors", "retry_warnings", "redispatch_warnings"] {
+        assert_eq!(m(name, "a"), 0.0, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_http_mode_failed_connects_count_the_same() {
+    let server = http_ok().await;
+    let dead = format!("127.0.0.1:{}", raftlb_testkit::free_port());
+    let n = TestNode::start(&format!(
+        r#"
+[defaults]
+mode = "http"
+timeout = {{ connect = "100ms", client = "30s", server = "30s" }}
+
+[frontends.web]
+bind = ["127.0.0.1:0"]
+default_backend = "be"
+
+[backends.be]
+balance = "first"
+retries = 2
+redispatch = true
+servers = [ {{ name = "x", address = "{dead}" }}, {{ name = "s", address = "{server}" }} ]
+"#
+    ))
+    .await;
+    let (_, _, back) = exchange(
+        "127.0.0.1",
+        n.addr("web"),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(back.starts_with("HTTP/1.1 200"), "{back}");
+    let (body, s) = scrape(&n).await;
+    let m = |name: &str| {
+        get(
+            &s,
+            &format!("raftlb_server_{name}_total{{proxy=\"be\",server=\"x\"}}"),
+        )
+    };
+    assert_eq!(
+        (
+            m("connection_errors"),
+            m("retry_warnings"),
+            m("redispatch_warnings")
+        ),
+        (2.0, 1.0, 1.0),
+        "{body}"
+    );
+}

@@ -248,6 +248,7 @@ fn backends(reg: &Registry, status: &Status) -> Built {
 fn servers(reg: &Registry, status: &Status) -> Built {
     let (mut states, mut cur, mut weight) = (Vec::new(), Vec::new(), Vec::new());
     let (mut total, mut failures, mut downs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut econ, mut retries, mut redispatches) = (Vec::new(), Vec::new(), Vec::new());
     for (backend, lines) in &status.backends {
         for s in lines {
             let labels = || [backend.clone(), s.name.clone()];
@@ -263,6 +264,9 @@ fn servers(reg: &Registry, status: &Status) -> Built {
             }
             cur.push((labels(), s.status.cur_conns as i64));
             total.push((labels(), s.status.total_conns));
+            econ.push((labels(), s.status.connect_errors));
+            retries.push((labels(), s.status.retries));
+            redispatches.push((labels(), s.status.redispatches));
             if s.check {
                 failures.push((labels(), s.status.check_failures));
                 downs.push((labels(), s.status.check_up_down));
@@ -285,6 +289,18 @@ fn servers(reg: &Registry, status: &Status) -> Built {
     gauges(reg, "server_current_sessions", help, server, cur)?;
     let help = "Connections made to the server";
     counters(reg, "server_sessions_total", help, server, total)?;
+    let help = "Connects to the server that failed";
+    counters(reg, "server_connection_errors_total", help, server, econ)?;
+    let help = "Connects tried again after one to the server failed";
+    counters(reg, "server_retry_warnings_total", help, server, retries)?;
+    let help = "Connections that went on to another server after one to this server failed";
+    counters(
+        reg,
+        "server_redispatch_warnings_total",
+        help,
+        server,
+        redispatches,
+    )?;
     let help = "Active health checks that failed";
     counters(reg, "server_check_failures_total", help, server, failures)?;
     let help = "Times the server went from UP to DOWN";

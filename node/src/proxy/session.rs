@@ -5,6 +5,7 @@ use super::backend::{BackendRt, NoSlot, Slot};
 use super::frontend::FrontendRt;
 use super::relay::{self, End, Side};
 use super::stats::Traffic;
+use crate::server::AfterFailure;
 use raftlb_proto::config::Observe;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -177,6 +178,7 @@ async fn connect(
                     crate::server::log_transition(&slot.server, t, reason, "observed traffic");
                 }
                 if attempts_left == 0 {
+                    slot.server.failures.connect_failed(AfterFailure::GiveUp);
                     let who = if timed_out { 's' } else { 'S' };
                     return Err((Some(slot), Termination(who, 'C')));
                 }
@@ -188,10 +190,14 @@ async fn connect(
                         .filter(|&i| i != slot.idx)
                         .collect();
                     if let Some(other) = be.try_take(&order) {
+                        slot.server
+                            .failures
+                            .connect_failed(AfterFailure::Redispatch);
                         slot = other;
                         continue;
                     }
                 }
+                slot.server.failures.connect_failed(AfterFailure::Retry);
                 if !timed_out {
                     // HAProxy's turn-around timer: do not hammer a server that
                     // refuses (it may be restarting) before retrying it.

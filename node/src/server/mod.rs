@@ -39,6 +39,44 @@ pub struct ServerState {
     pub(crate) slot_freed: std::sync::Arc<Notify>,
     /// Idle upstream connections (HTTP mode).
     pub http_pool: pool::Pool,
+    /// Connects that failed, retries and redispatches (counted only when
+    /// they happen: nothing on a connection that goes well).
+    pub failures: Failures,
+}
+
+/// A server's failed connects, as HAProxy's stats count them (`econ`,
+/// `wretr`, `wredis`).
+#[derive(Debug, Default)]
+pub struct Failures {
+    /// Connects to it that failed or timed out.
+    pub connect_errors: AtomicU64,
+    /// Connects tried again after one to it failed.
+    pub retries: AtomicU64,
+    /// Times a connection that failed on it went on to another server.
+    pub redispatches: AtomicU64,
+}
+
+impl Failures {
+    /// A connect failed; `then` is what comes of it.
+    pub fn connect_failed(&self, then: AfterFailure) {
+        self.connect_errors.fetch_add(1, Ordering::Relaxed);
+        match then {
+            AfterFailure::Retry => self.retries.fetch_add(1, Ordering::Relaxed),
+            AfterFailure::Redispatch => self.redispatches.fetch_add(1, Ordering::Relaxed),
+            AfterFailure::GiveUp => 0,
+        };
+    }
+}
+
+/// What follows a failed connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Another try on the same server.
+    Retry,
+    /// The next try on another server.
+    Redispatch,
+    /// No more tries.
+    GiveUp,
 }
 
 #[derive(Debug)]
@@ -75,6 +113,12 @@ pub struct ServerStatus {
     pub check_failures: u64,
     /// Times it went from UP to DOWN.
     pub check_up_down: u64,
+    /// Connects that failed.
+    pub connect_errors: u64,
+    /// Retries after a failed connect.
+    pub retries: u64,
+    /// Redispatches after a failed connect.
+    pub redispatches: u64,
 }
 
 const NO_OVERRIDE: u32 = u32::MAX;
@@ -102,6 +146,7 @@ impl ServerState {
             recheck: Notify::new(),
             slot_freed,
             http_pool: Default::default(),
+            failures: Failures::default(),
         }
     }
 
@@ -309,6 +354,9 @@ impl ServerState {
             },
             check_failures: h.check_failures,
             check_up_down: h.up_down,
+            connect_errors: self.failures.connect_errors.load(Ordering::Relaxed),
+            retries: self.failures.retries.load(Ordering::Relaxed),
+            redispatches: self.failures.redispatches.load(Ordering::Relaxed),
         }
     }
 }

@@ -9,6 +9,7 @@ use super::observe::observe;
 use super::response::ProxyBody;
 use crate::proxy::backend::{BackendRt, NoSlot, ServerRt, Slot};
 use crate::server::pool::{ReqBody, Upload};
+use crate::server::AfterFailure;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, StatusCode};
@@ -109,7 +110,9 @@ async fn connection(
             }
             Err(why) => {
                 observe(srv, Observe::Layer4, Err("L4CON"));
+                let failures = &srv.state.failures;
                 if *retries_left == 0 {
+                    failures.connect_failed(AfterFailure::GiveUp);
                     log.tc = connecting.map(|t| t.elapsed());
                     return Err(log.error(StatusCode::BAD_GATEWAY, &why, ('S', 'C')));
                 }
@@ -121,11 +124,13 @@ async fn connection(
                         .filter(|&i| i != x.slot.idx)
                         .collect();
                     if let Some(other) = be.try_take(&others) {
+                        failures.connect_failed(AfterFailure::Redispatch);
                         x.slot = other;
                         log.server = Some(x.slot.idx);
                         continue;
                     }
                 }
+                failures.connect_failed(AfterFailure::Retry);
                 // HAProxy's turn-around: let a restarting server breathe.
                 let pause = be
                     .cfg
