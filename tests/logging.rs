@@ -1,7 +1,9 @@
 //! `[log]` of the node file: lines to syslog as RFC 5424 messages (to a
 //! unix datagram socket this test owns, as `/dev/log` would be), with the
 //! facility and each event's severity; to stderr when the socket is not
-//! there; JSON lines; and a facility syslog does not know refused.
+//! there; JSON lines; entries in the journal's native protocol (the node in
+//! a mount namespace of its own whose `/run/systemd/journal/socket` is the
+//! test's); and a facility syslog does not know refused.
 
 use raftlb_testkit::{free_port, wait_until, which, Backend, Proc, TempDir};
 use std::net::SocketAddr;
@@ -29,6 +31,12 @@ struct Node {
 }
 
 async fn start(dir: TempDir, log: &str, server: SocketAddr) -> Node {
+    start_with(raftlb(), dir, log, server).await
+}
+
+/// As [`start`], with `c` (the binary, or a wrapper that runs it) as the
+/// command `run …` is appended to.
+async fn start_with(mut c: Command, dir: TempDir, log: &str, server: SocketAddr) -> Node {
     let fe: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     std::fs::write(
@@ -48,7 +56,6 @@ async fn start(dir: TempDir, log: &str, server: SocketAddr) -> Node {
         ),
     )
     .unwrap();
-    let mut c = raftlb();
     c.arg("run")
         .arg("--node")
         .arg(dir.path("node.toml"))
@@ -66,10 +73,10 @@ async fn start(dir: TempDir, log: &str, server: SocketAddr) -> Node {
     }
 }
 
-/// A syslog socket of the test's: a thread reads every message into
-/// `msgs` until this is dropped.
+/// A datagram socket of the test's (a syslog's, a journal's): a thread
+/// reads every message into `msgs` until this is dropped.
 struct Syslog {
-    msgs: Arc<Mutex<Vec<String>>>,
+    msgs: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -88,9 +95,7 @@ impl Syslog {
             let mut buf = vec![0; 65536];
             while !st.load(Ordering::Relaxed) {
                 if let Ok(n) = sock.recv(&mut buf) {
-                    m.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    m.lock().unwrap().push(buf[..n].to_vec());
                 }
             }
         });
@@ -104,21 +109,60 @@ impl Syslog {
     /// The first message with `what`, waiting for it.
     async fn first(&self, what: &str) -> String {
         let found = || {
-            self.msgs
-                .lock()
-                .unwrap()
-                .iter()
+            let msgs = self.msgs.lock().unwrap();
+            msgs.iter()
+                .map(|m| String::from_utf8_lossy(m).into_owned())
                 .find(|m| m.contains(what))
-                .cloned()
+        };
+        wait_until(&format!("a message with {what:?}"), DEADLINE, || async {
+            found().is_some()
+        })
+        .await;
+        found().unwrap()
+    }
+
+    /// The first journal entry with the field `key` = `value`, waiting
+    /// for it: its fields.
+    async fn entry(&self, key: &str, value: &str) -> Vec<(String, String)> {
+        let found = || {
+            let msgs = self.msgs.lock().unwrap();
+            msgs.iter()
+                .map(|m| journal_fields(m))
+                .find(|f| f.iter().any(|(k, v)| k == key && v == value))
         };
         wait_until(
-            &format!("a syslog message with {what:?}"),
+            &format!("a journal entry with {key}={value}"),
             DEADLINE,
             || async { found().is_some() },
         )
         .await;
         found().unwrap()
     }
+}
+
+/// The fields of one datagram of the journal's native protocol: `KEY=value`
+/// lines, or `KEY`, a newline, the value's length (64-bit little-endian),
+/// the value and a newline.
+fn journal_fields(mut m: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while !m.is_empty() {
+        let Some(end) = m.iter().position(|&b| b == b'=' || b == b'\n') else {
+            break;
+        };
+        let key = String::from_utf8_lossy(&m[..end]).into_owned();
+        if m[end] == b'=' {
+            let rest = &m[end + 1..];
+            let nl = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            out.push((key, String::from_utf8_lossy(&rest[..nl]).into_owned()));
+            m = rest.get(nl + 1..).unwrap_or_default();
+        } else {
+            let rest = &m[end + 1..];
+            let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+            out.push((key, String::from_utf8_lossy(&rest[8..8 + len]).into_owned()));
+            m = rest.get(8 + len + 1..).unwrap_or_default();
+        }
+    }
+    out
 }
 
 impl Drop for Syslog {
@@ -258,4 +302,54 @@ fn a_facility_syslog_does_not_know_is_refused_by_name() {
             && err.contains("local7"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journald_gets_one_entry_per_line_with_its_fields() {
+    let dir = TempDir::new("raftlb-journald");
+    let journal = dir.path("journal");
+    std::fs::create_dir_all(&journal).unwrap();
+    let socket = Syslog::bind(&journal.join("socket"));
+    let backend = Backend::start("s").await;
+    // The node sees the test's directory as /run/systemd/journal, in a
+    // mount namespace of its own (the machine's /run stays as it is).
+    let mut c = Command::new("unshare");
+    c.env_remove("RAFTLB_ADMIN").env_remove("RAFTLB_LOG");
+    c.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount -t tmpfs none /run && mkdir -p /run/systemd/journal && \
+         mount --bind \"$1\" /run/systemd/journal && shift && exec \"$@\"",
+        "sh",
+    ])
+    .arg(&journal)
+    .arg(BIN);
+    let n = start_with(
+        c,
+        dir,
+        "target = \"journald\"\ntag = \"lb-journal\"",
+        backend.addr,
+    )
+    .await;
+    assert_eq!(which(n.fe).await, "s");
+    let entry = socket.entry("TARGET", "raftlb::tcplog").await;
+    let field = |k: &str| {
+        entry
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    // tracing-journald's levels: info is the journal's notice (5).
+    assert_eq!(field("PRIORITY"), Some("5"), "{entry:?}");
+    assert_eq!(field("SYSLOG_IDENTIFIER"), Some("lb-journal"), "{entry:?}");
+    assert_eq!(field("F_FRONTEND"), Some("fe"), "{entry:?}");
+    assert!(
+        field("MESSAGE").is_some_and(|m| m.contains(" fe be/s ")),
+        "{entry:?}"
+    );
+    let out = n.proc.output();
+    assert!(!out.contains("raftlb::tcplog"), "{out}");
 }

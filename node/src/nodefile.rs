@@ -154,7 +154,9 @@ pub struct LogSection {
     #[serde(default = "default_level")]
     pub level: String,
     /// Where the lines go: `stderr` (the default; under systemd, the
-    /// journal) or `syslog` (HAProxy's `log /dev/log local0`).
+    /// journal as plain lines), `syslog` (HAProxy's `log /dev/log
+    /// local0`) or `journald` (the journal's own protocol: each field of a
+    /// line a field of the entry).
     #[serde(default)]
     pub target: LogTarget,
     /// `text` (the default) or `json`: one JSON object per line.
@@ -167,7 +169,8 @@ pub struct LogSection {
     /// `syslog`: the facility (`kern` … `local7`; default `local0`).
     #[serde(default)]
     pub facility: Facility,
-    /// `syslog`: the APP-NAME of each message (default `raftlb`).
+    /// `syslog`: the APP-NAME of each message; `journald`: the
+    /// `SYSLOG_IDENTIFIER` of each entry (default `raftlb`).
     #[serde(default = "default_tag")]
     pub tag: String,
 }
@@ -179,6 +182,7 @@ pub enum LogTarget {
     #[default]
     Stderr,
     Syslog,
+    Journald,
 }
 
 /// How a log line is written.

@@ -128,6 +128,13 @@ pub(super) fn init_logging(log: &LogSection) {
     });
     let json = log.format == LogFormat::Json;
     let layer = match log.target {
+        LogTarget::Journald => match tracing_journald::layer() {
+            Ok(journal) => journal.with_syslog_identifier(log.tag.clone()).boxed(),
+            Err(e) => {
+                eprintln!("raftlb: cannot log to the journal ({e}); logging to stderr");
+                lines(std::io::stderr, json, false, true)
+            }
+        },
         LogTarget::Stderr => {
             let ansi = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
             lines(std::io::stderr, json, ansi, true)
