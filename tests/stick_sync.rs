@@ -339,3 +339,45 @@ servers = [ {{ name = "a", address = "{}" }} ]
     }
     assert!((1..=2).contains(&served), "served {served} on node 2");
 }
+
+/// `raftlb_stick_sync_lag_seconds{peer}` of node `n`'s `/metrics`, by peer.
+async fn sync_lags(n: &TestNode) -> BTreeMap<String, f64> {
+    let body = raftlb::admin::get(n.node.admin_addr, "/metrics")
+        .await
+        .expect("GET /metrics");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("a Prometheus text-format scrape");
+    scrape
+        .samples
+        .into_iter()
+        .filter(|s| s.metric == "raftlb_stick_sync_lag_seconds")
+        .filter_map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) => Some((s.labels.get("peer")?.to_string(), v)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_lag_is_zero_for_a_peer_that_has_every_write_and_grows_for_one_gone() {
+    let ([n1, n2, n3], _bs) = three_sticky().await;
+    via(&n1, client(1)).await;
+    let caught_up = BTreeMap::from([("n2".to_string(), 0.0), ("n3".to_string(), 0.0)]);
+    wait_until("both peers have node 1's write", DEADLINE, || async {
+        sync_lags(&n1).await == caught_up
+    })
+    .await;
+    // Node 3 stops; node 1 writes on: node 3's copy falls behind, node 2's
+    // does not.
+    let _stopped = n3.stop().await;
+    via(&n1, client(2)).await;
+    wait_until("node 3's lag grows", DEADLINE, || async {
+        sync_lags(&n1).await.get("n3").is_some_and(|l| *l > 0.0)
+    })
+    .await;
+    wait_until("node 2 has every write", DEADLINE, || async {
+        sync_lags(&n1).await.get("n2") == Some(&0.0)
+    })
+    .await;
+    wait_table(&n2, &entries(&n1, "be").await).await;
+}

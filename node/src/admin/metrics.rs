@@ -94,21 +94,7 @@ fn cluster(reg: &Registry, state: &AdminState) -> Built {
         "The last log index applied to this node's state",
         st.applied_index.unwrap_or(0) as i64,
     )?;
-    let contact = GaugeVec::new(
-        Opts::new(
-            "peer_last_contact_seconds",
-            "Time since this node last exchanged a message with the peer",
-        ),
-        &["peer"],
-    )?;
-    for m in st.members.iter().filter(|m| m.id != st.id) {
-        if let Some(ms) = m.last_contact_ms {
-            contact
-                .get_metric_with_label_values(&[&m.name])?
-                .set(ms as f64 / 1000.0);
-        }
-    }
-    reg.register(Box::new(contact))?;
+    peers(reg, state, &st)?;
     let committed = state.cluster.watch().borrow().state.config_version();
     gauge(
         reg,
@@ -139,6 +125,45 @@ fn counters<const N: usize>(
         f.get_metric_with_label_values(&vals)?.inc_by(v);
     }
     reg.register(Box::new(f))
+}
+
+/// Per peer: when this node last heard from it, and how far behind its
+/// copy of this node's stick-table writes is.
+fn peers(reg: &Registry, state: &AdminState, st: &raftlb_cluster::ClusterStatus) -> Built {
+    let contact = GaugeVec::new(
+        Opts::new(
+            "peer_last_contact_seconds",
+            "Time since this node last exchanged a message with the peer",
+        ),
+        &["peer"],
+    )?;
+    for m in st.members.iter().filter(|m| m.id != st.id) {
+        if let Some(ms) = m.last_contact_ms {
+            contact
+                .get_metric_with_label_values(&[&m.name])?
+                .set(ms as f64 / 1000.0);
+        }
+    }
+    reg.register(Box::new(contact))?;
+    let lag = GaugeVec::new(
+        Opts::new(
+            "stick_sync_lag_seconds",
+            "How long ago the peer last had every stick-table write of this node (0: it has)",
+        ),
+        &["peer"],
+    )?;
+    let name = |id: raftlb_proto::NodeId| {
+        st.members
+            .iter()
+            .find(|m| m.id == id)
+            .map_or(id.to_string(), |m| m.name.clone())
+    };
+    for (peer, behind) in state.stick_lag.lags(crate::stick::now_ms()) {
+        lag.get_metric_with_label_values(&[&name(peer)])?
+            .set(behind.as_secs_f64());
+    }
+    reg.register(Box::new(lag))?;
+    Ok(())
 }
 
 /// Per frontend, summed over the worker threads.

@@ -25,6 +25,8 @@ pub struct AdminState {
     /// `[admin] token_file`'s tokens, if it has one (then reads need a
     /// token too).
     pub users: Option<Users>,
+    /// How far behind each peer's copy of this node's stick-table writes is.
+    pub stick_lag: Arc<crate::stick::sync::SyncLag>,
     /// The VIP controller, once started.
     pub vip: std::sync::OnceLock<Arc<VipControl>>,
 }

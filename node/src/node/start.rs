@@ -217,6 +217,7 @@ async fn start_proxy(
         applied: std::sync::Mutex::new((0, None)),
         ready: Default::default(),
         vip: Default::default(),
+        stick_lag: Default::default(),
     });
     tasks.0.push(tokio::spawn(admin::serve(
         admin_listener,
@@ -226,6 +227,7 @@ async fn start_proxy(
     tasks.0.push(tokio::spawn(stick::sync::push_to_peers(
         cluster.clone(),
         runtime.clone(),
+        admin_state.stick_lag.clone(),
     )));
     let (rt, st) = (runtime.clone(), admin_state.clone());
     tasks.0.push(tokio::spawn(apply_committed(

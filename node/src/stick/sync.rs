@@ -55,6 +55,40 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often the set of peers is looked at again.
 const PEERS_EVERY: Duration = Duration::from_secs(1);
 
+/// How far each peer's copy of this node's writes is behind: since when
+/// each pusher has had writes the peer has not acknowledged (ms since the
+/// Unix epoch; none: the peer has them all).
+#[derive(Debug, Default)]
+pub struct SyncLag(std::sync::Mutex<HashMap<NodeId, Option<u64>>>);
+
+impl SyncLag {
+    /// `peer` has every write (`None`), or lacks some since `behind_since_ms`; a lag
+    /// already counting keeps its start.
+    fn set(&self, peer: NodeId, behind_since_ms: Option<u64>) {
+        let mut m = self.0.lock().expect("sync lag");
+        let e = m.entry(peer).or_insert(behind_since_ms);
+        *e = behind_since_ms.map(|at| e.unwrap_or(at));
+    }
+
+    fn forget(&self, peer: NodeId) {
+        self.0.lock().expect("sync lag").remove(&peer);
+    }
+
+    /// Each peer's lag at `now_ms`: how long it has lacked some of this
+    /// node's writes (zero when it has them all).
+    pub fn lags(&self, now_ms: u64) -> Vec<(NodeId, Duration)> {
+        let lag = |since: &Option<u64>| {
+            since.map_or(Duration::ZERO, |at| {
+                Duration::from_millis(now_ms.saturating_sub(at))
+            })
+        };
+        let m = self.0.lock().expect("sync lag");
+        let mut out: Vec<_> = m.iter().map(|(p, since)| (*p, lag(since))).collect();
+        out.sort();
+        out
+    }
+}
+
 /// The node's tables as its peers reach them.
 pub struct Peering {
     runtime: Arc<Runtime>,
@@ -267,8 +301,8 @@ impl Cursors {
 }
 
 /// Pushes this node's writes to every peer, each in its own task
-/// ([`push_to`]), following the membership; until aborted.
-pub async fn push_to_peers(cluster: Arc<Cluster>, runtime: Arc<Runtime>) {
+/// ([`push_to`]), following the membership, keeping `lag`; until aborted.
+pub async fn push_to_peers(cluster: Arc<Cluster>, runtime: Arc<Runtime>, lag: Arc<SyncLag>) {
     let mut pushers = Pushers(HashMap::new());
     let mut tick = tokio::time::interval(PEERS_EVERY);
     loop {
@@ -278,13 +312,14 @@ pub async fn push_to_peers(cluster: Arc<Cluster>, runtime: Arc<Runtime>) {
             let keep = peers.get(id) == Some(addr) && !task.is_finished();
             if !keep {
                 task.abort();
+                lag.forget(*id);
             }
             keep
         });
         for (id, addr) in peers {
             pushers.0.entry(id).or_insert_with(|| {
-                let task =
-                    tokio::spawn(push_to(cluster.clone(), runtime.clone(), id, addr.clone()));
+                let to = (id, addr.clone());
+                let task = tokio::spawn(push_to(cluster.clone(), runtime.clone(), to, lag.clone()));
                 (addr, task)
             });
         }
@@ -324,20 +359,31 @@ async fn call(
     }
 }
 
-/// Pushes this node's writes to peer `peer` at `addr`, until aborted.
-async fn push_to(cluster: Arc<Cluster>, runtime: Arc<Runtime>, peer: NodeId, addr: String) {
+/// Pushes this node's writes to peer `peer` at `addr`, until aborted;
+/// `lag` learns when the peer last had them all.
+async fn push_to(
+    cluster: Arc<Cluster>,
+    runtime: Arc<Runtime>,
+    (peer, addr): (NodeId, String),
+    lag: Arc<SyncLag>,
+) {
     let me = cluster.id();
     let mut cursors = Cursors::default();
     let mut pause = PUSH_EVERY;
     let mut failing = false;
+    // Nothing is known of the peer yet: its lag counts from now.
+    lag.set(peer, Some(now_ms()));
     loop {
         tokio::time::sleep(pause).await;
-        let (batch, next) = cursors.next_batch(&runtime.stick_tables(), me, now_ms());
+        let taken_ms = now_ms();
+        let (batch, next) = cursors.next_batch(&runtime.stick_tables(), me, taken_ms);
         if batch.is_empty() {
             cursors = next;
             pause = PUSH_EVERY;
+            lag.set(peer, None);
             continue;
         }
+        lag.set(peer, Some(taken_ms));
         let full = batch.iter().map(|t| t.entries.len()).sum::<usize>() >= BATCH_ENTRIES;
         let push = || Request::StickPush(batch.clone());
         match call(&cluster, peer, &addr, push).await {
@@ -348,6 +394,11 @@ async fn push_to(cluster: Arc<Cluster>, runtime: Arc<Runtime>, peer: NodeId, add
                 }
                 cursors = next;
                 pause = if full { Duration::ZERO } else { PUSH_EVERY };
+                if !full {
+                    // The peer has every write up to when the batch was
+                    // taken; a newer one starts a lag of its own.
+                    lag.set(peer, None);
+                }
             }
             Err(CallError::Unsupported { speaks, .. }) => {
                 if !failing {
