@@ -420,3 +420,38 @@ servers = [ {{ name = "x", address = "{dead}" }}, {{ name = "s", address = "{ser
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_has_lease_time_left() {
+    let a = Backend::start("a").await;
+    let nodes = TestNode::three(&lb(
+        &format!("  {{ name = \"a\", address = \"{}\" }},", a.addr),
+        "",
+    ))
+    .await;
+    let lease = |s: &BTreeMap<String, f64>| {
+        (
+            get(s, "raftlb_cluster_lease{}"),
+            get(s, "raftlb_vip_lease_remaining_seconds{}"),
+        )
+    };
+    wait_until(
+        "one node leads with its lease",
+        Duration::from_secs(10),
+        || async {
+            let mut leases = Vec::new();
+            for n in &nodes {
+                leases.push(lease(&scrape(n).await.1));
+            }
+            // The leader: the lease, and time left on it; the others: neither.
+            let held: Vec<_> = leases.iter().filter(|(l, _)| *l == 1.0).collect();
+            held.len() == 1
+                && held[0].1 > 0.0
+                && leases
+                    .iter()
+                    .filter(|(l, _)| *l == 0.0)
+                    .all(|(_, left)| *left == 0.0)
+        },
+    )
+    .await;
+}

@@ -111,7 +111,13 @@ pub(crate) struct Tracker<T> {
     /// How often lease heartbeats go out.
     pub(crate) every: Duration,
     pub(crate) tx: watch::Sender<bool>,
+    /// Until when the lease is held, while it is (for the metrics: the
+    /// decision is `tx`'s).
+    pub(crate) until: LeaseUntil,
 }
+
+/// Until when this node holds the lease, if it does.
+pub(crate) type LeaseUntil = Arc<Mutex<Option<Instant>>>;
 
 /// The vote and the voters (with their addresses) that heartbeats go out
 /// to while this node leads.
@@ -211,6 +217,7 @@ pub(crate) async fn track<T: Transport>(t: Tracker<T>) {
         let until = held_until(&m, seen, t.lease, core_until, &acks);
         let held = until.is_some_and(|u| now < u);
         publish(&t.tx, held, &m, seen, senders.is_some());
+        *t.until.lock().expect("lease until") = until.filter(|_| held);
         // Look again when the lease would lapse, or the core's tolerance.
         let wake = [until.filter(|_| held), core_until.filter(|_| core_alive)]
             .into_iter()

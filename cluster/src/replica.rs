@@ -57,6 +57,9 @@ pub struct ClusterStatus {
     pub millis_since_quorum_ack: Option<u64>,
     /// Whether this node holds the leader's lease (may hold the VIP).
     pub lease: bool,
+    /// How long the lease holds without another acknowledgement, while
+    /// this node holds it.
+    pub lease_remaining_ms: Option<u64>,
     /// The members. Matched index, lag and last contact are the leader's
     /// view when this node could ask the leader (`members_from`).
     pub members: Vec<MemberStatus>,
@@ -74,6 +77,7 @@ pub struct RaftCluster<T: Transport> {
     contacts: Contacts,
     opts: Options,
     lease: watch::Receiver<bool>,
+    lease_until: crate::lease::LeaseUntil,
     campaign_delay: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -131,12 +135,14 @@ impl<T: Transport> RaftCluster<T> {
         }));
         // The lease: a quorum heard within the shortest election timeout.
         let (lease_tx, lease) = watch::channel(false);
+        let lease_until = crate::lease::LeaseUntil::default();
         tokio::spawn(crate::lease::track(crate::lease::Tracker {
             raft: raft.clone(),
             transport: transport.clone(),
             lease: opts.election.0,
             every: opts.heartbeat,
             tx: lease_tx,
+            until: lease_until.clone(),
         }));
         let service = Arc::new(Service {
             raft: raft.clone(),
@@ -163,6 +169,7 @@ impl<T: Transport> RaftCluster<T> {
             contacts,
             opts,
             lease,
+            lease_until,
         })
     }
 
@@ -351,6 +358,10 @@ impl<T: Transport> RaftCluster<T> {
             applied_index: m.last_applied.map(|l| l.index),
             millis_since_quorum_ack: m.millis_since_quorum_ack,
             lease: *self.lease.borrow(),
+            lease_remaining_ms: self.lease_until.lock().expect("lease until").map(|u| {
+                u.saturating_duration_since(tokio::time::Instant::now())
+                    .as_millis() as u64
+            }),
             members,
             members_from: self.id,
         }

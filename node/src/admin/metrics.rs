@@ -94,6 +94,12 @@ fn cluster(reg: &Registry, state: &AdminState) -> Built {
         "The last log index applied to this node's state",
         st.applied_index.unwrap_or(0) as i64,
     )?;
+    let lease_left = prometheus::Gauge::new(
+        "vip_lease_remaining_seconds",
+        "How long this node's leader's lease (and so its VIPs) holds without another quorum acknowledgement; 0 without the lease",
+    )?;
+    lease_left.set(st.lease_remaining_ms.unwrap_or(0) as f64 / 1000.0);
+    reg.register(Box::new(lease_left))?;
     peers(reg, state, &st)?;
     let committed = state.cluster.watch().borrow().state.config_version();
     gauge(
