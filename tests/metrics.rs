@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
 
 /// One scrape: the samples by name and labels (`name{a="1",b="2"}`).
 async fn scrape(n: &TestNode) -> (String, BTreeMap<String, f64>) {
@@ -209,33 +209,9 @@ fn promtool_finds_problems_it_is_shown() {
     assert!(said.contains("x_sessions"), "{said}");
 }
 
-/// An HTTP/1.1 server on loopback answering every request `200 ok`,
-/// keeping the connection open; the task ends with the test.
+/// An HTTP/1.1 server on loopback answering every request `200 ok`.
 async fn http_ok() -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let (r, mut w) = s.into_split();
-                let mut r = BufReader::new(r);
-                loop {
-                    let mut line = String::new();
-                    match r.read_line(&mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) if line == "\r\n" => {
-                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            if w.write_all(ok).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(_) => {}
-                    }
-                }
-            });
-        }
-    });
-    addr
+    raftlb_testkit::http_server(|_| "ok".into()).await.0
 }
 
 /// Sends `bytes` from `src` to `to` and reads until the proxy closes:

@@ -9,10 +9,9 @@ mod common;
 use common::TestNode;
 use raftlb::proxy::listener;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const WORKERS: usize = 2;
 
@@ -50,42 +49,6 @@ async fn an_address_in_use_is_refused_unless_shared_on_purpose() {
     assert_eq!(again.local_addrs().unwrap(), [addr; WORKERS]);
 }
 
-/// A keep-alive HTTP server that answers every request with its
-/// connection's number, counting connections.
-async fn counting_server() -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let conns = Arc::new(AtomicUsize::new(0));
-    let c = conns.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
-            tokio::spawn(async move {
-                let (r, mut w) = s.into_split();
-                let mut r = BufReader::new(r);
-                loop {
-                    let mut line = String::new();
-                    match r.read_line(&mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) if line == "\r\n" => {
-                            let body = format!("c{n}\n");
-                            let reply = format!(
-                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                                body.len()
-                            );
-                            if w.write_all(reply.as_bytes()).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(_) => {}
-                    }
-                }
-            });
-        }
-    });
-    (addr, conns)
-}
-
 /// `n` keep-alive GETs on one client connection; each answer's status.
 async fn gets(addr: SocketAddr, n: usize) -> Vec<u16> {
     let (r, mut w) = TcpStream::connect(addr).await.unwrap().into_split();
@@ -118,7 +81,8 @@ async fn gets(addr: SocketAddr, n: usize) -> Vec<u16> {
 #[tokio::test]
 async fn requests_are_served_by_the_workers_each_reusing_its_own_server_connections() {
     workers();
-    let (server, conns) = counting_server().await;
+    // Each answer names its connection.
+    let (server, conns) = raftlb_testkit::http_server(|n| format!("c{n}\n")).await;
     let n = TestNode::start(&format!(
         r#"
 [defaults]

@@ -15,6 +15,48 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
+/// A keep-alive HTTP/1.1 server on loopback, for the L7 tests that need
+/// one answer only: every request (a head, no body) gets `200` with the
+/// body `body(n)`, `n` the number of its connection from 1. Returns its
+/// address and how many connections it accepted; it serves until the test's
+/// runtime ends.
+pub async fn http_server(
+    body: fn(usize) -> String,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                loop {
+                    let mut line = String::new();
+                    match r.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => {
+                            let b = body(n);
+                            let reply = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{b}",
+                                b.len()
+                            );
+                            if w.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
 /// A TCP backend on loopback. On each connection it first writes its name
 /// and a newline, then echoes every byte; when the client half-closes it
 /// writes `bye\n` and closes. Stopping it closes the listener and every
